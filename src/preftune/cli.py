@@ -1,0 +1,63 @@
+"""The one entry point: `preftune <command>`. Thin: parses arguments and hands over to a module.
+
+Each command lives in `preftune.commands.<name>` and exposes `add_arguments(parser)` and
+`run(args) -> int | None`. Modules are imported only when their command runs, so `preftune
+methods` does not pay for importing transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from preftune import __version__
+from preftune.errors import PreftuneError
+
+COMMANDS = {
+    "methods": "list every alignment method with its data view, reference and hyperparameters",
+    "data": "inspect preference data files",
+    "sft": "supervised fine-tuning on the preferred responses",
+    "train": "preference training with any method",
+    "generate": "sample responses from a model or run",
+    "judge": "judge samples against a baseline: win rate with confidence interval",
+    "compare": "the comparative study: SFT, many methods, sampling, judging, report",
+    "report": "rebuild a study's report from what is on disk",
+}
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"preftune.commands.{name.replace('-', '_')}")
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="preftune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"preftune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    requested = next((a for a in argv if not a.startswith("-")), None)
+    for name, help_text in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == requested:  # only the command that runs pays for its imports
+            _command_module(name).add_arguments(command_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _command_module(args.command).run(args) or 0
+    except PreftuneError as error:
+        print(f"preftune {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"preftune {args.command}: interrupted; finished work is on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
