@@ -58,8 +58,12 @@ def demo_model_dir() -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{DEMO_MODEL}-"))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a half-written folder is never mistaken for the model
+    try:
+        staging.rename(target)  # atomic: a half-written folder is never mistaken for the model
+    except OSError:  # another process converted it first
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
     return target
 
 
