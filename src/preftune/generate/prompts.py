@@ -1,0 +1,38 @@
+"""Turn a prompt (a string or chat messages) into the token ids a model continues from.
+
+Generation, KL measurement and the local LLM judge all render prompts here, so the ids a
+response was sampled after are the ids it is scored after.
+"""
+
+from __future__ import annotations
+
+from preftune.errors import ConfigError
+
+
+def as_messages(prompt: str | list[dict]) -> list[dict]:
+    """A bare string is one user turn; a message list is used as given."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def prompt_text(prompt: str | list[dict]) -> str:
+    """Plain text of a prompt for judges and reports: the messages joined, roles named."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def render_prompt(tokenizer, prompt: str | list[dict], *, chat_template: bool = True) -> list[int]:
+    """Token ids of `prompt`, ending where the assistant's answer begins."""
+    if chat_template:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                "the tokenizer has no chat template; pass chat_template=False "
+                "(CLI: --no-chat-template) to feed prompts as plain text"
+            )
+        text = tokenizer.apply_chat_template(
+            as_messages(prompt), add_generation_prompt=True, tokenize=False
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not isinstance(prompt, str):
+        raise ConfigError("a prompt given as chat messages needs chat_template=True")
+    return tokenizer(prompt)["input_ids"]
