@@ -18,7 +18,8 @@ def test_plain_engine_matches_per_sequence_scoring(tiny_model):
         TokenizedGroup("b", [11, 12], [[13, 14, 15, 2]], [None], [True]),
     ]
     batch = collate(groups)
-    out = sequence_logps(tiny_model, batch, per_token=True)
+    with torch.no_grad():
+        out = sequence_logps(tiny_model, batch, per_token=True, layout="plain")
     assert out.logps.shape == (2, 2)
     assert out.lengths.tolist() == [[3, 2], [4, 0]]
     for g, group in enumerate(groups):

@@ -1,9 +1,15 @@
 """The log-prob engine: everything expensive is this one function (DESIGN.md).
 
 `sequence_logps(model, batch)` returns each response's summed log-prob under `model`, its
-token count and, when asked, the per-token log-probs. This is the plain reference path:
-prompt + response concatenated, right-padded, one forward pass. Faster layouts live behind
-the same function and must return the same numbers.
+token count and, when asked, the per-token log-probs. Layouts (all return the same numbers):
+
+- `plain`: the reference path: prompt + response concatenated, right-padded, one forward
+  pass, full-vocabulary logits at every position.
+- `padded` / `packed` / `shared` (see `preftune.models.layouts`): the decoder runs without its
+  LM head; logits are formed only at the positions that predict response tokens, in chunks
+  (`preftune.models.chunked`). `shared` computes each prompt once per group.
+- `auto` (default): `shared` where the attention implementation takes a 4-D mask (sdpa,
+  eager), `packed` under flash-attention (varlen, no padding), `padded` otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from preftune.data.batch import PreferenceBatch
+from preftune.errors import ConfigError
+from preftune.models.chunked import DEFAULT_CHUNK_SIZE, token_logps
+from preftune.models.layouts import LAYOUTS, build_layout
 
 
 @dataclass
@@ -46,8 +55,90 @@ def sequence_logps(
     *,
     per_token: bool = False,
     pad_token_id: int = 0,
+    layout: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SequenceLogps:
-    """Summed response log-probs of every response in `batch` under `model`."""
+    """Summed response log-probs of every response in `batch` under `model`.
+
+    `layout` is "auto", "plain" or one of `preftune.models.layouts.LAYOUTS`; `chunk_size`
+    is how many positions get full-vocabulary logits at once (not used by "plain").
+    """
+    if layout == "auto":
+        layout = _auto_layout(model)
+    if layout == "plain":
+        return _plain_sequence_logps(model, batch, per_token=per_token, pad_token_id=pad_token_id)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"engine layout '{layout}' is not one of {('auto', 'plain', *LAYOUTS)}")
+    return _response_only_logps(model, batch, layout, per_token, pad_token_id, chunk_size)
+
+
+def _auto_layout(model) -> str:
+    attention = getattr(model.config, "_attn_implementation", None) or "eager"
+    if attention in ("sdpa", "eager"):
+        return "shared"
+    if attention.startswith("flash_attention") or attention.startswith("kernels-community/flash"):
+        return "packed"
+    return "padded"
+
+
+# Config fields that change logits beyond lm_head(hidden); the response-only paths refuse them.
+_LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "logits_scaling",
+    "output_multiplier",
+)
+
+
+def _response_only_logps(
+    model, batch, layout, per_token, pad_token_id, chunk_size
+) -> SequenceLogps:
+    config = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
+    transforms = [
+        name for name in _LOGIT_TRANSFORMS if getattr(config, name, None) not in (None, 1.0)
+    ]
+    if transforms:
+        raise ConfigError(
+            f"engine layout '{layout}' computes logits as lm_head(hidden) but this model also applies "
+            f"{transforms}; use layout 'plain'"
+        )
+    device = next(model.parameters()).device
+    inputs = build_layout(batch, layout, pad_token_id=pad_token_id, device=device)
+    hidden = model.get_decoder()(
+        input_ids=inputs.input_ids,
+        attention_mask=inputs.attention_mask,
+        position_ids=inputs.position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    scored = token_logps(
+        hidden[inputs.score_rows, inputs.score_cols],
+        model.get_output_embeddings(),
+        inputs.targets,
+        chunk_size=chunk_size,
+    )
+
+    num_groups, max_responses = batch.mask.shape
+    flat = num_groups * max_responses
+    logps = (
+        scored.new_zeros(flat).index_add(0, inputs.slots, scored).view(num_groups, max_responses)
+    )
+    lengths = torch.bincount(inputs.slots, minlength=flat).view(num_groups, max_responses)
+    if not per_token:
+        return SequenceLogps(logps, lengths)
+    longest = int(lengths.max())
+    per_token_logps = scored.new_zeros(flat, longest).index_put(
+        (inputs.slots, inputs.offsets), scored
+    )
+    per_token_mask = torch.zeros(flat, longest, dtype=torch.bool, device=device)
+    per_token_mask[inputs.slots, inputs.offsets] = True
+    shape = (num_groups, max_responses, longest)
+    return SequenceLogps(logps, lengths, per_token_logps.view(shape), per_token_mask.view(shape))
+
+
+def _plain_sequence_logps(model, batch, *, per_token, pad_token_id) -> SequenceLogps:
+    """The reference path: full-vocabulary logits over prompt + response, right-padded."""
     sequences, prompt_lengths, slots = _flatten(batch)
     device = next(model.parameters()).device
     longest = max(len(s) for s in sequences)

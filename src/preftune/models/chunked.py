@@ -1,0 +1,71 @@
+"""Log-probs of chosen tokens through the LM head, in chunks, never holding [N, V] logits.
+
+The forward pass projects `chunk_size` hidden states at a time and keeps only each row's
+log-sum-exp; the backward pass recomputes the chunk's logits and turns them into gradients
+(softmax minus one-hot), as in Cut Cross-Entropy (Wijmans et al. 2024, "Cut Your Losses in
+Large-Vocabulary Language Models", Alg. 1-3): log p(y | h) = h·w_y + b_y - logsumexp(h·W^T + b).
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    return logits.float()
+
+
+class _ChunkedTokenLogps(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size):
+        out = torch.empty(hidden.shape[0], device=hidden.device, dtype=torch.float32)
+        lse = torch.empty_like(out)
+        for start in range(0, hidden.shape[0], chunk_size):
+            end = start + chunk_size
+            logits = _logits(hidden[start:end], weight, bias)
+            lse[start:end] = torch.logsumexp(logits, dim=-1)
+            out[start:end] = (
+                logits.gather(-1, targets[start:end, None]).squeeze(-1) - lse[start:end]
+            )
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.chunk_size = chunk_size
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros_like(bias) if bias is not None and ctx.needs_input_grad[2] else None
+        for start in range(0, hidden.shape[0], ctx.chunk_size):
+            end = start + ctx.chunk_size
+            h = hidden[start:end]
+            # d log p(y) / d logits = onehot(y) - softmax(logits), scaled by the incoming gradient.
+            grad_logits = torch.exp(_logits(h, weight, bias) - lse[start:end, None]).neg_()
+            grad_logits.scatter_add_(
+                -1, targets[start:end, None], torch.ones_like(grad_logits[:, :1])
+            ).mul_(grad_out[start:end, None])
+            grad_logits = grad_logits.to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[start:end] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_logits.T, h)
+            if grad_bias is not None:
+                grad_bias += grad_logits.sum(0)
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def token_logps(
+    hidden: torch.Tensor,
+    lm_head: torch.nn.Linear,
+    targets: torch.Tensor,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """log p(targets[i] | hidden[i]) under `lm_head`, float32 [N], from hidden [N, H]."""
+    return _ChunkedTokenLogps.apply(hidden, lm_head.weight, lm_head.bias, targets, chunk_size)
