@@ -1,0 +1,1 @@
+"""The comparative study: config, runner, and the report rebuilt from disk."""

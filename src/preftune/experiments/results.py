@@ -1,0 +1,76 @@
+"""Gather every figure of a study from its folder into one dict (written as results.json).
+
+Nothing here runs a model: the report is rebuilt from disk only.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from preftune.errors import ConfigError
+from preftune.experiments.dynamics import describe_run
+from preftune.experiments.layout import SFT, START, StudyLayout, read_json
+
+WIN_FIELDS = ("win_rate", "ci_low", "ci_high", "wins", "losses", "ties", "errors", "n")
+MT_BENCH_FIELDS = ("score", "n", "errors")
+STAT_FIELDS = ("gold_reward", "kl", "length", "repetition", "distinct_2", "eos_share", "n")
+
+
+def read_study_config(layout: StudyLayout) -> dict:
+    if not layout.config.is_file():
+        raise ConfigError(f"'{layout.root}' is not a study folder: it has no study.yaml")
+    return yaml.safe_load(layout.config.read_text())
+
+
+def row_labels(study: dict) -> list[str]:
+    """The table's rows: the starting model, then every method in config order."""
+    return [START] + [m.get("label") or m["method"] for m in study["methods"]]
+
+
+def _evaluation_figures(layout: StudyLayout, label: str, evaluation: dict) -> dict | None:
+    results = read_json(layout.judged(label, evaluation["name"]) / "results.json")
+    if results is None:
+        return None
+    fields = MT_BENCH_FIELDS if evaluation.get("kind") == "mt-bench" else WIN_FIELDS
+    return {field: results.get(field) for field in fields}
+
+
+def _row(layout: StudyLayout, study: dict, label: str) -> dict:
+    methods = {m.get("label") or m["method"]: m for m in study["methods"]}
+    failure = read_json(layout.failure(label))
+    stats = read_json(layout.stats(label)) or {}
+    run = layout.run(SFT if label == START and study.get("sft") else label)
+    row = {
+        "label": label,
+        "method": methods[label]["method"] if label in methods else None,
+        "status": "failed" if failure else ("ok" if stats else "incomplete"),
+        "failure": failure,
+        "evaluations": {
+            e["name"]: _evaluation_figures(layout, label, e)
+            for e in study["evaluation"]["evaluations"]
+        },
+        "stats": {field: stats.get(field) for field in STAT_FIELDS},
+    }
+    if label in methods or (label == START and study.get("sft")):
+        row["dynamics"] = describe_run(run / "metrics.jsonl")
+    return row
+
+
+def collect(layout: StudyLayout) -> dict:
+    """Every row's win rates (fractions, under `win_rate`), stats, dynamics and failures."""
+    study = read_study_config(layout)
+    return {
+        "study": study.get("name"),
+        "model": study.get("model"),
+        "start": SFT if study.get("sft") else START,
+        "evaluations": [
+            {
+                "name": e["name"],
+                "kind": e.get("kind", "pairwise"),
+                "baseline": e.get("baseline", START),
+                "judge": e["judge"].get("type"),
+            }
+            for e in study["evaluation"]["evaluations"]
+        ],
+        "rows": [_row(layout, study, label) for label in row_labels(study)],
+    }

@@ -1,0 +1,178 @@
+"""The report, rebuilt from a synthetic study folder written here (no model runs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import yaml
+
+from preftune.cli import main
+from preftune.experiments.layout import StudyLayout, write_json_atomic
+from preftune.experiments.report import build_report
+
+STUDY = {
+    "name": "synthetic",
+    "model": "tiny",
+    "sft": None,
+    "methods": [{"method": "dpo"}, {"method": "ipo"}, {"method": "simpo", "label": "simpo-b2"}],
+    "evaluation": {
+        "evaluations": [{"name": "gold", "judge": {"type": "gold"}, "baseline": "start"}]
+    },
+}
+
+
+def _write_metrics(path, steps):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in steps) + '{"step": 99, "lo')
+
+
+def _stats(reward, kl):
+    return {
+        "gold_reward": reward,
+        "kl": kl,
+        "length": 30.0,
+        "repetition": 0.2,
+        "distinct_2": 0.8,
+        "eos_share": 0.5,
+        "n": 4,
+    }
+
+
+def make_study(root):
+    layout = StudyLayout(root)
+    root.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(yaml.safe_dump(STUDY))
+    # dpo: loss falls, chosen log-prob falls (likelihood displacement), gradient norm grows.
+    _write_metrics(
+        layout.run("dpo") / "metrics.jsonl",
+        [
+            {
+                "step": s,
+                "loss": 0.7 - 0.03 * s,
+                "rewards/margins": 0.1 * s,
+                "rewards/accuracies": 0.5 + 0.04 * s,
+                "logps/chosen": -40.0 - 2.0 * s,
+                "grad_norm": 1.0 + 0.5 * s,
+            }
+            for s in range(1, 13)
+        ],
+    )
+    # simpo-b2: flat loss, accuracy at chance.
+    _write_metrics(
+        layout.run("simpo-b2") / "metrics.jsonl",
+        [
+            {"step": s, "loss": 0.69 + 0.001 * (-1) ** s, "rewards/accuracies": 0.5}
+            for s in range(1, 13)
+        ],
+    )
+    write_json_atomic(layout.stats("start"), _stats(0.25, 0.0))
+    write_json_atomic(layout.stats("dpo"), _stats(0.6, 3.5))
+    write_json_atomic(layout.stats("simpo-b2"), _stats(0.3, 1.0))
+    write_json_atomic(
+        layout.judged("dpo", "gold") / "results.json",
+        {
+            "win_rate": 0.75,
+            "ci_low": 0.6,
+            "ci_high": 0.88,
+            "wins": 14,
+            "losses": 4,
+            "ties": 2,
+            "n": 20,
+            "errors": 0,
+        },
+    )
+    write_json_atomic(
+        layout.judged("simpo-b2", "gold") / "results.json",
+        {
+            "win_rate": 0.55,
+            "ci_low": 0.4,
+            "ci_high": 0.7,
+            "wins": 11,
+            "losses": 9,
+            "ties": 0,
+            "n": 20,
+            "errors": 0,
+        },
+    )
+    layout.record_failure("ipo", "train", "TrainingError: loss became NaN at step 3")
+    return layout
+
+
+def test_results_json_has_every_figure_as_read_from_disk(tmp_path):
+    layout = make_study(tmp_path / "study")
+    build_report(layout.root)
+    results = json.loads((layout.root / "results.json").read_text())
+    rows = {row["label"]: row for row in results["rows"]}
+    assert list(rows) == ["start", "dpo", "ipo", "simpo-b2"]
+    assert rows["dpo"]["evaluations"]["gold"]["win_rate"] == 0.75
+    assert rows["dpo"]["stats"]["kl"] == 3.5
+    assert rows["ipo"]["status"] == "failed"
+    assert "NaN" in rows["ipo"]["failure"]["error"]
+    assert rows["start"]["evaluations"]["gold"] is None  # the start is not judged against itself
+
+    def win_rates(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "win_rate" and value is not None:
+                    yield value
+                yield from win_rates(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from win_rates(item)
+
+    found = list(win_rates(results))
+    assert found and all(0.0 <= v <= 1.0 for v in found)
+
+
+def test_training_dynamics_are_read_into_trends_and_flags(tmp_path):
+    layout = make_study(tmp_path / "study")
+    rows = {row["label"]: row for row in build_report(layout.root)["rows"]}
+    dpo = rows["dpo"]["dynamics"]
+    assert dpo["steps"] == 12  # the half-written last line is skipped
+    assert dpo["series"]["loss"]["trend"] == "falling"
+    assert dpo["series"]["gradient norm"]["trend"] == "rising"
+    assert math.isclose(dpo["series"]["reward accuracy"]["start"], 0.5 + 0.04 * 2.5)
+    assert "likelihood of chosen responses fell" in dpo["flags"]
+    assert "gradient norm grew" in dpo["flags"]
+    simpo = rows["simpo-b2"]["dynamics"]
+    assert simpo["series"]["loss"]["trend"] == "flat"
+    assert "reward accuracy ended near chance" in simpo["flags"]
+    assert "likelihood of chosen responses fell" not in simpo["flags"]
+
+
+def test_markdown_has_both_tables_verdicts_and_failures(tmp_path):
+    layout = make_study(tmp_path / "study")
+    build_report(layout.root)
+    text = (layout.root / "report.md").read_text()
+    assert "| dpo | 75.0 [60.0, 88.0] | 0.600 | 3.50 |" in text
+    assert "dpo on gold: beats start (95% CI above 50%)" in text
+    assert "simpo-b2 on gold: does not beat start at this size" in text
+    assert "ipo failed at train: TrainingError" in text
+    assert "Training dynamics" in text
+    for image in re.findall(r"\]\((plots/[^)]+\.png)\)", text):
+        assert (layout.root / image).is_file()
+    assert "plots/reward_vs_kl.png" in text and "plots/win_rate_gold.png" in text
+
+
+def test_html_is_self_contained(tmp_path):
+    layout = make_study(tmp_path / "study")
+    build_report(layout.root)
+    page = (layout.root / "report.html").read_text()
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert len(sources) == 3  # training curves, frontier, win rates
+    assert all(source.startswith("data:image/png;base64,") for source in sources)
+    assert "<table>" in page and "dpo" in page
+
+
+def test_report_command_rebuilds_from_disk(tmp_path, capsys):
+    layout = make_study(tmp_path / "study")
+    assert main(["report", str(layout.root)]) == 0
+    assert (layout.root / "report.html").is_file()
+    assert "ipo" in capsys.readouterr().out
+
+
+def test_report_on_a_folder_that_is_not_a_study_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no study.yaml" in capsys.readouterr().err
