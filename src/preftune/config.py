@@ -1,0 +1,278 @@
+"""The training config: YAML plus `key=value` overrides, checked before any model loads.
+
+Defaults are the seed study's (METHODS.md section 1, its Table 1): RMSprop, lr 5e-7, batch 64
+prompt groups per optimizer step, 1 epoch, max prompt 256 tokens, max prompt + response 512,
+the method's own hyperparameter defaults (beta 0.1 for DPO...). Every error names the key and
+what is allowed, and is raised as `ConfigError` (the CLI prints it and exits with code 2).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from preftune.errors import ConfigError
+
+DEMO_MODEL = "smollm2-135m-instruct"  # preftune.models.loading.DEMO_MODEL, without importing torch
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_COMMON_HPARAMS = {"weighting": ("wpo",)}  # accepted by every pairwise method (WPO weighting)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the preference data comes from and how it is turned into the method's view."""
+
+    path: str = Field(
+        description="a local .jsonl/.json/.parquet/.csv, a saved dataset folder or a Hub id"
+    )
+    format: str | None = Field(None, description="None = detect from the columns")
+    split: str | None = None
+    limit: int | None = Field(None, gt=0, description="use at most this many records")
+    seed: int = Field(0, description="seed for sub-sampling and for picking pairs")
+    pairs: Literal["top-vs-random", "top-vs-each", "top-vs-worst", "all"] = "top-vs-random"
+    curriculum: bool = Field(False, description="order pairs easy -> hard by score gap (Curry-DPO)")
+    skip_invalid: bool = Field(False, description="skip and count bad rows instead of stopping")
+
+
+class LoraConfig(_Strict):
+    """LoRA adapters through peft; the reference is the same model with adapters disabled."""
+
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainConfig(_Strict):
+    """One training run: a model, a method with its hyperparameters, data and the loop's settings."""
+
+    model: str = Field(description="Hub id, local folder, a previous run folder, or the demo model")
+    method: str = Field(description="a name from `preftune methods`")
+    hparams: dict[str, Any] = Field(
+        default_factory=dict, description="the method's, over its defaults"
+    )
+    data: DataConfig
+
+    max_prompt_length: int = Field(256, gt=0)
+    max_length: int = Field(512, gt=0, description="prompt + response tokens")
+    batch_size: int = Field(64, gt=0, description="prompt groups per optimizer step")
+    micro_batch_size: int | None = Field(
+        None, gt=0, description="groups per forward; None = batch_size"
+    )
+
+    optimizer: Literal["rmsprop", "adamw", "sgd"] = "rmsprop"
+    lr: float = Field(5e-7, gt=0)
+    scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="after warm-up: hold, or decay linearly / by cosine to 0"
+    )
+    epochs: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="optimizer steps; overrides epochs")
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(10.0, gt=0, description="None = no clipping")
+    seed: int = 0
+
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    attn_implementation: str | None = "sdpa"
+    reference: Literal["precompute", "live"] | None = Field(
+        "precompute",
+        description="precompute = once, cached on disk; None for reference-free methods",
+    )
+    lora: LoraConfig | None = None
+    trainable_layers: int | None = Field(
+        None, gt=0, description="train only the top N transformer layers; None = all"
+    )
+    prompt_embedder: str = Field(
+        "all-minilm-l6-v2",
+        description="RPO's sentence embedder: the bundled model or a local folder",
+    )
+
+    output_dir: str = "runs"
+    run_name: str | None = Field(None, description="None = the method's name")
+    save_every: int | None = Field(
+        None, gt=0, description="checkpoint every N steps (and at the end)"
+    )
+    log_every: int = Field(1, gt=0)
+    resume: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        from preftune.losses import METHODS
+
+        if self.method not in METHODS:
+            raise ValueError(f"method '{self.method}' is not one of: {', '.join(sorted(METHODS))}")
+        spec = METHODS[self.method]
+        self.__dict__["hparams"] = _resolve_hparams(self.method, spec, self.hparams)
+        if not spec.needs_reference:
+            self.__dict__["reference"] = None
+        elif self.reference is None:
+            raise ValueError(f"reference: method '{self.method}' needs one: precompute or live")
+        if self.data.curriculum and spec.view != "pair":
+            raise ValueError(
+                f"data.curriculum: orders pairs by score gap; '{self.method}' trains on the "
+                f"'{spec.view}' view"
+            )
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(
+                f"micro_batch_size ({self.micro_batch_size}) must be <= batch_size ({self.batch_size})"
+            )
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})"
+            )
+        if self.lora is not None and self.trainable_layers is not None:
+            raise ValueError("lora and trainable_layers: choose one way to limit what trains")
+        self.__dict__["model"] = _resolve_model(self.model)
+        _check_source("data.path", self.data.path)
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / (self.run_name or self.method)
+
+    @property
+    def groups_per_forward(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _resolve_hparams(method: str, spec, given: dict[str, Any]) -> dict[str, Any]:
+    allowed = dict(spec.hparams)
+    if spec.view == "pair":
+        allowed.update({name: None for name in _COMMON_HPARAMS})
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        valid = ", ".join(sorted(allowed)) or "none"
+        raise ValueError(
+            f"hparams: '{unknown[0]}' is not a hyperparameter of '{method}' (valid: {valid})"
+        )
+    for name, value in given.items():
+        if name in _COMMON_HPARAMS:
+            if value not in _COMMON_HPARAMS[name]:
+                raise ValueError(f"hparams.{name}: '{value}' is not one of {_COMMON_HPARAMS[name]}")
+            continue
+        default = allowed[name]
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"hparams.{name}: expected a number like {default!r}, got {value!r}")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"hparams.{name}: expected true or false, got {value!r}")
+    return {**spec.hparams, **given}
+
+
+def _looks_local(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or not _HUB_ID.match(value)
+
+
+def _resolve_model(model: str) -> str:
+    """A previous run folder means its final model; a local path must exist."""
+    if model == DEMO_MODEL:
+        return model
+    path = Path(model).expanduser()
+    if (path / "final" / "config.json").exists():
+        return str(path / "final")
+    if path.exists():
+        return str(path)
+    if _looks_local(model):
+        raise ValueError(
+            f"model: '{model}' does not exist (a local folder, a Hub id or '{DEMO_MODEL}')"
+        )
+    return model
+
+
+def _check_source(key: str, value: str) -> None:
+    if not Path(value).expanduser().exists() and _looks_local(value):
+        raise ValueError(f"{key}: '{value}' does not exist (a local file or folder, or a Hub id)")
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """`a.b=value` strings into a nested dict; values are YAML (`lora=null`, `hparams.beta=0.2`)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"override '{item}': expected key=value (dotted keys for nested fields)"
+            )
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        target[leaf] = yaml.safe_load(raw) if raw else ""
+    return nested
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_train_config(values: dict[str, Any]) -> TrainConfig:
+    """Validate a plain dict into a TrainConfig; errors become one ConfigError naming each key."""
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown key (allowed: {', '.join(_allowed_keys(problem['loc']))})"
+        lines.append(f"{key}: {message}" if key else message)
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = TrainConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation
+        model = next(
+            (arg for arg in getattr(annotation, "__args__", (annotation,)) if _is_model(arg)), model
+        )
+    return list(model.model_fields)
+
+
+def _is_model(candidate) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def load_train_config(
+    path: str | Path | None, overrides: list[str] | None = None, **fixed: Any
+) -> TrainConfig:
+    """Read a YAML config, apply `key=value` overrides, then `fixed` values (e.g. method="sft")."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"--config: file '{path}' does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--config: '{path}' is not valid YAML: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config: '{path}' must hold a mapping of keys to values")
+    values = _merge(values, parse_overrides(overrides or []))
+    values = _merge(values, {key: value for key, value in fixed.items() if value is not None})
+    return build_train_config(values)

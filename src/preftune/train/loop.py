@@ -1,0 +1,242 @@
+"""`train(config) -> run folder`: one loop for every method, on accelerate.
+
+records -> view -> tokens -> (policy, reference, extras) log-probs -> loss -> step. A step
+trains on `batch_size` prompt groups in micro-batches of `micro_batch_size` (gradient
+accumulation), clips the gradient norm, and steps the optimizer and the schedule. What a method
+needs beyond the policy's log-probs comes from `preftune.train.inputs`; nothing here depends
+on the method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from preftune.config import TrainConfig
+from preftune.data.batch import collate
+from preftune.errors import ConfigError, TrainingError
+from preftune.losses import METHODS, compute
+from preftune.models.loading import load_tokenizer
+from preftune.models.lora import is_lora
+from preftune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from preftune.train.dataset import StepOrder, read_view, tokenize_view
+from preftune.train.inputs import LossInputs, RunningMean
+from preftune.train.metrics import MetricsLog, weighted_mean
+from preftune.train.optim import build_optimizer, build_scheduler
+from preftune.train.setup import build_loss_inputs, build_policy
+
+
+def train(config: TrainConfig) -> Path:
+    """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
+    spec = METHODS[config.method]
+    run_dir = _open_run_dir(config)
+    if config.resume and (run_dir / "summary.json").exists():
+        return run_dir  # finished earlier
+    started = time.perf_counter()
+    view, counts = read_view(config, spec)  # data errors surface before any model loads
+    tokenizer = load_tokenizer(config.model)
+    groups = tokenize_view(view, tokenizer, config, counts)
+
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    model, value_head = build_policy(config, spec)
+    modules = {"model": model} | ({"value_head": value_head} if value_head is not None else {})
+    for module in modules.values():
+        module.to(accelerator.device)
+    inputs = build_loss_inputs(
+        config, spec, model, groups, pad_token_id=tokenizer.pad_token_id, value_head=value_head
+    )
+    parameters = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+    optimizer = build_optimizer(parameters, config)
+    order = StepOrder(
+        len(groups), config.batch_size, config.seed, shuffle=not config.data.curriculum
+    )
+    total_steps = config.max_steps or config.epochs * order.steps_per_epoch
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    prepared = accelerator.prepare(*modules.values(), optimizer)
+    model, optimizer = prepared[0], prepared[-1]  # `modules` keeps the unwrapped ones
+
+    metrics_path = run_dir / "metrics.jsonl"
+    state = {"tokens": 0, "elapsed_s": 0.0}
+    checkpoint = latest_checkpoint(run_dir) if config.resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(
+            checkpoint,
+            modules=modules,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            metrics_path=metrics_path,
+        )
+        if inputs.reward_mean is not None:
+            inputs.reward_mean = RunningMean(**state["reward_mean"])
+    else:
+        metrics_path.unlink(missing_ok=True)
+
+    loop = _Loop(config, accelerator, model, inputs, groups, optimizer, scheduler, parameters)
+    log = MetricsLog(metrics_path)
+    start_step = state.get("step", 0)
+    bar = tqdm(total=total_steps, initial=start_step, desc=config.method, unit="step")
+    interval_tokens, interval_start = 0, time.perf_counter()
+    clock_offset = state["elapsed_s"] - started  # + perf_counter() = wall time over all sessions
+
+    def save(step: int) -> None:
+        loop_state = {"tokens": state["tokens"], "elapsed_s": clock_offset + time.perf_counter()}
+        if inputs.reward_mean is not None:
+            loop_state["reward_mean"] = inputs.reward_mean.state()
+        save_checkpoint(
+            run_dir,
+            step,
+            modules=modules,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            state=loop_state,
+            metrics_path=metrics_path,
+        )
+
+    for step in range(start_step, total_steps):
+        metrics, tokens = loop.step(step, order.indices(step))
+        state["tokens"] += tokens
+        interval_tokens += tokens
+        done = step + 1
+        if done % config.log_every == 0 or done == total_steps:
+            now = time.perf_counter()
+            record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
+            record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
+            log.write(record)
+            interval_tokens, interval_start = 0, now
+            bar.set_postfix(
+                loss=f"{metrics['loss']:.4f}",
+                acc=f"{metrics.get('rewards/accuracies', float('nan')):.2f}",
+                tok_s=f"{record['tokens_per_s']:.0f}",
+            )
+        bar.update(1)
+        if config.save_every and done % config.save_every == 0 and done < total_steps:
+            save(done)
+    bar.close()
+    save(total_steps)
+    _save_final(accelerator.unwrap_model(model), tokenizer, run_dir)
+    summary = {
+        "method": config.method,
+        "model": config.model,
+        "steps": total_steps,
+        "epochs": total_steps / order.steps_per_epoch,
+        "train_groups": len(groups),
+        "data": vars(counts),
+        "tokens": state["tokens"],
+        "wall_time_s": clock_offset + time.perf_counter(),
+        "final_metrics": log.last,
+        "final_dir": str(run_dir / "final"),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return run_dir
+
+
+class _Loop:
+    """One optimizer step: micro-batches with accumulated gradients, a finite-loss check, clipping."""
+
+    def __init__(
+        self,
+        config,
+        accelerator,
+        model,
+        inputs: LossInputs,
+        groups,
+        optimizer,
+        scheduler,
+        parameters,
+    ):
+        self.config = config
+        self.accelerator = accelerator
+        self.model = model
+        self.inputs = inputs
+        self.groups = groups
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.parameters = parameters
+
+    def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
+        config, accelerator = self.config, self.accelerator
+        self.model.train()
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        size = config.groups_per_forward
+        chunks = [indices[start : start + size] for start in range(0, len(indices), size)]
+        parts, tokens = [], 0
+        for k, chunk in enumerate(chunks):
+            batch = collate([self.groups[i] for i in chunk])
+            syncing = k == len(chunks) - 1
+            with nullcontext() if syncing else accelerator.no_sync(self.model):
+                with accelerator.autocast():
+                    kwargs = self.inputs(self.model, batch, chunk)
+                    loss, metrics = compute(config.method, **kwargs, **config.hparams)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss.item()} at step {step + 1} (batch ids: {batch.ids}); "
+                        f"the last good checkpoint is kept under {config.run_dir / 'checkpoints'}"
+                    )
+                accelerator.backward(loss * len(chunk) / len(indices))
+            self.inputs.observe(metrics, len(chunk))
+            parts.append((len(chunk), {"loss": loss.item(), **metrics}))
+            tokens += batch.num_tokens()
+        max_norm = config.max_grad_norm or math.inf
+        grad_norm = float(accelerator.clip_grad_norm_(self.parameters, max_norm))
+        if not math.isfinite(grad_norm):
+            raise TrainingError(
+                f"gradient norm became {grad_norm} at step {step + 1} (batch ids: "
+                f"{[self.groups[i].id for i in indices]}); the last good checkpoint is kept"
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        return {**weighted_mean(parts), "lr": lr, "grad_norm": grad_norm}, tokens
+
+
+def _open_run_dir(config: TrainConfig) -> Path:
+    """Create the run folder and write config.yaml; resuming needs the same config."""
+    run_dir = config.run_dir
+    config_path = run_dir / "config.yaml"
+    current = config.model_dump(mode="json")
+    if config_path.exists():
+        if not config.resume:
+            raise ConfigError(
+                f"run_name: run folder {run_dir} already exists; pass --resume (resume=true) to "
+                "continue it, or choose another run_name / output_dir"
+            )
+        previous = yaml.safe_load(config_path.read_text())
+        changed = sorted(k for k in current if k != "resume" and previous.get(k) != current[k])
+        if changed:
+            raise ConfigError(
+                f"resume: the config differs from the run's config.yaml in {', '.join(changed)}; "
+                "resume with the same config, or start a new run_name"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(config.to_yaml())
+    return run_dir
+
+
+def _save_final(model, tokenizer, run_dir: Path) -> None:
+    """The final model in Hugging Face format; for LoRA, adapters apart and merged weights."""
+    if is_lora(model):
+        _atomic_save(run_dir / "final-adapter", model.save_pretrained)
+        model = model.merge_and_unload()
+    _atomic_save(run_dir / "final", model.save_pretrained, tokenizer.save_pretrained)
+
+
+def _atomic_save(target: Path, *writers) -> None:
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    for write in writers:
+        write(staging)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)

@@ -1,0 +1,42 @@
+"""The optimizer and learning-rate schedule (seed study: RMSprop, lr 5e-7, linear warm-up)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from preftune.config import TrainConfig
+
+OPTIMIZERS = {
+    "rmsprop": torch.optim.RMSprop,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+
+def build_optimizer(parameters: list[torch.nn.Parameter], config: TrainConfig):
+    return OPTIMIZERS[config.optimizer](parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def warmup_steps(config: TrainConfig, total_steps: int) -> int:
+    if config.warmup_steps is not None:
+        return config.warmup_steps
+    return math.ceil(config.warmup_ratio * total_steps)
+
+
+def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
+    """Linear warm-up from 0, then constant, linear decay to 0, or cosine decay to 0."""
+    warmup = warmup_steps(config, total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if config.scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if config.scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
