@@ -1,0 +1,104 @@
+"""`read_records`: any supported source and format into `PromptGroup`s, with bad rows named.
+
+Columns every format may carry: `id` (or `prompt_id`), `margin` (a per-pair margin, ODPO) and
+`tie` (a boolean flag). A bad row stops the read with a `DataError` naming the file, the line
+or row and the field; with `skip_invalid=True` it is skipped, counted and its problem kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from preftune.data import fields
+from preftune.data.formats import FORMATS, detect_format
+from preftune.data.messages import RowError
+from preftune.data.records import PromptGroup
+from preftune.data.sources import RawRow, load_rows
+from preftune.errors import DataError
+
+ID_KEYS = ("id", "prompt_id")
+
+
+@dataclass
+class ReadResult:
+    groups: list[PromptGroup]
+    format: str
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def _group_from_row(raw: RawRow, fmt: str) -> PromptGroup:
+    if raw.problem is not None:
+        raise RowError(None, raw.problem)
+    row = raw.fields
+    group = FORMATS[fmt](row)
+    id_key = next((k for k in ID_KEYS if fields.optional(row, k) is not None), None)
+    group.id = str(row[id_key]) if id_key else str(raw.index)
+    group.source = raw.where
+    group.meta["format"] = fmt
+    if fields.optional(row, "margin") is not None:
+        group.margin = fields.score(row["margin"], "margin")
+    if fields.optional(row, "tie") is not None:
+        group.tie = fields.label(row["tie"], "tie") or group.tie
+    return group
+
+
+def _unique_ids(groups: list[PromptGroup]) -> None:
+    """Make repeated ids unique ("x", "x#2", ...) so results can be keyed by id."""
+    seen: dict[str, int] = {}
+    for group in groups:
+        count = seen.get(group.id, 0) + 1
+        seen[group.id] = count
+        if count > 1:
+            group.id = f"{group.id}#{count}"
+
+
+def resolve_format(format: str | None, columns: list[str], rows: list[RawRow], name: str) -> str:
+    if format is not None:
+        if format not in FORMATS:
+            raise DataError(
+                f"unknown format '{format}'; choose one of {list(FORMATS)}", field="format"
+            )
+        return format
+    first = next((row.fields for row in rows if row.fields is not None), None)
+    detected = detect_format(set(columns), first)
+    if detected is None:
+        raise DataError(
+            f"cannot tell the format from the columns {columns}; expected e.g. prompt/chosen/"
+            f"rejected, prompt/completion/label or instruction/completions (pass --format: "
+            f"{', '.join(FORMATS)})",
+            source=name,
+        )
+    return detected
+
+
+def read_records(
+    source,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    skip_invalid: bool = False,
+) -> ReadResult:
+    """Read `source` (file, saved `datasets` folder or Hub id) as `format` (detected if None)."""
+    rowset = load_rows(source, split=split, limit=limit, seed=seed)
+    if not rowset.rows:
+        raise DataError("no rows", source=rowset.name)
+    fmt = resolve_format(format, rowset.columns, rowset.rows, rowset.name)
+    groups, problems = [], []
+    for raw in tqdm(rowset.rows, desc=f"read {rowset.name}", disable=None):
+        try:
+            groups.append(_group_from_row(raw, fmt))
+        except RowError as error:
+            problem = DataError(error.message, source=raw.where, field=error.field)
+            if not skip_invalid:
+                raise problem from None
+            problems.append(str(problem))
+    if not groups:
+        raise DataError(f"no usable rows ({len(problems)} skipped; first: {problems[0]})")
+    _unique_ids(groups)
+    return ReadResult(groups, fmt, skipped=len(problems), problems=problems, source=rowset.name)

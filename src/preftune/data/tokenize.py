@@ -1,0 +1,195 @@
+"""Prompt groups into token ids: rendering, EOS, truncation, and the prompt/response split.
+
+Rendering: with a chat template (the tokenizer's, or `chat_template=` a Jinja string) the
+prompt is rendered with the generation prompt and each response as the assistant's turn after
+it; a plain-string prompt becomes one user message. Without one (`chat_template=False`, or a
+tokenizer that has none) text is concatenated as is, and conversations are written in the
+Anthropic HH style ("\\n\\nHuman: ...\\n\\nAssistant: ...").
+
+Responses end with EOS: whatever a template puts after its last EOS (ChatML's newline) is cut,
+and EOS is appended when the text has none. Truncation follows the seed study: the prompt is
+cut from the left to `max_prompt_length`, then each response from the right so that prompt +
+response fits `max_length` (a response cut this way no longer ends with EOS). Nothing is
+dropped: `max_prompt_length < max_length` leaves every response at least one token.
+
+The response's tokens must follow the prompt's tokens exactly as the model will see them at
+generation time. Tokenizing prompt + response together is used when the prompt's tokens are a
+prefix of it; when a merge across the boundary breaks that, the response is tokenized on its
+own (counted in `prefix_fixed`, with a warning). When a template renders the conversation so
+that the prompt text is not a prefix, the response is its text + EOS (`template_fixed`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from preftune.data.batch import TokenizedGroup
+from preftune.data.fields import as_messages
+from preftune.data.messages import is_messages
+from preftune.data.records import PromptGroup, Text
+from preftune.errors import ConfigError
+
+PLAIN_ROLES = {"user": "Human", "assistant": "Assistant", "system": "System", "tool": "Tool"}
+
+
+@dataclass
+class TokenizeStats:
+    """What tokenization did; token lengths are before truncation."""
+
+    groups: int = 0
+    responses: int = 0
+    prompts_truncated: int = 0
+    responses_truncated: int = 0
+    prefix_fixed: int = 0
+    template_fixed: int = 0
+    prompt_tokens_mean: float = 0.0
+    prompt_tokens_max: int = 0
+    response_tokens_mean: float = 0.0
+    response_tokens_max: int = 0
+
+
+def _response_messages(response: Text) -> list[dict]:
+    if is_messages(response):
+        return response
+    return [{"role": "assistant", "content": response.strip()}]
+
+
+def _plain_turns(messages: list[dict]) -> str:
+    return "".join(f"\n\n{PLAIN_ROLES[m['role']]}: {m['content']}" for m in messages)
+
+
+def _plain_prompt(prompt: Text) -> str:
+    """A string as is; a conversation in the HH style, ending at "Assistant:"."""
+    return prompt if isinstance(prompt, str) else _plain_turns(prompt) + "\n\nAssistant:"
+
+
+def _plain_response(prompt: Text, response: Text) -> str:
+    if isinstance(prompt, str) and isinstance(response, str):
+        return response
+    messages = _response_messages(response)
+    return " " + messages[0]["content"].strip() + _plain_turns(messages[1:])
+
+
+class _Renderer:
+    """Turns (prompt, response) into (prompt text, response text) for one tokenizer."""
+
+    def __init__(self, tokenizer, chat_template):
+        self.tokenizer = tokenizer
+        own = getattr(tokenizer, "chat_template", None)
+        self.template = None if chat_template is False else (chat_template or own)
+        self.template_fixed = 0
+
+    def prompt(self, prompt: Text) -> str:
+        if self.template is None:
+            return _plain_prompt(prompt)
+        return self.tokenizer.apply_chat_template(
+            as_messages(prompt),
+            tokenize=False,
+            add_generation_prompt=True,
+            chat_template=self.template,
+        )
+
+    def response(self, prompt: Text, prompt_text: str, response: Text) -> str:
+        if self.template is None:
+            return _plain_response(prompt, response)
+        messages = _response_messages(response)
+        full = self.tokenizer.apply_chat_template(
+            as_messages(prompt) + messages, tokenize=False, chat_template=self.template
+        )
+        if full.startswith(prompt_text):
+            return full[len(prompt_text) :]
+        self.template_fixed += 1
+        return "".join(m["content"] for m in messages) + self.tokenizer.eos_token
+
+
+def _end_with_eos(ids: list[int], eos: int) -> list[int]:
+    """Cut what follows the last EOS, or append EOS when there is none."""
+    if eos in ids:
+        return ids[: len(ids) - ids[::-1].index(eos)]
+    return [*ids, eos]
+
+
+def _check_lengths(tokenizer, max_prompt_length: int, max_length: int) -> int:
+    if not 1 <= max_prompt_length < max_length:
+        raise ConfigError(
+            f"need 1 <= max_prompt_length < max_length, got {max_prompt_length} and {max_length}"
+        )
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("the tokenizer has no EOS token; responses must end with one")
+    return tokenizer.eos_token_id
+
+
+def tokenize(
+    groups: list[PromptGroup],
+    tokenizer,
+    *,
+    max_prompt_length: int = 256,
+    max_length: int = 512,
+    chat_template: str | bool | None = None,
+) -> tuple[list[TokenizedGroup], TokenizeStats]:
+    """Token ids for every group (see the module doc for rendering and truncation).
+
+    `chat_template`: None uses the tokenizer's (plain text when it has none), a string is a
+    Jinja template to use instead, False forces plain concatenation.
+    """
+    eos = _check_lengths(tokenizer, max_prompt_length, max_length)
+    renderer = _Renderer(tokenizer, chat_template)
+    specials = renderer.template is None  # a template writes its own special tokens
+
+    def ids(text: str, add_special_tokens: bool) -> list[int]:
+        return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    stats = TokenizeStats()
+    prompt_total = response_total = 0
+    out = []
+    for group in tqdm(groups, desc="tokenize", disable=None):
+        prompt_text = renderer.prompt(group.prompt)
+        prompt_ids = ids(prompt_text, specials)
+        stats.prompt_tokens_max = max(stats.prompt_tokens_max, len(prompt_ids))
+        prompt_total += len(prompt_ids)
+        responses = []
+        for response in group.responses:
+            response_text = renderer.response(group.prompt, prompt_text, response.text)
+            full = ids(prompt_text + response_text, specials)
+            if full[: len(prompt_ids)] == prompt_ids:
+                response_ids = full[len(prompt_ids) :]
+            else:
+                response_ids = ids(response_text, False)
+                stats.prefix_fixed += 1
+            response_ids = _end_with_eos(response_ids, eos)
+            stats.response_tokens_max = max(stats.response_tokens_max, len(response_ids))
+            response_total += len(response_ids)
+            responses.append(response_ids)
+        if len(prompt_ids) > max_prompt_length:
+            prompt_ids = prompt_ids[-max_prompt_length:]
+            stats.prompts_truncated += 1
+        room = max_length - len(prompt_ids)
+        stats.responses_truncated += sum(len(r) > room for r in responses)
+        out.append(
+            TokenizedGroup(
+                id=group.id,
+                prompt_ids=prompt_ids,
+                response_ids=[r[:room] for r in responses],
+                scores=[r.score for r in group.responses],
+                labels=[r.label for r in group.responses],
+                margin=group.margin,
+                tie=group.tie,
+                prompt_text=prompt_text,
+            )
+        )
+        stats.groups += 1
+        stats.responses += len(responses)
+    stats.template_fixed = renderer.template_fixed
+    stats.prompt_tokens_mean = prompt_total / max(stats.groups, 1)
+    stats.response_tokens_mean = response_total / max(stats.responses, 1)
+    if stats.prefix_fixed or stats.template_fixed:
+        warnings.warn(
+            f"{stats.prefix_fixed} responses tokenized apart from their prompt (a token merged "
+            f"across the boundary) and {stats.template_fixed} rendered without the template "
+            "(the prompt text was not a prefix of the conversation)",
+            stacklevel=2,
+        )
+    return out, stats
