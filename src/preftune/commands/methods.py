@@ -1,0 +1,81 @@
+"""`preftune methods`: every alignment method with its data view, reference and hyperparameters.
+
+Reads only the registry's metadata, so it runs without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+
+from preftune.losses.registry import METHODS, WEIGHTINGS, WPO_PAPER
+
+COLUMNS = ("method", "view", "reference", "hyperparameters (defaults)", "needs", "paper")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument(
+        "--view",
+        choices=["pair", "binary", "list", "chosen"],
+        help="only methods of this data view",
+    )
+
+
+def _as_json(spec) -> dict:
+    return {
+        "name": spec.name,
+        "view": spec.view,
+        "needs_reference": spec.needs_reference,
+        "hparams": dict(spec.hparams),
+        "needs": list(spec.needs),
+        "extra_inputs": list(spec.extra_inputs),
+        "optional_inputs": list(spec.optional_inputs),
+        "paper": spec.paper,
+        "description": spec.description,
+    }
+
+
+def _row(spec) -> tuple[str, ...]:
+    hparams = ", ".join(f"{name}={value}" for name, value in spec.hparams.items()) or "-"
+    needs = ", ".join(
+        [*spec.needs, *(i for i in spec.extra_inputs if i not in spec.optional_inputs)]
+    )
+    return (
+        spec.name,
+        spec.view,
+        "yes" if spec.needs_reference else "no",
+        hparams,
+        needs or "-",
+        spec.paper,
+    )
+
+
+def format_table(specs) -> str:
+    rows = [COLUMNS, *(_row(spec) for spec in specs)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths) + "  " + "-" * len(COLUMNS[-1]))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def run(args) -> int:
+    specs = [spec for spec in METHODS.values() if args.view in (None, spec.view)]
+    if args.json:
+        print(
+            json.dumps(
+                {"methods": [_as_json(spec) for spec in specs], "weightings": {"wpo": WPO_PAPER}},
+                indent=2,
+            )
+        )
+        return 0
+    print(format_table(specs))
+    print(
+        f"\n{len(specs)} methods. Pairwise methods also take weighting="
+        f"{'/'.join(WEIGHTINGS)!r} ({WPO_PAPER}). needs: data fields and extra tensors required."
+    )
+    return 0
