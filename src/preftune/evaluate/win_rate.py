@@ -1,0 +1,134 @@
+"""Win rate of a model's samples against baseline responses, decided by any judge.
+
+Writes <out_dir>/judgments.jsonl (every decision, cached for reruns) and
+<out_dir>/results.json: win_rate (ties count half), wins, losses, ties, n, errors, a
+bootstrap 95% CI over prompts, the length-controlled win rate, mean response lengths,
+repetition/diversity statistics, position bias for two-order judges and mean judge scores
+when the judge scores responses (gold, reward model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from statistics import fmean
+
+from preftune.errors import DataError
+from preftune.evaluate.stats import bootstrap_ci, length_controlled_win_rate
+from preftune.evaluate.text_stats import length_unit, response_length, text_stats
+from preftune.generate.jsonl import read_jsonl
+from preftune.judges.runner import judge_pairs
+from preftune.judges.store import JudgmentStore
+
+OUTCOME = {"a": 1.0, "tie": 0.5, "b": 0.0}
+
+
+def _rows(rows_or_path) -> list[dict]:
+    if isinstance(rows_or_path, (str, Path)):
+        if not Path(rows_or_path).exists():
+            raise DataError("no such samples file", source=str(rows_or_path))
+        return read_jsonl(rows_or_path, tolerate_torn_tail=False)
+    return list(rows_or_path)
+
+
+def pair_with_baseline(samples: list[dict], baseline: list[dict]) -> list[tuple[dict, dict]]:
+    """Each sample with the baseline row of the same id (its first sample when several)."""
+    by_id: dict[str, dict] = {}
+    for row in baseline:
+        by_id.setdefault(str(row["id"]), row)
+    missing = sorted({str(r["id"]) for r in samples} - set(by_id))
+    if missing:
+        raise DataError(
+            f"{len(missing)} sample ids have no baseline response (first: {missing[:3]})"
+        )
+    return [(row, by_id[str(row["id"])]) for row in samples]
+
+
+def position_bias(judgments) -> dict | None:
+    """For two-order judges: how often both orders agree, and the share of decisive
+    single-order verdicts that picked whichever response was shown first (0.5 = unbiased)."""
+    both = [j.verdicts for j in judgments if len(j.verdicts) == 2 and "error" not in j.verdicts]
+    if not both:
+        return None
+    first_slot = {0: "a", 1: "b"}  # the response shown first in each order
+    decisive = [(order, v) for pair in both for order, v in enumerate(pair) if v in ("a", "b")]
+    return {
+        "order_agreement": sum(first == second for first, second in both) / len(both),
+        "first_position_share": (
+            sum(v == first_slot[order] for order, v in decisive) / len(decisive)
+            if decisive
+            else None
+        ),
+    }
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(staging, path)
+
+
+def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int = 2000) -> dict:
+    """Judge every sample against the baseline response to its prompt; returns results.json.
+
+    `samples` / `baseline` are rows ({"id", "prompt", "response", ...}) or JSONL paths.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    matched = pair_with_baseline(_rows(samples), _rows(baseline))
+    pairs = [
+        {
+            "id": str(row["id"]),
+            "sample": row.get("sample", 0),
+            "prompt": row["prompt"],
+            "a": row["response"],
+            "b": base["response"],
+        }
+        for row, base in matched
+    ]
+    store = JudgmentStore(out_dir / "judgments.jsonl")
+    try:
+        judgments, cache_hits = judge_pairs(judge, pairs, store)
+    finally:
+        store.close()
+
+    unit = length_unit([r for r, _ in matched], [b for _, b in matched])
+    decided = [i for i, j in enumerate(judgments) if j.winner != "error"]
+    outcomes = [OUTCOME[judgments[i].winner] for i in decided]
+    length_differences = [
+        response_length(matched[i][0], unit) - response_length(matched[i][1], unit) for i in decided
+    ]
+    ci_low, ci_high = bootstrap_ci(
+        outcomes, [pairs[i]["id"] for i in decided], samples=bootstrap, seed=seed
+    )
+    winners = [judgments[i].winner for i in decided]
+    results = {
+        "judge": judge.identity,
+        "win_rate": fmean(outcomes) if outcomes else float("nan"),
+        "wins": winners.count("a"),
+        "losses": winners.count("b"),
+        "ties": winners.count("tie"),
+        "n": len(decided),
+        "errors": len(pairs) - len(decided),
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "ci_level": 0.95,
+        "lc_win_rate": length_controlled_win_rate(outcomes, length_differences),
+        "length_unit": unit,
+        "mean_length_samples": fmean(response_length(r, unit) for r, _ in matched),
+        "mean_length_baseline": fmean(response_length(b, unit) for _, b in matched),
+        "position_bias": position_bias(judgments),
+        "samples_stats": text_stats([r for r, _ in matched]),
+        "baseline_stats": text_stats(list({id(b): b for _, b in matched}.values())),
+        "cache_hits": cache_hits,
+        "seed": seed,
+    }
+    scored = [judgments[i] for i in decided if judgments[i].score_a is not None]
+    if scored:
+        results["mean_score_samples"] = fmean(j.score_a for j in scored)
+        results["mean_score_baseline"] = fmean(j.score_b for j in scored)
+    results = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in results.items()}
+    _write_json(out_dir / "results.json", results)
+    return results

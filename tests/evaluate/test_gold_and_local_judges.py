@@ -1,0 +1,97 @@
+import pytest
+
+from preftune.errors import ConfigError
+from preftune.evaluate.win_rate import win_rate
+from preftune.judges import GoldJudge, build_judge, combine_orders, get_gold, register_gold
+
+
+def test_combine_orders():
+    assert combine_orders("A", "B").winner == "a"  # a first, then b first: a both times
+    assert combine_orders("B", "A").winner == "b"
+    assert combine_orders("A", "A").winner == "tie"  # the judge always picks slot A
+    assert combine_orders("tie", "tie").winner == "tie"
+    assert combine_orders("A", "error").winner == "error"
+    assert combine_orders("A", "B").verdicts == ["a", "a"]
+
+
+def test_vader_gold_is_found_by_name_and_decides_by_score(tmp_path):
+    judge = build_judge("gold", gold="vader-sentiment")
+    samples = [{"id": "1", "prompt": "review", "response": "A wonderful, delightful film."}]
+    baseline = [{"id": "1", "prompt": "review", "response": "A dull and awful film."}]
+    results = win_rate(samples, baseline, judge, tmp_path)
+    assert results["wins"] == 1 and results["win_rate"] == 1.0
+    assert results["mean_score_samples"] > 0 > results["mean_score_baseline"]
+    assert results["position_bias"] is None
+
+
+def test_registered_gold_function_and_ties(tmp_path):
+    register_gold("length-test", lambda prompt, response: len(response))
+    assert get_gold("length-test")("p", "abc") == 3
+    judge = GoldJudge("length-test")
+    assert judge.compare("p", "abcd", "wxyz").winner == "tie"
+    assert judge.compare("p", "abcd", "xyz").winner == "a"
+    with pytest.raises(ConfigError, match="length-test"):
+        get_gold("no-such-gold")
+
+
+def test_errors_name_what_is_missing():
+    with pytest.raises(ConfigError, match="--gold"):
+        build_judge("gold")
+    with pytest.raises(ConfigError, match="--base-url"):
+        build_judge("openai", model="m")
+    with pytest.raises(ConfigError, match="not one of"):
+        build_judge("coin-flip")
+
+
+def test_hf_llm_judge_reads_letter_probabilities(tiny_model, tiny_tokenizer):
+    from preftune.judges.local_llm import LocalLLMJudge
+
+    judge = LocalLLMJudge((tiny_model, tiny_tokenizer))
+    p_first = judge.probability_first_slot("q", "x", "y")
+    p_swapped = judge.probability_first_slot("q", "y", "x")
+    assert 0.0 < p_first < 1.0 and 0.0 < p_swapped < 1.0
+    judgment = judge.compare("q", "x", "y")
+    expected = combine_orders("A" if p_first > 0.5 else "B", "A" if p_swapped > 0.5 else "B").winner
+    assert judgment.winner == expected
+
+
+def test_hf_llm_judge_follows_a_strong_letter_preference(tiny_model, tiny_tokenizer):
+    """Bias the model's output towards "A": it always picks slot A, so both orders disagree."""
+    import torch
+
+    from preftune.judges.local_llm import LocalLLMJudge
+
+    judge = LocalLLMJudge((tiny_model, tiny_tokenizer))
+    head = torch.nn.Linear(tiny_model.config.hidden_size, len(tiny_tokenizer), bias=True)
+    with torch.no_grad():
+        head.weight.copy_(tiny_model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[judge.letter_ids[0]] = 50.0
+    tiny_model.lm_head = head
+    judgment = judge.compare("q", "x", "y")
+    assert judgment.winner == "tie" and judgment.verdicts == ["a", "b"]
+
+
+def test_reward_model_judge(tmp_path, tiny_tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
+    tiny_tokenizer.save_pretrained(tmp_path / "rm")
+    judge = build_judge("reward-model", model=str(tmp_path / "rm"))
+    good, bad = judge.score("q", "the movie was great"), judge.score("q", "a terrible film")
+    assert good != bad
+    assert judge.compare("q", "the movie was great", "a terrible film").winner == (
+        "a" if good > bad else "b"
+    )
