@@ -16,21 +16,24 @@ def optional(row: dict, key: str):
     return None if value is None or value == "" else value
 
 
-def required(row: dict, key: str):
+def _name(key: str, parent: str | None) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def required(row: dict, key: str, parent: str | None = None):
+    """The value of `key`; `parent` names the object it sits in ("completions[2]")."""
     value = optional(row, key)
     if value is None:
-        raise RowError(key, f"missing; the row has columns {sorted(row)}")
+        raise RowError(_name(key, parent), f"missing; it has {sorted(row)}")
     return value
 
 
-def first_present(row: dict, keys: tuple[str, ...]) -> str:
+def first_present(row: dict, keys: tuple[str, ...], parent: str | None = None) -> str:
     """The first of `keys` the row has (for columns with several common names)."""
     for key in keys:
         if optional(row, key) is not None:
             return key
-    raise RowError(
-        keys[0], f"missing (also looked for {list(keys[1:])}); the row has {sorted(row)}"
-    )
+    raise RowError(_name(keys[0], parent), f"missing (nor {list(keys[1:])}); it has {sorted(row)}")
 
 
 def text(value, field: str) -> str:

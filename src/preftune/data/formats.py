@@ -100,7 +100,7 @@ def parse_tldr(row: dict) -> PromptGroup:
     if not isinstance(info, dict):
         raise RowError("info", f"expected an object with 'post', got {info!r:.60}")
     body_key = "post" if fields.optional(info, "post") is not None else "article"
-    body = fields.text(info.get(body_key), f"info.{body_key}")
+    body = fields.text(fields.required(info, body_key, "info"), f"info.{body_key}")
     parts = [
         f"SUBREDDIT: r/{info['subreddit']}" if info.get("subreddit") else "",
         f"TITLE: {info['title']}" if info.get("title") else "",
@@ -134,7 +134,7 @@ def parse_binary(row: dict) -> PromptGroup:
 
 def _nested_score(completion: dict, key: str, field: str) -> float:
     """One UltraFeedback completion's score: a number, or the mean of its annotation ratings."""
-    value = fields.required(completion, key)
+    value = fields.required(completion, key, field)
     if key != "annotations":
         return fields.score(value, f"{field}.{key}")
     if not isinstance(value, dict):
@@ -160,7 +160,7 @@ def _nested_responses(completions: list) -> list[Response]:
         field = f"completions[{i}]"
         if not isinstance(completion, dict):
             raise RowError(field, f"expected an object, got {completion!r:.60}")
-        text_key = fields.first_present(completion, COMPLETION_TEXT_KEYS)
+        text_key = fields.first_present(completion, COMPLETION_TEXT_KEYS, field)
         text = fields.response(completion[text_key], f"{field}.{text_key}")
         responses.append(Response(text, score=_nested_score(completion, key, field)))
     return responses

@@ -1,0 +1,129 @@
+"""Every kind of bad row is named with its file, line (or row) and field; skip_invalid counts it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from preftune.data import read_records
+from preftune.errors import DataError
+
+GOOD = {"prompt": "Say hi.", "chosen": " Hi!", "rejected": " No."}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(r if isinstance(r, str) else json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# (row written as line 2 after a good line 1, the field named, words in the message)
+BAD_ROWS = {
+    "invalid json": ('{"prompt": "x", "chosen": \n', None, "invalid JSON"),
+    "missing column": ({"prompt": "Say hi.", "chosen": " Hi!"}, "rejected", "missing"),
+    "empty response": ({**GOOD, "chosen": "   "}, "chosen", "empty"),
+    "non-numeric score": ({**GOOD, "score_chosen": "high", "score_rejected": 1}, "score_chosen", "expected a number"),
+    "chosen equals rejected": ({**GOOD, "rejected": " Hi!"}, "rejected", "identical to 'chosen'"),
+    "non-boolean tie flag": ({**GOOD, "tie": "maybe"}, "tie", "expected a boolean"),
+    "non-numeric margin": ({**GOOD, "margin": [1]}, "margin", "expected a number"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", BAD_ROWS)
+def test_a_bad_row_stops_the_read_naming_file_line_and_field(tmp_path, kind):
+    row, field, words = BAD_ROWS[kind]
+    path = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, row])
+    with pytest.raises(DataError) as caught:
+        read_records(path, format="paired")
+    message = str(caught.value)
+    assert message.startswith("prefs.jsonl line 2")
+    assert words in message
+    if field:
+        assert f"field '{field}'" in message
+        assert caught.value.field == field
+
+
+@pytest.mark.parametrize("kind", BAD_ROWS)
+def test_skip_invalid_skips_counts_and_keeps_the_problem(tmp_path, kind):
+    row, _, words = BAD_ROWS[kind]
+    path = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, row, GOOD])
+    result = read_records(path, format="paired", skip_invalid=True)
+    assert len(result.groups) == 2
+    assert result.skipped == 1
+    assert len(result.problems) == 1 and words in result.problems[0]
+    assert [g.source for g in result.groups] == ["prefs.jsonl line 1", "prefs.jsonl line 3"]
+
+
+def test_a_label_that_is_not_a_boolean(tmp_path):
+    path = write_jsonl(
+        tmp_path / "kto.jsonl",
+        [
+            {"prompt": "p", "completion": "c", "label": True},
+            {"prompt": "p", "completion": "c", "label": "yes"},
+        ],
+    )
+    with pytest.raises(DataError, match=r"kto.jsonl line 2, field 'label': expected a boolean"):
+        read_records(path)
+
+
+def test_an_unknown_role_names_the_message(tmp_path):
+    chosen = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    rejected = [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]
+    path = write_jsonl(tmp_path / "chat.jsonl", [{"chosen": chosen, "rejected": rejected}])
+    with pytest.raises(
+        DataError, match=r"chat.jsonl line 1, field 'rejected\[1\].role': unknown role 'robot'"
+    ):
+        read_records(path)
+
+
+def test_a_response_that_does_not_start_with_the_assistant(tmp_path):
+    chosen = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    rejected = [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}]
+    path = write_jsonl(tmp_path / "chat.jsonl", [{"chosen": chosen, "rejected": rejected}])
+    with pytest.raises(
+        DataError, match=r"field 'rejected\[0\].role': a response starts with 'assistant'"
+    ):
+        read_records(path)
+
+
+def test_a_non_numeric_score_in_a_scored_list(tmp_path):
+    path = write_jsonl(
+        tmp_path / "s.jsonl", [{"prompt": "p", "responses": ["a", "b"], "scores": [1, "n/a"]}]
+    )
+    with pytest.raises(DataError, match=r"s.jsonl line 1, field 'scores\[1\]': expected a number"):
+        read_records(path)
+
+
+def test_an_ultrafeedback_completion_without_its_score(tmp_path):
+    completions = [{"response": "a", "overall_score": 7}, {"response": "b"}]
+    path = write_jsonl(tmp_path / "uf.jsonl", [{"instruction": "p", "completions": completions}])
+    with pytest.raises(DataError, match=r"field 'completions\[1\].overall_score'"):
+        read_records(path)
+
+
+def test_an_hh_pair_whose_dialogues_differ_before_the_answer(tmp_path):
+    row = {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: z\n\nAssistant: c"}
+    path = write_jsonl(tmp_path / "hh.jsonl", [row])
+    with pytest.raises(DataError, match=r"field 'rejected': the dialogue differs"):
+        read_records(path)
+
+
+def test_rows_in_json_and_parquet_are_named_by_row(tmp_path):
+    path = tmp_path / "prefs.json"
+    path.write_text(json.dumps([GOOD, {**GOOD, "chosen": ""}]))
+    with pytest.raises(DataError, match=r"prefs.json row 1, field 'chosen'"):
+        read_records(path)
+
+
+def test_nothing_usable_is_an_error_even_when_skipping(tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", ["not json\n", "{also not\n"])
+    with pytest.raises(DataError, match="no usable rows.*2 skipped"):
+        read_records(path, format="paired", skip_invalid=True)
+
+
+def test_an_empty_file_and_a_missing_file(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_records(tmp_path / "empty.jsonl")
+    with pytest.raises(DataError, match="no such file"):
+        read_records(tmp_path / "absent.jsonl")
