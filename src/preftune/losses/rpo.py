@@ -1,0 +1,67 @@
+"""Relative Preference Optimization (Yin et al. 2024, arXiv 2402.10958).
+
+Contrasts every chosen response with every rejected one in the batch, prompts included:
+L_ij = rho(y_w^i) - rho(y_l^j), weighted by how similar prompts i and j are. Needs the extra
+input `prompt_embeddings` [G, D] (a sentence embedder's vectors; normalised here, detached).
+The contrast spans what the trainer passes: gather across processes for a global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from preftune.errors import MethodDataError
+from preftune.losses.links import logistic
+from preftune.losses.responses import LossTerms, Responses
+
+
+def similarity_logits(rows: torch.Tensor, columns: torch.Tensor, tau: float) -> torch.Tensor:
+    """-d_ij / tau with d_ij = 1 - cos(e_i, e_j), [M, K]."""
+    if tau <= 0:
+        raise MethodDataError(f"RPO's temperature tau must be > 0, got {tau}")
+    rows, columns = F.normalize(rows.detach(), dim=-1), F.normalize(columns.detach(), dim=-1)
+    return -(1 - rows @ columns.T) / tau
+
+
+def contrast(chosen_rho, rejected_rho, weights, beta: float) -> torch.Tensor:
+    """mean_j -log sigmoid(beta w_ij (rho_w_i - rho_l_j)), one loss per chosen response [M]."""
+    return logistic(beta * weights * (chosen_rho[:, None] - rejected_rho[None, :])).mean(dim=1)
+
+
+def rpo(pairs: Responses, beta: float, tau: float) -> LossTerms:
+    """RPO over the batch's pairs: w_ij = softmax_j(-d_ij / tau), the diagonal included. [G]"""
+    embeddings = pairs.extra("prompt_embeddings")
+    weights = similarity_logits(embeddings, embeddings, tau).softmax(dim=1)
+    rho = pairs.rho
+    return LossTerms(contrast(rho[:, 0], rho[:, 1], weights, beta), beta * rho)
+
+
+def rpo_diagonal(pairs: Responses, beta: float, tau: float, alpha: float) -> LossTerms:
+    """RPO with weight alpha on each group's own pair and 1 - alpha spread over the other
+    groups' rejected responses by prompt similarity (softmax over j != i). One pair: w = 1. [G]"""
+    embeddings = pairs.extra("prompt_embeddings")
+    groups = embeddings.shape[0]
+    own = torch.eye(groups, dtype=torch.bool, device=embeddings.device)
+    if groups == 1:
+        weights = own.to(pairs.logps.dtype)
+    else:
+        others = similarity_logits(embeddings, embeddings, tau).masked_fill(own, float("-inf"))
+        weights = alpha * own + (1 - alpha) * others.softmax(dim=1)
+    rho = pairs.rho
+    return LossTerms(contrast(rho[:, 0], rho[:, 1], weights, beta), beta * rho)
+
+
+def rpo_unpaired(singles: Responses, beta: float, tau: float) -> LossTerms:
+    """RPO on unpaired data: every desirable response against every undesirable one,
+    w_ij = softmax over undesirable j of -d_ij / tau. One loss per desirable response."""
+    desirable = singles.labels
+    if not desirable.any() or desirable.all():
+        raise MethodDataError(
+            "method 'rpo-unpaired' needs at least one desirable and one undesirable response "
+            "in every batch"
+        )
+    embeddings = singles.extra("prompt_embeddings")
+    weights = similarity_logits(embeddings[desirable], embeddings[~desirable], tau).softmax(dim=1)
+    rho = singles.rho
+    return LossTerms(contrast(rho[desirable], rho[~desirable], weights, beta), beta * rho)
