@@ -38,15 +38,20 @@ def judge_pairs(judge, pairs: list[dict], store: JudgmentStore) -> tuple[list[Ju
         pair = pairs[index]
         return judge.compare(pair["prompt"], pair["a"], pair["b"])
 
-    with tqdm(total=len(todo), desc="judge", unit="pair") as bar:
-        workers = max(1, int(getattr(judge, "concurrency", 1)))
-        if workers == 1:
+    run_tasks(todo, decide, finish, getattr(judge, "concurrency", 1), desc="judge")
+    return judgments, cache_hits
+
+
+def run_tasks(todo: list[int], work, finish, concurrency: int, *, desc: str) -> None:
+    """Call `work(i)` for each i in `todo` with up to `concurrency` in flight, and
+    `finish(i, result)` in the calling thread as each one completes."""
+    with tqdm(total=len(todo), desc=desc, unit="item") as bar:
+        if max(1, int(concurrency)) == 1:
             for index in todo:
-                finish(index, decide(index))
+                finish(index, work(index))
                 bar.update()
         else:
-            _run_concurrently(todo, decide, finish, workers, bar)
-    return judgments, cache_hits
+            _run_concurrently(todo, work, finish, int(concurrency), bar)
 
 
 def _run_concurrently(todo, decide, finish, workers, bar) -> None:

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from preftune.data.batch import TokenizedGroup
+from preftune.errors import MethodDataError
+from preftune.evaluate.likelihood import kl_from_reference, ranking_accuracy
+from preftune.generate import generate, render_prompt
+from preftune.testing import build_tiny_model
+
+
+def _logp(model, prompt, response):
+    """One sequence scored on its own, token by token."""
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
+    return sum(float(log_probs[len(prompt) + i - 1, t]) for i, t in enumerate(response))
+
+
+PAIRS = [
+    TokenizedGroup("a", [5, 6, 7], [[8, 9, 2], [10, 2]], [1.0, 0.0], [None, None]),
+    TokenizedGroup("b", [11, 12], [[13, 14, 15, 2], [16, 2]], [1.0, 0.0], [None, None]),
+    TokenizedGroup("c", [20, 21, 22, 23], [[30, 2], [31, 32, 2]], [1.0, 0.0], [None, None]),
+    TokenizedGroup("d", [40], [[41, 2], [42, 2]], [1.0, 0.0], [None, None]),
+    TokenizedGroup("tie", [40], [[41, 2], [42, 2]], [1.0, 1.0], [None, None], tie=True),
+]
+
+
+def test_ranking_accuracy_matches_per_sequence_scoring(tiny_model, tiny_tokenizer):
+    reference = build_tiny_model(len(tiny_tokenizer), seed=1)
+    results = ranking_accuracy(tiny_model, PAIRS, reference=reference, beta=0.5, batch_size=2)
+    likelihood_right = reward_right = 0
+    for group in PAIRS[:4]:
+        chosen, rejected = (_logp(tiny_model, group.prompt_ids, r) for r in group.response_ids)
+        ref_chosen, ref_rejected = (
+            _logp(reference, group.prompt_ids, r) for r in group.response_ids
+        )
+        likelihood_right += chosen > rejected
+        reward_right += (chosen - ref_chosen) > (rejected - ref_rejected)
+    assert results["n"] == 4 and results["ties_skipped"] == 1
+    assert results["likelihood_accuracy"] == likelihood_right / 4
+    assert results["reward_accuracy"] == reward_right / 4
+
+
+def test_ranking_accuracy_without_pairs_is_refused(tiny_model):
+    with pytest.raises(MethodDataError):
+        ranking_accuracy(tiny_model, PAIRS[4:])
+
+
+def test_kl_is_zero_against_itself_and_matches_manual_log_ratio(
+    tmp_path, tiny_model, tiny_tokenizer
+):
+    prompts = [{"id": str(i), "prompt": f"write a short review {i}"} for i in range(3)]
+    samples = generate(
+        (tiny_model, tiny_tokenizer),
+        prompts,
+        tmp_path / "s.jsonl",
+        max_new_tokens=5,
+        temperature=1.0,
+    )
+    itself = kl_from_reference(tiny_model, tiny_model, tiny_tokenizer, samples)
+    assert itself["kl"] == pytest.approx(0.0, abs=1e-4) and itself["plain_sampling"]
+
+    reference = build_tiny_model(len(tiny_tokenizer), seed=1)
+    results = kl_from_reference(tiny_model, reference, tiny_tokenizer, samples, batch_size=2)
+    expected = []
+    for row in samples:
+        prompt_ids = render_prompt(tiny_tokenizer, row["prompt"])
+        response = row["response_token_ids"]
+        expected.append(
+            _logp(tiny_model, prompt_ids, response) - _logp(reference, prompt_ids, response)
+        )
+    assert results["kl"] == pytest.approx(sum(expected) / 3, abs=1e-4)
+    without_logp = [{k: v for k, v in row.items() if k != "logp"} for row in samples]
+    recomputed = kl_from_reference(tiny_model, reference, tiny_tokenizer, without_logp)
+    assert recomputed["kl"] == pytest.approx(results["kl"], abs=1e-4)
