@@ -1,0 +1,122 @@
+"""A whole study end to end on a tiny random model: data, training, evaluation, report, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+import preftune.tasks as tasks
+from preftune.experiments import runner as runner_module
+from preftune.experiments.config import study_from_dict
+from preftune.experiments.layout import StudyLayout
+from preftune.experiments.runner import StudyRunner
+
+
+def tiny_study(model_dir, methods=("dpo", "simpo")) -> dict:
+    return {
+        "name": "tiny",
+        "model": str(model_dir),
+        "seed": 0,
+        "data": {
+            "train": {"task": "sentiment", "limit": 6},
+            "heldout": {"task": "sentiment", "limit": 4},
+            "on_policy": {"samples_per_prompt": 3, "max_new_tokens": 8, "batch_size": 6},
+        },
+        "train": {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "batch_size": 2,
+            "max_prompt_length": 48,
+            "max_length": 64,
+            "data": {"pairs": "top-vs-worst"},
+        },
+        "methods": [{"method": name} for name in methods],
+        "evaluation": {
+            "num_prompts": 4,
+            "max_new_tokens": 8,
+            "batch_size": 4,
+            "evaluations": [{"name": "gold", "judge": {"type": "gold"}}],
+        },
+    }
+
+
+@pytest.fixture()
+def length_gold(monkeypatch):
+    """A random tiny model rarely writes words VADER knows: reward the answer's length instead,
+    so the sampled lists have real preferences (the gold function is the only stand-in)."""
+    task = dataclasses.replace(
+        tasks.TASKS["sentiment"], gold=lambda prompt, response: len(response)
+    )
+    monkeypatch.setitem(tasks.TASKS, "sentiment", task)
+
+
+@pytest.fixture()
+def training_calls(monkeypatch):
+    """Count real training runs, and make the run labelled 'simpo' fail."""
+    calls = []
+    real = runner_module.run_training
+
+    def counted(values):
+        calls.append(values["run_name"])
+        if values["run_name"] == "simpo" and fail["simpo"]:
+            raise RuntimeError("injected failure")
+        return real(values)
+
+    fail = {"simpo": True}
+    monkeypatch.setattr(runner_module, "run_training", counted)
+    return calls, fail
+
+
+def test_tiny_study_end_to_end_with_a_failure_and_a_resume(
+    tmp_path, tiny_model_dir, length_gold, training_calls
+):
+    calls, fail = training_calls
+    config = study_from_dict(tiny_study(tiny_model_dir))
+    out = tmp_path / "study"
+    lines = []
+    results = StudyRunner(config, out, log=lines.append).run()
+
+    layout = StudyLayout(out)
+    train_rows = [json.loads(line) for line in layout.train_data.read_text().splitlines()]
+    assert train_rows and all(len(r["responses"]) == len(r["scores"]) >= 2 for r in train_rows)
+    assert (layout.run("dpo") / "final" / "config.json").is_file()
+    rows = {row["label"]: row for row in results["rows"]}
+    assert rows["dpo"]["status"] == "ok" and rows["start"]["status"] == "ok"
+    assert rows["simpo"]["status"] == "failed"
+    assert "injected failure" in rows["simpo"]["failure"]["error"]
+    gold = rows["dpo"]["evaluations"]["gold"]
+    assert 0.0 <= gold["ci_low"] <= gold["win_rate"] <= gold["ci_high"] <= 1.0
+    assert gold["n"] == 4
+    assert rows["dpo"]["stats"]["kl"] is not None and rows["start"]["stats"]["kl"] == 0.0
+    assert rows["dpo"]["dynamics"]["steps"] > 0
+    for name in ("report.md", "report.html", "results.json"):
+        assert (out / name).is_file()
+    assert any("train dpo (1/2)" in line for line in lines)
+    assert any("simpo failed at train" in line for line in lines)
+    assert calls == ["dpo", "simpo"]
+
+    # Resume: finished work is skipped, the failed method is retried and now succeeds.
+    fail["simpo"] = False
+    lines.clear()
+    results = StudyRunner(config, out, log=lines.append).run()
+    assert calls == ["dpo", "simpo", "simpo"]
+    assert any("train/dpo: done earlier" in line for line in lines)
+    assert any("samples/dpo: done earlier" in line for line in lines)
+    assert {row["label"]: row["status"] for row in results["rows"]} == {
+        "start": "ok",
+        "dpo": "ok",
+        "simpo": "ok",
+    }
+
+
+def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_model_dir, length_gold):
+    from preftune.errors import ConfigError
+
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study.yaml").write_text("name: other\n")
+    config = study_from_dict(tiny_study(tiny_model_dir))
+    with pytest.raises(ConfigError, match="holds another study"):
+        StudyRunner(config, out, log=lambda line: None).run()
