@@ -22,6 +22,23 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _COMMON_HPARAMS = {"weighting": ("wpo",)}  # accepted by every pairwise method (WPO weighting)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML that reads `5e-7` as a number (YAML 1.1 wants `5.0e-7`), as users write it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -211,7 +228,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
-        target[leaf] = yaml.safe_load(raw) if raw else ""
+        target[leaf] = _yaml(raw) if raw else ""
     return nested
 
 
@@ -268,7 +285,7 @@ def load_train_config(
         if not path.exists():
             raise ConfigError(f"--config: file '{path}' does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = _yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"--config: '{path}' is not valid YAML: {error}") from None
         if not isinstance(values, dict):

@@ -1,0 +1,118 @@
+import pytest
+import yaml
+
+from preftune.cli import main
+from preftune.config import build_train_config, load_train_config, parse_overrides
+from preftune.errors import ConfigError
+from preftune.losses import METHODS
+
+
+def _values(data, **extra):
+    return {"model": "smollm2-135m-instruct", "method": "dpo", "data": {"path": str(data)}, **extra}
+
+
+def test_defaults_are_the_seed_study(paired_file):
+    config = build_train_config(_values(paired_file))
+    assert (config.optimizer, config.lr, config.batch_size, config.epochs) == (
+        "rmsprop",
+        5e-7,
+        64,
+        1,
+    )
+    assert (config.max_prompt_length, config.max_length) == (256, 512)
+    assert config.hparams == dict(METHODS["dpo"].hparams)
+    assert config.reference == "precompute"
+
+
+def test_overrides_are_dotted_and_typed_as_yaml():
+    parsed = parse_overrides(
+        ["lr=1e-4", "hparams.beta=0.2", "data.limit=5", "lora=null", "run_name=x"]
+    )
+    assert parsed == {
+        "lr": 1e-4,
+        "hparams": {"beta": 0.2},
+        "data": {"limit": 5},
+        "lora": None,
+        "run_name": "x",
+    }
+
+
+def test_yaml_file_then_overrides_then_fixed_values(tmp_path, paired_file):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_values(paired_file, lr=1e-5, hparams={"beta": 0.3})))
+    config = load_train_config(path, ["lr=2e-5", "data.seed=7"], method="ipo")
+    assert (config.lr, config.data.seed, config.method) == (2e-5, 7, "ipo")
+    assert config.hparams["beta"] == 0.3 and "length_normalize" in config.hparams
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ({"bach_size": 8}, ["bach_size", "unknown key", "batch_size"]),
+        ({"data": {"limt": 3}}, ["data.limt", "unknown key", "limit"]),
+        ({"lr": "fast"}, ["lr", "number"]),
+        ({"optimizer": "lion"}, ["optimizer", "rmsprop"]),
+        ({"method": "dpoo"}, ["method 'dpoo'", "kto-tanh"]),
+        ({"hparams": {"betta": 1}}, ["hparams", "betta", "beta"]),
+        ({"hparams": {"beta": "big"}}, ["hparams.beta", "number"]),
+        ({"micro_batch_size": 128}, ["micro_batch_size", "batch_size"]),
+    ],
+)
+def test_errors_name_the_key_and_what_is_allowed(paired_file, extra, names):
+    values = _values(paired_file)
+    for key, value in extra.items():
+        values[key] = {**values[key], **value} if key == "data" else value
+    with pytest.raises(ConfigError) as error:
+        build_train_config(values)
+    for name in names:
+        assert name in str(error.value)
+
+
+def test_missing_files_are_reported_before_anything_loads(tmp_path, paired_file):
+    with pytest.raises(ConfigError, match="data.path: './nope.jsonl' does not exist"):
+        build_train_config(_values("./nope.jsonl"))
+    with pytest.raises(ConfigError, match="model: '/no/such/model' does not exist"):
+        build_train_config(_values(paired_file, model="/no/such/model"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_hub_ids_pass_through_unchecked(paired_file):
+    config = build_train_config(_values(paired_file, model="HuggingFaceTB/SmolLM2-135M-Instruct"))
+    assert config.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_a_previous_run_folder_means_its_final_model(tmp_path, paired_file):
+    (tmp_path / "sft-run" / "final").mkdir(parents=True)
+    (tmp_path / "sft-run" / "final" / "config.json").write_text("{}")
+    config = build_train_config(_values(paired_file, model=str(tmp_path / "sft-run")))
+    assert config.model == str(tmp_path / "sft-run" / "final")
+
+
+def test_reference_free_methods_have_no_reference(paired_file):
+    assert build_train_config(_values(paired_file, method="simpo")).reference is None
+    assert build_train_config(_values(paired_file, method="sft")).reference is None
+
+
+def test_wpo_weighting_is_accepted_for_pairwise_methods_only(paired_file):
+    config = build_train_config(_values(paired_file, hparams={"weighting": "wpo"}))
+    assert config.hparams["weighting"] == "wpo"
+    with pytest.raises(ConfigError, match="weighting"):
+        build_train_config(_values(paired_file, method="kto", hparams={"weighting": "wpo"}))
+
+
+def test_curriculum_needs_a_pair_view(paired_file):
+    with pytest.raises(ConfigError, match="data.curriculum"):
+        values = _values(paired_file, method="kto")
+        values["data"]["curriculum"] = True
+        build_train_config(values)
+
+
+def test_cli_config_error_exits_2_naming_the_key(tmp_path, paired_file, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_values(paired_file)))
+    assert main(["train", "--config", str(path), "bach_size=3"]) == 2
+    err = capsys.readouterr().err
+    assert "bach_size" in err and "Traceback" not in err
+    assert main(["train", "--config", str(path), "--method", "nope"]) == 2
+    assert "method 'nope'" in capsys.readouterr().err
