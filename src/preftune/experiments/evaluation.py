@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import fmean
 
-import torch
-
 from preftune.errors import ConfigError
 from preftune.experiments.config import Evaluation, StudyConfig
 from preftune.experiments.layout import SFT, START, StudyLayout, write_json_atomic
@@ -32,32 +30,6 @@ def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -
         batch_size=config.evaluation.batch_size,
         seed=config.seed,
     )
-
-
-def start_logps(start_model, rows: list[dict], batch_size: int = 16) -> list[float]:
-    """Summed log-prob of each row's answer tokens under the starting model."""
-    from preftune.data.batch import TokenizedGroup, collate
-    from preftune.generate import render_prompt
-    from preftune.models.engine import sequence_logps
-
-    model, tokenizer = start_model
-    groups = [
-        TokenizedGroup(
-            id=row["id"],
-            prompt_ids=render_prompt(tokenizer, row["prompt"]),
-            response_ids=[row["response_token_ids"]],
-            scores=[None],
-            labels=[None],
-        )
-        for row in rows
-    ]
-    logps = []
-    with torch.no_grad():
-        for begin in range(0, len(groups), batch_size):
-            batch = collate(groups[begin : begin + batch_size])
-            out = sequence_logps(model, batch, pad_token_id=tokenizer.pad_token_id or 0)
-            logps += out.logps[:, 0].tolist()
-    return logps
 
 
 def write_stats(
@@ -81,9 +53,11 @@ def write_stats(
 
         gold = get_task(config.gold_task).gold
         stats["gold_reward"] = fmean(gold(row["prompt"], row["response"]) for row in rows)
-    if not is_start:
-        reference = start_logps(start_model, rows)
-        stats["kl"] = fmean(row["logp"] - ref for row, ref in zip(rows, reference, strict=True))
+    if not is_start:  # the answers carry their log-prob under the model that wrote them
+        from preftune.evaluate import kl_from_reference
+
+        model, tokenizer = start_model
+        stats["kl"] = kl_from_reference(None, model, tokenizer, rows)["kl"]
     write_json_atomic(out, stats)
     return stats
 
@@ -118,20 +92,27 @@ def baseline_rows(spec: Evaluation, layout: StudyLayout) -> list[dict] | Path:
 
 
 def judge_row(
-    config: StudyConfig, spec: Evaluation, samples: Path, layout: StudyLayout, label: str
+    config: StudyConfig, spec: Evaluation, samples: Path, model, layout: StudyLayout, label: str
 ) -> dict:
-    """Run one evaluation of one row; writes <eval>/<label>/<evaluation>/results.json."""
+    """Run one evaluation of one row into <eval>/<label>/<evaluation>/: results.json for a
+    win rate, mtbench.json for MT-Bench (answers generated there, both turns)."""
+    out = layout.judged(label, spec.name)
     if spec.kind == "mt-bench":
-        raise ConfigError(
-            f"evaluation '{spec.name}': MT-Bench grading inside a study is not built yet; "
-            "grade the runs' final/ models with `preftune judge` meanwhile"
+        from preftune.evaluate.mtbench import generate_answers, grade_answers
+
+        answers = generate_answers(
+            model,
+            out,
+            max_new_tokens=config.evaluation.max_new_tokens,
+            batch_size=config.evaluation.batch_size,
         )
+        return grade_answers(answers, build_study_judge(config, spec), out)
     from preftune.evaluate.win_rate import win_rate
 
     return win_rate(
         samples,
         baseline_rows(spec, layout),
         build_study_judge(config, spec),
-        layout.judged(label, spec.name),
+        out,
         seed=config.seed,
     )

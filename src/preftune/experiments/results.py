@@ -12,7 +12,6 @@ from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
 WIN_FIELDS = ("win_rate", "ci_low", "ci_high", "wins", "losses", "ties", "errors", "n")
-MT_BENCH_FIELDS = ("score", "n", "errors")
 STAT_FIELDS = ("gold_reward", "kl", "length", "repetition", "distinct_2", "eos_share", "n")
 
 
@@ -28,11 +27,19 @@ def row_labels(study: dict) -> list[str]:
 
 
 def _evaluation_figures(layout: StudyLayout, label: str, evaluation: dict) -> dict | None:
-    results = read_json(layout.judged(label, evaluation["name"]) / "results.json")
-    if results is None:
-        return None
-    fields = MT_BENCH_FIELDS if evaluation.get("kind") == "mt-bench" else WIN_FIELDS
-    return {field: results.get(field) for field in fields}
+    folder = layout.judged(label, evaluation["name"])
+    if evaluation.get("kind") == "mt-bench":
+        grades = read_json(folder / "mtbench.json")
+        return (
+            None
+            if grades is None
+            else {
+                "score": grades.get("overall"),
+                **{field: grades.get(field) for field in ("n", "errors", "turn_1", "turn_2")},
+            }
+        )
+    results = read_json(folder / "results.json")
+    return None if results is None else {field: results.get(field) for field in WIN_FIELDS}
 
 
 def _row(layout: StudyLayout, study: dict, label: str) -> dict:

@@ -178,7 +178,7 @@ class StudyRunner:
             self._once(
                 f"judged/{label}/{spec.name}",
                 lambda spec=spec: evaluation.judge_row(
-                    self.config, spec, samples, self.layout, label
+                    self.config, spec, samples, model, self.layout, label
                 ),
             )
 
