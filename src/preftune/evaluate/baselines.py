@@ -1,0 +1,23 @@
+"""Baseline responses to judge against: a samples file, or a preference data set's preferred
+response (the seed study's "SFT target")."""
+
+from __future__ import annotations
+
+
+def response_text(text) -> str:
+    """A response's text; for chat messages, the assistant turns joined."""
+    if isinstance(text, str):
+        return text
+    return "\n\n".join(m["content"] for m in text if m.get("role") == "assistant")
+
+
+def preferred_responses(source: str, *, limit: int | None = None) -> list[dict]:
+    """{"id", "prompt", "response"} rows holding each prompt's preferred response in `source`
+    (any format `preftune.data.read_records` reads)."""
+    from preftune.data import make_view, read_records
+
+    groups = make_view(read_records(source, limit=limit).groups, "chosen")
+    return [
+        {"id": g.id, "prompt": g.prompt, "response": response_text(g.responses[0].text)}
+        for g in groups
+    ]
