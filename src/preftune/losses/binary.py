@@ -45,7 +45,9 @@ def _kto(
     rewards = beta * singles.rho
     desirable = singles.labels
     values = torch.where(desirable, value(rewards - z), value(z - rewards))
-    weights = torch.where(desirable, desirable_weight, undesirable_weight).to(rewards.dtype)
+    weights = torch.where(
+        desirable, rewards.new_tensor(desirable_weight), rewards.new_tensor(undesirable_weight)
+    )
     return LossTerms(weights * (1 - values), rewards, {"kto/kl": kl.item()}, reference_point=z)
 
 
