@@ -64,6 +64,8 @@ def save_checkpoint(
     """Write `checkpoints/step-<step>` atomically and drop the older ones."""
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".partial-*"):  # left by a run killed while saving
+        shutil.rmtree(stale)
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
     torch.save(trainable_state(modules), staging / "trainable.pt")
     torch.save(optimizer.state_dict(), staging / "optimizer.pt")
