@@ -1,0 +1,204 @@
+"""The registry matches the issue's names, and data a method cannot use raises a clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from preftune.errors import ConfigError, MethodDataError
+from preftune.losses import METHODS, compute
+from preftune.losses.dispatch import _function
+
+# Registry names and hyperparameter names, exactly as the issue lists them.
+ISSUE_HPARAMS = {
+    "dpo": {"beta"},
+    "ipo": {"beta", "length_normalize"},
+    "slic": {"delta", "lam"},
+    "kto": {"beta", "desirable_weight", "undesirable_weight"},
+    "kto-tanh": {"beta", "desirable_weight", "undesirable_weight"},
+    "orpo": {"lam"},
+    "simpo": {"beta", "gamma"},
+    "exo": {"beta", "epsilon"},
+    "cdpo": {"beta", "epsilon"},
+    "rdpo": {"beta", "epsilon"},
+    "sppo-hard": {"beta"},
+    "nca": {"beta"},
+    "apo-zero": {"beta"},
+    "apo-down": {"beta"},
+    "hinge": {"beta"},
+    "ln-dpo": {"beta"},
+    "bco-pair": {"beta"},
+    "discopop": {"beta", "tau"},
+    "dpo-shift": {"beta", "lam"},
+    "h-dpo": {"beta", "alpha"},
+    "odpo": {"beta", "alpha"},
+    "mmpo": {"beta", "gamma"},
+    "todo": {"beta", "alpha"},
+    "bco": {"beta"},
+    "repo": {"gamma"},
+    "mppo-point-ce": {"score_max"},
+    "mppo-point-mse": {"score_max"},
+}
+ISSUE_NAMES = set(ISSUE_HPARAMS) | {
+    "ppo-offline",
+    "rpo",
+    "rpo-unpaired",
+    "rpo-diagonal",
+    "mppo-pair-single",
+    "mppo-pair-mns",
+    "mppo-pair-mnm",
+    "mppo-pair-mcs",
+    "mppo-pair-mcm",
+    "mppo-list-mle",
+}
+
+
+def test_every_method_of_the_issue_is_registered_with_its_hyperparameters():
+    assert set(METHODS) >= ISSUE_NAMES
+    for name, hparams in ISSUE_HPARAMS.items():
+        assert set(METHODS[name].hparams) == hparams, name
+    assert METHODS["mppo-point-ce"].hparams["score_max"] == 10
+    assert {"beta", "tau"} <= set(METHODS["rpo-diagonal"].hparams)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_spec_is_complete_and_its_function_exists(name):
+    spec = METHODS[name]
+    assert spec.name == name and spec.paper and spec.description
+    assert callable(_function(spec.function))
+    assert set(spec.optional_inputs) <= set(spec.extra_inputs)
+    if spec.view == "binary":
+        assert "labels" in spec.needs
+
+
+def test_reference_free_methods_need_no_reference(inputs_for):
+    for name, spec in METHODS.items():
+        if not spec.needs_reference:
+            inputs = inputs_for(name)
+            del inputs["ref_logps"]
+            loss, _ = compute(name, **inputs)
+            assert torch.isfinite(loss), name
+
+
+def pair():
+    return {
+        "policy_logps": torch.tensor([[-1.0, -2.0]]),
+        "ref_logps": torch.tensor([[-1.5, -1.5]]),
+        "lengths": torch.tensor([[2, 3]]),
+    }
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown method 'dpoo'.*dpo"):
+        compute("dpoo", **pair())
+
+
+def test_unknown_hyperparameter_lists_the_valid_ones():
+    with pytest.raises(
+        MethodDataError, match="unknown keyword.*bta.*valid hyperparameters: beta"
+    ) as error:
+        compute("dpo", **pair(), bta=0.1)
+    assert isinstance(error.value, ConfigError)
+    with pytest.raises(MethodDataError, match="delta, lam"):
+        compute("slic", **pair(), beta=0.1)
+
+
+def test_hyperparameters_must_be_numbers():
+    with pytest.raises(MethodDataError, match="beta must be a number"):
+        compute("dpo", **pair(), beta="0.1")
+    with pytest.raises(MethodDataError, match="length_normalize must be true/false"):
+        compute("ipo", **pair(), length_normalize=1.0)
+
+
+def test_weighting_is_only_for_pairwise_methods():
+    with pytest.raises(MethodDataError, match="unknown weighting"):
+        compute("dpo", **pair(), weighting="wpoo")
+    singles = {"policy_logps": torch.tensor([[-1.0]]), "ref_logps": torch.tensor([[-1.0]])}
+    with pytest.raises(MethodDataError, match="weighting"):
+        compute("bco", **singles, labels=torch.tensor([[True]]), weighting="wpo")
+
+
+def test_pairwise_method_on_single_responses_says_it_needs_two():
+    with pytest.raises(MethodDataError, match="pairwise.*exactly 2 responses.*R = 1"):
+        compute("dpo", policy_logps=torch.tensor([[-1.0]]), ref_logps=torch.tensor([[-1.0]]))
+
+
+def test_missing_reference_says_so():
+    with pytest.raises(MethodDataError, match="'dpo' needs ref_logps"):
+        compute("dpo", policy_logps=torch.tensor([[-1.0, -2.0]]))
+
+
+def test_odpo_needs_scores_or_margins():
+    with pytest.raises(MethodDataError, match="'odpo' needs scores.*margins"):
+        compute("odpo", **pair())
+    loss, _ = compute("odpo", **pair(), margins=torch.tensor([0.5]))
+    assert torch.isfinite(loss)
+    with pytest.raises(MethodDataError, match="score_w > score_l"):
+        compute("odpo", **pair(), scores=torch.tensor([[1.0, 1.0]]))
+
+
+def test_kto_without_labels_or_kl_pairs_says_what_it_needs():
+    singles = {"policy_logps": torch.tensor([[-1.0]]), "ref_logps": torch.tensor([[-1.2]])}
+    with pytest.raises(MethodDataError, match="'kto' needs labels"):
+        compute("kto", **singles)
+    with pytest.raises(MethodDataError, match="at least 2 examples"):
+        compute("kto", **singles, labels=torch.tensor([[True]]))
+    with pytest.raises(MethodDataError, match="at least 2 examples"):
+        compute(
+            "kto-tanh",
+            **singles,
+            labels=torch.tensor([[True]]),
+            kl_policy_logps=torch.tensor([]),
+            kl_ref_logps=torch.tensor([]),
+        )
+
+
+def test_scores_needed_for_list_methods():
+    lists = {
+        "policy_logps": torch.tensor([[-1.0, -2.0, -3.0]]),
+        "lengths": torch.tensor([[1, 2, 3]]),
+    }
+    with pytest.raises(MethodDataError, match="'mppo-list-mle' needs scores"):
+        compute("mppo-list-mle", **lists)
+
+
+def test_point_wise_targets_must_fit_score_max():
+    lists = {"policy_logps": torch.tensor([[-1.0, -2.0]]), "lengths": torch.tensor([[1, 2]])}
+    with pytest.raises(MethodDataError, match="score_max"):
+        compute("mppo-point-ce", **lists, scores=torch.tensor([[12.0, 3.0]]))
+    loss, _ = compute("mppo-point-ce", **lists, scores=torch.tensor([[12.0, 3.0]]), score_max=20)
+    assert torch.isfinite(loss)
+
+
+def test_length_normalised_methods_need_lengths():
+    with pytest.raises(MethodDataError, match="'simpo' needs lengths"):
+        compute("simpo", policy_logps=torch.tensor([[-1.0, -2.0]]))
+
+
+def test_wrong_shapes_are_named():
+    with pytest.raises(MethodDataError, match=r"ref_logps has shape \(1, 3\), expected \[1, 2\]"):
+        compute("dpo", policy_logps=torch.tensor([[-1.0, -2.0]]), ref_logps=torch.zeros(1, 3))
+    with pytest.raises(MethodDataError, match=r"policy_logps must be a float tensor \[G, R\]"):
+        compute("dpo", policy_logps=torch.tensor([-1.0, -2.0]), ref_logps=torch.zeros(2))
+    with pytest.raises(MethodDataError, match="prompt_embeddings has shape"):
+        compute("rpo", **pair(), prompt_embeddings=torch.zeros(3, 4))
+    with pytest.raises(MethodDataError, match="non-positive|lengths must be positive"):
+        compute("simpo", policy_logps=torch.tensor([[-1.0, -2.0]]), lengths=torch.tensor([[0, 2]]))
+
+
+def test_rpo_unpaired_needs_both_kinds_of_feedback():
+    singles = {
+        "policy_logps": torch.tensor([[-1.0], [-2.0]]),
+        "ref_logps": torch.tensor([[-1.0], [-1.0]]),
+        "labels": torch.tensor([[True], [True]]),
+        "prompt_embeddings": torch.eye(2),
+    }
+    with pytest.raises(MethodDataError, match="one desirable and one undesirable"):
+        compute("rpo-unpaired", **singles)
+
+
+def test_out_of_range_hyperparameters_raise():
+    with pytest.raises(MethodDataError, match="epsilon"):
+        compute("rdpo", **pair(), epsilon=0.5)
+    with pytest.raises(MethodDataError, match="alpha must be > 0"):
+        compute("todo", **pair(), alpha=0.0)
