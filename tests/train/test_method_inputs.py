@@ -56,7 +56,11 @@ def _group(gid, prompt, response):
 
 
 def test_mismatched_pairs_never_pair_a_prompt_with_its_own_prompt():
-    groups = [_group("a", [5, 6], [7, 2]), _group("b", [5, 6], [8, 2]), _group("c", [9], [10, 11, 2])]
+    groups = [
+        _group("a", [5, 6], [7, 2]),
+        _group("b", [5, 6], [8, 2]),
+        _group("c", [9], [10, 11, 2]),
+    ]
     companions = mismatched_pairs(groups, seed=0, max_length=4)
     for group, companion in zip(groups, companions, strict=True):
         assert companion.prompt_ids == group.prompt_ids

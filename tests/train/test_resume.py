@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -57,7 +58,9 @@ def _metrics(run_dir):
     return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in lines]
 
 
-def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path, tiny_model_dir, paired_file):
+def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(
+    tmp_path, tiny_model_dir, paired_file
+):
     values = {
         "model": str(tiny_model_dir),
         "method": "dpo",
@@ -92,7 +95,9 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path, tiny_mo
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
-def test_a_run_stopped_while_saving_keeps_its_previous_checkpoint(make_config, paired_file, monkeypatch):
+def test_a_run_stopped_while_saving_keeps_its_previous_checkpoint(
+    make_config, paired_file, monkeypatch
+):
     import preftune.train.checkpoint as checkpoint
     from preftune.train import train
 
@@ -107,10 +112,8 @@ def test_a_run_stopped_while_saving_keeps_its_previous_checkpoint(make_config, p
 
     monkeypatch.setattr(checkpoint.torch, "save", failing_save)
     config = make_config("dpo", paired_file, max_steps=4, save_every=1, run_name="b")
-    try:
+    with pytest.raises(KeyboardInterrupt):
         train(config)
-    except KeyboardInterrupt:
-        pass
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     assert latest_checkpoint(config.run_dir).name == "step-1"
     assert list((config.run_dir / "checkpoints").glob(".partial-*"))
