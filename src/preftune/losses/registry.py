@@ -12,18 +12,20 @@ from types import MappingProxyType
 
 VIEWS = ("pair", "binary", "list", "chosen")
 DATA_FIELDS = ("scores", "labels", "ties", "margins")
-EXTRA_INPUTS = (
-    "kl_policy_logps",
-    "kl_ref_logps",
-    "prompt_embeddings",
-    "token_logps",
-    "token_ref_logps",
-    "token_mask",
-    "values",
-    "reward_mean",
-    "margins",
-    "ties",
-)
+# The extra inputs a method may take, and how each is laid out (views sort / flatten by it).
+EXTRA_LAYOUTS = {
+    "kl_policy_logps": "free",  # [M]: any number of mismatched pairs
+    "kl_ref_logps": "free",
+    "reward_mean": "scalar",  # 0-d
+    "prompt_embeddings": "group",  # [G, D]
+    "margins": "group",  # [G]
+    "ties": "group",  # [G] bool
+    "token_logps": "response",  # [G, R, L]
+    "token_ref_logps": "response",
+    "token_mask": "response",  # [G, R, L] bool
+    "values": "response",
+}
+EXTRA_INPUTS = tuple(EXTRA_LAYOUTS)
 
 
 @dataclass(frozen=True)

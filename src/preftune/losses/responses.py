@@ -18,20 +18,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from preftune.errors import MethodDataError
+from preftune.losses.registry import EXTRA_LAYOUTS
 
-# How each extra input is laid out, so that views can sort, flatten or validate it.
-EXTRA_LAYOUTS = {
-    "kl_policy_logps": "free",  # [M]: any number of mismatched pairs
-    "kl_ref_logps": "free",
-    "reward_mean": "scalar",  # 0-d
-    "prompt_embeddings": "group",  # [G, D]
-    "margins": "group",  # [G]
-    "ties": "group",  # [G] bool
-    "token_logps": "response",  # [G, R, L]
-    "token_ref_logps": "response",
-    "token_mask": "response",  # [G, R, L] bool
-    "values": "response",
-}
 BOOL_EXTRAS = ("ties", "token_mask")
 
 
