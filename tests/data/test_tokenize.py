@@ -35,39 +35,62 @@ def chat(tokenizer, messages, **kwargs):
     return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
 
 
-@pytest.mark.parametrize("name", FORMAT_FIXTURES)
-def test_every_format_round_trips_through_the_chat_template_token_by_token(tiny_tokenizer, name):
+def assert_round_trip(tokenizer, name):
     """prompt ids + response ids are the rendered conversation; the mask splits it at the answer."""
     groups = read_records(FIXTURES / name).groups
-    tokenized, stats = tokenize(groups, tiny_tokenizer, max_prompt_length=10_000, max_length=20_000)
+    tokenized, stats = tokenize(groups, tokenizer, max_prompt_length=10_000, max_length=20_000)
     assert stats.groups == len(groups) and stats.prefix_fixed == stats.template_fixed == 0
-    eos = tiny_tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
     for group, tok in zip(groups, tokenized, strict=True):
         prompt = (
             group.prompt
             if isinstance(group.prompt, list)
             else [{"role": "user", "content": group.prompt}]
         )
-        rendered_prompt = chat(tiny_tokenizer, prompt, add_generation_prompt=True)
+        rendered_prompt = chat(tokenizer, prompt, add_generation_prompt=True)
         assert tok.prompt_text == rendered_prompt
-        assert tok.prompt_ids == ids(tiny_tokenizer, rendered_prompt)
+        assert tok.prompt_ids == ids(tokenizer, rendered_prompt)
         for response, response_ids in zip(group.responses, tok.response_ids, strict=True):
             answer = (
                 response.text
                 if isinstance(response.text, list)
                 else [{"role": "assistant", "content": response.text.strip()}]
             )
-            whole = chat(tiny_tokenizer, prompt + answer)
+            whole = chat(tokenizer, prompt + answer)
             assert whole.endswith("<|im_end|>\n")
             sequence = tok.prompt_ids + response_ids
             mask = [False] * len(tok.prompt_ids) + [True] * len(response_ids)
-            assert sequence == ids(tiny_tokenizer, whole[: -len("\n")])  # up to and with EOS
+            assert sequence == ids(tokenizer, whole[: -len("\n")])  # up to and with EOS
             scored = [t for t, m in zip(sequence, mask, strict=True) if m]
-            assert tiny_tokenizer.decode(scored) == whole[len(rendered_prompt) : -len("\n")]
+            assert tokenizer.decode(scored) == whole[len(rendered_prompt) : -len("\n")]
             assert scored[-1] == eos and eos not in scored[:-1]
         assert tok.scores == [r.score for r in group.responses]
         assert tok.labels == [r.label for r in group.responses]
         assert (tok.margin, tok.tie, tok.id) == (group.margin, group.tie, group.id)
+    return tokenized
+
+
+@pytest.mark.parametrize("name", FORMAT_FIXTURES)
+def test_every_format_round_trips_through_a_chatml_template_token_by_token(tiny_tokenizer, name):
+    assert_round_trip(tiny_tokenizer, name)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    from preftune.models.loading import load_tokenizer
+
+    return load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FORMAT_FIXTURES)
+def test_every_format_round_trips_through_smollm2s_template_token_by_token(smollm2_tokenizer, name):
+    tokenized = assert_round_trip(smollm2_tokenizer, name)
+    for tok, group in zip(tokenized, read_records(FIXTURES / name).groups, strict=True):
+        own_system = isinstance(group.prompt, list) and group.prompt[0]["role"] == "system"
+        default = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM"
+        assert tok.prompt_text.startswith("<|im_start|>system\n" if own_system else default)
+        assert tok.prompt_text.endswith("<|im_start|>assistant\n")
 
 
 def test_plain_text_is_concatenated_with_eos_appended(tiny_tokenizer):
@@ -157,6 +180,7 @@ WORDS = ["the", "movie", "was", "great", "film", "bad", "plot", " ", "\n", "robo
 text = st.lists(st.sampled_from(WORDS), min_size=1, max_size=40).map(" ".join)
 
 
+@pytest.mark.filterwarnings("ignore:.*tokenized apart from their prompt")
 @settings(max_examples=60, deadline=None)
 @given(
     prompt=text,
