@@ -29,9 +29,12 @@ def _count_generated_rows(model):
 def test_greedy_is_deterministic_and_independent_of_batching(tmp_path, tiny_model, tiny_tokenizer):
     pair = (tiny_model, tiny_tokenizer)
     one = generate(pair, PROMPTS, tmp_path / "a.jsonl", max_new_tokens=6, batch_size=1)
-    three = generate(pair, PROMPTS, tmp_path / "b.jsonl", max_new_tokens=6, batch_size=3)
+    three = generate(
+        pair, PROMPTS, tmp_path / "b.jsonl", max_new_tokens=6, batch_size=3, model_name="base"
+    )
     assert [r["response_token_ids"] for r in one] == [r["response_token_ids"] for r in three]
     assert [r["id"] for r in one] == ["p1", "p2", "p3"]
+    assert {r["model"] for r in three} == {"base"}
     for row in one:
         assert row["finish_reason"] == "length" and row["num_tokens"] == 6
         assert set(row) >= {"id", "prompt", "response", "model", "generation_config"}

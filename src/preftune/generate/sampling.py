@@ -110,13 +110,15 @@ def generate(
     seed: int = 0,
     chat_template: bool = True,
     dtype: str = "fp32",
+    model_name: str | None = None,
 ) -> list[dict]:
     """Sample `n` responses per prompt ({"id", "prompt"}; prompt a string or chat messages).
 
     `model_or_path` is a Hub id, model folder, training run folder or a loaded
     (model, tokenizer) pair. Greedy when temperature is 0. Rows already in `out_path` (same
     id and sample index) are kept and not generated again; the file must have been written
-    with the same generation settings. Returns the rows for `prompts`, in prompt order.
+    with the same generation settings. `model_name` labels the rows' "model" field (default:
+    the path, or the loaded model's name_or_path). Returns the rows for `prompts`, in order.
     """
     if n < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ConfigError("n, max_new_tokens and batch_size must be at least 1")
@@ -144,6 +146,7 @@ def generate(
     jobs = [(p, s) for p in prompts for s in range(n) if (str(p["id"]), s) not in done]
     if jobs:
         model, tokenizer, name = load_for_generation(model_or_path, dtype)
+        name = model_name or name
         done.update(_run_jobs(model, tokenizer, name, jobs, out_path, config, batch_size))
     return [done[(str(p["id"]), s)] for p in prompts for s in range(n)]
 
