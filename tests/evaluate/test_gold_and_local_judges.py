@@ -95,3 +95,37 @@ def test_reward_model_judge(tmp_path, tiny_tokenizer):
     assert judge.compare("q", "the movie was great", "a terrible film").winner == (
         "a" if good > bad else "b"
     )
+
+
+def test_interrupted_judging_keeps_finished_decisions(tmp_path):
+    calls = {"n": 0}
+
+    def gold(prompt, response):
+        calls["n"] += 1
+        if calls["n"] == 7:  # Ctrl-C during the 4th decision (2 scores per decision)
+            raise KeyboardInterrupt
+        return float(len(response))
+
+    samples = [{"id": str(i), "prompt": "p", "response": "long answer"} for i in range(6)]
+    baseline = [{"id": str(i), "prompt": "p", "response": f"short {i}"} for i in range(6)]
+    with pytest.raises(KeyboardInterrupt):
+        win_rate(samples, baseline, GoldJudge(gold, name="length"), tmp_path)
+    assert len((tmp_path / "judgments.jsonl").read_text().splitlines()) == 3
+    results = win_rate(samples, baseline, GoldJudge(gold, name="length"), tmp_path)
+    assert results["cache_hits"] == 3 and results["wins"] == 6
+
+
+def test_prompt_sources(tmp_path):
+    import json
+
+    from preftune.generate.prompt_sources import read_prompts
+
+    task = read_prompts("task:sentiment:heldout", limit=3)
+    assert len(task) == 3 and all(p["id"].startswith("sentiment-") for p in task)
+    plain = tmp_path / "prompts.json"
+    plain.write_text(json.dumps([{"prompt": "a"}, {"id": "k", "prompt": "b"}]))
+    assert read_prompts(str(plain)) == [{"id": "0", "prompt": "a"}, {"id": "k", "prompt": "b"}]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "q", "chosen": "x", "rejected": "y"}) + "\n")
+    from_data = read_prompts(str(pairs))
+    assert len(from_data) == 1 and from_data[0]["prompt"] == "q"
