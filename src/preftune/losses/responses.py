@@ -165,7 +165,7 @@ def prepare(
     dtype, device = policy_logps.dtype, policy_logps.device
     if mask is None:
         mask = torch.ones(shape, dtype=torch.bool, device=device)
-    mask = _check_tensor(method, "mask", mask, shape).to(torch.bool)
+    mask = _check_tensor(method, "mask", mask, shape).to(device=device, dtype=torch.bool)
     if shape[0] == 0 or not mask.any(dim=1).all():
         raise MethodDataError(f"method '{method}': every group needs at least one response")
 
@@ -179,7 +179,10 @@ def prepare(
     if lengths is not None and (lengths <= 0).any():
         raise MethodDataError(f"method '{method}': lengths must be positive for every response")
     if labels is not None:
-        labels = _check_tensor(method, "labels", labels, shape).to(torch.bool) & mask
+        labels = (
+            _check_tensor(method, "labels", labels, shape).to(device=device, dtype=torch.bool)
+            & mask
+        )
     checked_extras = {}
     for name, value in (extras or {}).items():
         value = _check_extra(method, name, value, *shape).to(device)
