@@ -18,21 +18,10 @@ import torch
 
 from preftune.data.batch import PreferenceBatch, TokenizedGroup, collate
 from preftune.errors import MethodDataError
-from preftune.models.engine import sequence_logps
-from preftune.models.value_head import ValueHead, logps_with_values
 
 KL_INPUTS = ("kl_policy_logps", "kl_ref_logps")
 TOKEN_INPUTS = ("token_logps", "token_ref_logps", "token_mask", "values")
 BCO_REWARD_MEAN_METRIC = "bco/reward_mean"
-
-
-def gather_across_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """Batch-level statistics (KTO's z, RPO's contrast matrix) span this process's micro-batch.
-
-    Multi-process training must gather here (accelerate's `gather` with gradients for RPO);
-    with one process the micro-batch is the whole batch.
-    """
-    return tensor
 
 
 def mismatched_pairs(
@@ -101,7 +90,6 @@ class LossInputs:
         pad_token_id: int = 0,
         companions: list[TokenizedGroup] | None = None,
         embeddings: dict[str, torch.Tensor] | None = None,
-        value_head: ValueHead | None = None,
         reward_mean: RunningMean | None = None,
     ):
         self.spec = spec
@@ -110,23 +98,19 @@ class LossInputs:
         self.pad_token_id = pad_token_id
         self.companions = companions
         self.embeddings = embeddings
-        self.value_head = value_head
         self.reward_mean = reward_mean
 
     @property
     def per_token(self) -> bool:
         return bool(self.extra & set(TOKEN_INPUTS))
 
-    def __call__(self, model: torch.nn.Module, batch: PreferenceBatch, indices: list[int]) -> dict:
-        device = next(model.parameters()).device
-        if "values" in self.extra:
-            policy, values = logps_with_values(
-                model, self.value_head, batch, pad_token_id=self.pad_token_id
-            )
-        else:
-            policy = sequence_logps(
-                model, batch, per_token=self.per_token, pad_token_id=self.pad_token_id
-            )
+    def __call__(self, policy_forward, batch: PreferenceBatch, indices: list[int]) -> dict:
+        """Inputs for this process's micro-batch; `policy_forward` is the (prepared)
+        `preftune.train.distributed.PolicyForward`. Several processes gather them after."""
+        device = next(policy_forward.parameters()).device
+        policy, values = policy_forward(
+            batch, per_token=self.per_token, pad_token_id=self.pad_token_id
+        )
         kwargs = {
             "policy_logps": policy.logps,
             "ref_logps": None,
@@ -147,10 +131,10 @@ class LossInputs:
         if "values" in self.extra:
             kwargs["values"] = values
         if self.extra & set(KL_INPUTS):
-            kwargs.update(self._kl_inputs(model, indices, device))
+            kwargs.update(self._kl_inputs(policy_forward, indices, device))
         if "prompt_embeddings" in self.extra:
             rows = [self.embeddings[text] for text in batch.extras["prompt_texts"]]
-            kwargs["prompt_embeddings"] = gather_across_processes(torch.stack(rows).to(device))
+            kwargs["prompt_embeddings"] = torch.stack(rows).to(device)
         if "reward_mean" in self.extra and self.reward_mean.value() is not None:
             kwargs["reward_mean"] = torch.tensor(self.reward_mean.value(), device=device)
         for name in ("margins", "ties"):
@@ -158,14 +142,14 @@ class LossInputs:
                 kwargs[name] = batch.extras[name].to(device)
         return kwargs
 
-    def _kl_inputs(self, model, indices: list[int], device) -> dict:
+    def _kl_inputs(self, policy_forward, indices: list[int], device) -> dict:
         batch = collate([self.companions[i] for i in indices])
         with torch.no_grad():
-            policy = sequence_logps(model, batch, pad_token_id=self.pad_token_id)
+            policy, _ = policy_forward(batch, pad_token_id=self.pad_token_id)
         reference = self.reference(batch)
         return {
-            "kl_policy_logps": gather_across_processes(policy.logps[:, 0].detach()),
-            "kl_ref_logps": gather_across_processes(reference.logps[:, 0].to(device)),
+            "kl_policy_logps": policy.logps[:, 0].detach(),
+            "kl_ref_logps": reference.logps[:, 0].to(device),
         }
 
     def observe(self, metrics: dict, groups: int) -> None:

@@ -29,6 +29,16 @@ from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
 from preftune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from preftune.train.dataset import StepOrder, read_view, tokenize_view
+from preftune.train.distributed import (
+    PolicyForward,
+    all_processes,
+    check_checkpointing,
+    check_shardable,
+    full_policy,
+    gather_loss_inputs,
+    is_sharded,
+    micro_batches,
+)
 from preftune.train.inputs import LossInputs, RunningMean
 from preftune.train.metrics import MetricsLog, weighted_mean
 from preftune.train.optim import build_optimizer, build_scheduler
@@ -37,27 +47,33 @@ from preftune.train.setup import build_loss_inputs, build_policy
 
 def train(config: TrainConfig) -> Path:
     """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
     spec = METHODS[config.method]
-    run_dir = _open_run_dir(config)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    main = accelerator.is_main_process
+    run_dir = _open_run_dir(config, write=False)
+    accelerator.wait_for_everyone()  # every process checked the folder before one writes it
+    if main:
+        _open_run_dir(config, write=True)
     if config.resume and (run_dir / "summary.json").exists():
         return run_dir  # finished earlier
     started = time.perf_counter()
     view, counts = read_view(config, spec)  # data errors surface before any model loads
     tokenizer = load_tokenizer(config.model)
     groups = tokenize_view(view, tokenizer, config, counts)
-
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    check_shardable(
+        len(groups), config.batch_size, config.groups_per_forward, accelerator.num_processes
+    )
+    check_checkpointing(accelerator, config)
 
     set_seed(config.seed)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
     model, value_head = build_policy(config, spec)
     modules = {"model": model} | ({"value_head": value_head} if value_head is not None else {})
     for module in modules.values():
         module.to(accelerator.device)
-    inputs = build_loss_inputs(
-        config, spec, model, groups, pad_token_id=tokenizer.pad_token_id, value_head=value_head
-    )
+    inputs = build_loss_inputs(config, spec, model, groups, pad_token_id=tokenizer.pad_token_id)
     parameters = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = build_optimizer(parameters, config)
     order = StepOrder(
@@ -65,8 +81,8 @@ def train(config: TrainConfig) -> Path:
     )
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
     scheduler = build_scheduler(optimizer, config, total_steps)
-    prepared = accelerator.prepare(*modules.values(), optimizer)
-    model, optimizer = prepared[0], prepared[-1]  # `modules` keeps the unwrapped ones
+    # `modules` keeps the unwrapped ones; the policy runs through the prepared wrapper
+    policy, optimizer = accelerator.prepare(PolicyForward(model, value_head), optimizer)
 
     metrics_path = run_dir / "metrics.jsonl"
     state = {"tokens": 0, "elapsed_s": 0.0}
@@ -81,13 +97,20 @@ def train(config: TrainConfig) -> Path:
         )
         if inputs.reward_mean is not None:
             inputs.reward_mean = RunningMean(**state["reward_mean"])
-    else:
+    elif main:
         metrics_path.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
 
-    loop = _Loop(config, accelerator, model, inputs, groups, optimizer, scheduler, parameters)
+    loop = _Loop(config, accelerator, policy, inputs, groups, optimizer, scheduler, parameters)
     log = MetricsLog(metrics_path)
     start_step = state.get("step", 0)
-    bar = tqdm(total=total_steps, initial=start_step, desc=config.method, unit="step")
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc=config.method,
+        unit="step",
+        disable=not main,
+    )
     interval_tokens, interval_start = 0, time.perf_counter()
     clock_offset = state["elapsed_s"] - started  # + perf_counter() = wall time over all sessions
 
@@ -95,38 +118,43 @@ def train(config: TrainConfig) -> Path:
         loop_state = {"tokens": state["tokens"], "elapsed_s": clock_offset + time.perf_counter()}
         if inputs.reward_mean is not None:
             loop_state["reward_mean"] = inputs.reward_mean.state()
-        save_checkpoint(
-            run_dir,
-            step,
-            modules=modules,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            state=loop_state,
-            metrics_path=metrics_path,
-        )
+        if main:
+            save_checkpoint(
+                run_dir,
+                step,
+                modules=modules,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                state=loop_state,
+                metrics_path=metrics_path,
+            )
+        accelerator.wait_for_everyone()
 
     for step in range(start_step, total_steps):
         metrics, tokens = loop.step(step, order.indices(step))
         state["tokens"] += tokens
         interval_tokens += tokens
         done = step + 1
-        if done % config.log_every == 0 or done == total_steps:
+        if main and (done % config.log_every == 0 or done == total_steps):
             now = time.perf_counter()
             record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
             record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
             log.write(record)
             interval_tokens, interval_start = 0, now
-            bar.set_postfix(
-                loss=f"{metrics['loss']:.4f}",
-                acc=f"{metrics.get('rewards/accuracies', float('nan')):.2f}",
-                tok_s=f"{record['tokens_per_s']:.0f}",
-            )
+            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+            if "rewards/accuracies" in metrics:
+                shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
+            bar.set_postfix(shown)
         bar.update(1)
         if config.save_every and done % config.save_every == 0 and done < total_steps:
             save(done)
     bar.close()
-    save(total_steps)
-    _save_final(accelerator.unwrap_model(model), tokenizer, run_dir)
+    if not is_sharded(accelerator):  # whole-state checkpoints only (check_checkpointing)
+        save(total_steps)
+    final_model = full_policy(accelerator, policy, lambda: build_policy(config, spec)[0])
+    if not main:
+        return run_dir
+    _save_final(final_model, tokenizer, run_dir)
     summary = {
         "method": config.method,
         "model": config.model,
@@ -167,29 +195,37 @@ class _Loop:
         self.parameters = parameters
 
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
+        """Train on the step's groups `indices` (the same list on every process); each process
+        runs its part of every global micro-batch and the loss is the global one (distributed.py).
+        """
         config, accelerator = self.config, self.accelerator
         self.model.train()
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.zero_grad(set_to_none=True)
-        size = config.groups_per_forward
-        chunks = [indices[start : start + size] for start in range(0, len(indices), size)]
+        plan = micro_batches(
+            indices,
+            config.groups_per_forward,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
         parts, tokens = [], 0
-        for k, chunk in enumerate(chunks):
+        for k, (chunk, global_size) in enumerate(plan):
             batch = collate([self.groups[i] for i in chunk])
-            syncing = k == len(chunks) - 1
+            syncing = k == len(plan) - 1
             with nullcontext() if syncing else accelerator.no_sync(self.model):
                 with accelerator.autocast():
-                    kwargs = self.inputs(self.model, batch, chunk)
+                    kwargs = gather_loss_inputs(self.inputs(self.model, batch, chunk))
                     loss, metrics = compute(config.method, **kwargs, **config.hparams)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {step + 1} (batch ids: {batch.ids}); "
                         f"the last good checkpoint is kept under {config.run_dir / 'checkpoints'}"
                     )
-                accelerator.backward(loss * len(chunk) / len(indices))
-            self.inputs.observe(metrics, len(chunk))
-            parts.append((len(chunk), {"loss": loss.item(), **metrics}))
+                accelerator.backward(loss * global_size / len(indices))
+            self.inputs.observe(metrics, global_size)
+            parts.append((global_size, {"loss": loss.item(), **metrics}))
             tokens += batch.num_tokens()
+        tokens = sum(all_processes(tokens))
         max_norm = config.max_grad_norm or math.inf
         grad_norm = float(accelerator.clip_grad_norm_(self.parameters, max_norm))
         if not math.isfinite(grad_norm):
@@ -202,8 +238,9 @@ class _Loop:
         return {**weighted_mean(parts), "lr": lr, "grad_norm": grad_norm}, tokens
 
 
-def _open_run_dir(config: TrainConfig) -> Path:
-    """Create the run folder and write config.yaml; resuming needs the same config."""
+def _open_run_dir(config: TrainConfig, *, write: bool) -> Path:
+    """Check the run folder (resuming needs the same config); with `write`, create it and
+    write config.yaml (only the main process writes, after every process has checked)."""
     run_dir = config.run_dir
     config_path = run_dir / "config.yaml"
     current = config.model_dump(mode="json")
@@ -220,8 +257,9 @@ def _open_run_dir(config: TrainConfig) -> Path:
                 f"resume: the config differs from the run's config.yaml in {', '.join(changed)}; "
                 "resume with the same config, or start a new run_name"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.to_yaml())
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(config.to_yaml())
     return run_dir
 
 

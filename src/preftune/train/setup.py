@@ -21,6 +21,7 @@ from preftune.models.lora import adapters_disabled, add_lora, is_lora
 from preftune.models.reference import LiveReference, model_fingerprint, precompute_reference
 from preftune.models.trainable import train_top_layers
 from preftune.models.value_head import ValueHead
+from preftune.train.distributed import merge_entries, process_count, process_index
 from preftune.train.inputs import KL_INPUTS, LossInputs, RunningMean, mismatched_pairs
 
 
@@ -51,7 +52,6 @@ def build_loss_inputs(
     groups: list[TokenizedGroup],
     *,
     pad_token_id: int,
-    value_head: ValueHead | None,
 ) -> LossInputs:
     """Everything the method declares beyond the policy's log-probs, computed before training."""
     extra = set(spec.extra_inputs)
@@ -70,7 +70,6 @@ def build_loss_inputs(
         pad_token_id=pad_token_id,
         companions=companions,
         embeddings=embeddings,
-        value_head=value_head,
         reward_mean=RunningMean() if "reward_mean" in extra else None,
     )
 
@@ -90,4 +89,7 @@ def _reference(config: TrainConfig, model, sequences: list[TokenizedGroup], pad_
             fingerprint,
             groups_per_forward=config.groups_per_forward,
             pad_token_id=pad_token_id,
+            shard=(process_index(), process_count()),
+            merge=merge_entries,
+            write=process_index() == 0,
         )
