@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from preftune.data import collate, make_view, read_records, tokenize
 from preftune.data.records import PromptGroup, Response
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, MethodDataError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
 FORMAT_FIXTURES = [
@@ -216,3 +216,28 @@ def test_truncation_never_exceeds_max_length_nor_loses_a_response_token_to_the_p
         len(k) < len(w) for k, w in zip(cut.response_ids, full.response_ids, strict=True)
     )
     assert stats.responses_truncated == truncated
+
+
+VIEW_SIZES = {"pair": 2, "binary": 1, "chosen": 1}
+
+
+@pytest.mark.parametrize("view", ["pair", "binary", "list", "chosen"])
+@pytest.mark.parametrize("name", FORMAT_FIXTURES)
+def test_every_format_through_every_view_it_can_give_into_a_batch(tiny_tokenizer, name, view):
+    groups = read_records(FIXTURES / name).groups
+    if name == "binary.jsonl" and view in ("pair", "list"):
+        with pytest.raises(MethodDataError, match=f"view '{view}' needs"):
+            make_view(groups, view)
+        return
+    shaped = make_view(groups, view)
+    tokenized, stats = tokenize(shaped, tiny_tokenizer)
+    batch = collate(tokenized)
+    sizes = [VIEW_SIZES.get(view, len(g.responses)) for g in shaped]
+    assert batch.mask.sum(dim=1).tolist() == sizes
+    assert stats.responses == sum(sizes)
+    assert batch.ids == [g.id for g in shaped]
+    assert batch.extras["ties"].tolist() == [g.tie for g in shaped]
+    if view == "pair":
+        assert (batch.scores[:, 0] >= batch.scores[:, 1]).all()
+    if view == "binary":
+        assert batch.labels is not None

@@ -32,6 +32,7 @@ from preftune.data.messages import is_messages
 from preftune.data.records import PromptGroup, Text
 from preftune.errors import ConfigError
 
+CHUNK = 512
 PLAIN_ROLES = {"user": "Human", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 
 
@@ -122,6 +123,28 @@ def _check_lengths(tokenizer, max_prompt_length: int, max_length: int) -> int:
     return tokenizer.eos_token_id
 
 
+def _truncate(
+    group: PromptGroup, prompt_ids, responses, prompt_text, limits, stats
+) -> TokenizedGroup:
+    """Cut the prompt from the left, then each response from the right (see the module doc)."""
+    max_prompt_length, max_length = limits
+    if len(prompt_ids) > max_prompt_length:
+        prompt_ids = prompt_ids[-max_prompt_length:]
+        stats.prompts_truncated += 1
+    room = max_length - len(prompt_ids)
+    stats.responses_truncated += sum(len(r) > room for r in responses)
+    return TokenizedGroup(
+        id=group.id,
+        prompt_ids=prompt_ids,
+        response_ids=[r[:room] for r in responses],
+        scores=[r.score for r in group.responses],
+        labels=[r.label for r in group.responses],
+        margin=group.margin,
+        tie=group.tie,
+        prompt_text=prompt_text,
+    )
+
+
 def tokenize(
     groups: list[PromptGroup],
     tokenizer,
@@ -133,58 +156,65 @@ def tokenize(
     """Token ids for every group (see the module doc for rendering and truncation).
 
     `chat_template`: None uses the tokenizer's (plain text when it has none), a string is a
-    Jinja template to use instead, False forces plain concatenation.
+    Jinja template to use instead, False forces plain concatenation. Texts are tokenized in
+    batches of `CHUNK` groups (one call into the fast tokenizer per batch).
     """
     eos = _check_lengths(tokenizer, max_prompt_length, max_length)
     renderer = _Renderer(tokenizer, chat_template)
     specials = renderer.template is None  # a template writes its own special tokens
 
-    def ids(text: str, add_special_tokens: bool) -> list[int]:
-        return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+    def encode(texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        return tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"] if texts else []
 
-    stats = TokenizeStats()
-    prompt_total = response_total = 0
-    out = []
-    for group in tqdm(groups, desc="tokenize", disable=None):
-        prompt_text = renderer.prompt(group.prompt)
-        prompt_ids = ids(prompt_text, specials)
-        stats.prompt_tokens_max = max(stats.prompt_tokens_max, len(prompt_ids))
-        prompt_total += len(prompt_ids)
-        responses = []
-        for response in group.responses:
-            response_text = renderer.response(group.prompt, prompt_text, response.text)
-            full = ids(prompt_text + response_text, specials)
-            if full[: len(prompt_ids)] == prompt_ids:
-                response_ids = full[len(prompt_ids) :]
-            else:
-                response_ids = ids(response_text, False)
-                stats.prefix_fixed += 1
-            response_ids = _end_with_eos(response_ids, eos)
-            stats.response_tokens_max = max(stats.response_tokens_max, len(response_ids))
-            response_total += len(response_ids)
-            responses.append(response_ids)
-        if len(prompt_ids) > max_prompt_length:
-            prompt_ids = prompt_ids[-max_prompt_length:]
-            stats.prompts_truncated += 1
-        room = max_length - len(prompt_ids)
-        stats.responses_truncated += sum(len(r) > room for r in responses)
-        out.append(
-            TokenizedGroup(
-                id=group.id,
-                prompt_ids=prompt_ids,
-                response_ids=[r[:room] for r in responses],
-                scores=[r.score for r in group.responses],
-                labels=[r.label for r in group.responses],
-                margin=group.margin,
-                tie=group.tie,
-                prompt_text=prompt_text,
+    stats = TokenizeStats(groups=len(groups), responses=sum(len(g.responses) for g in groups))
+    prompt_lengths, response_lengths, out = [], [], []
+    progress = tqdm(total=len(groups), desc="tokenize", disable=None)
+    for start in range(0, len(groups), CHUNK):
+        chunk = groups[start : start + CHUNK]
+        prompt_texts = [renderer.prompt(g.prompt) for g in chunk]
+        response_texts = [
+            [renderer.response(g.prompt, p, r.text) for r in g.responses]
+            for g, p in zip(chunk, prompt_texts, strict=True)
+        ]
+        prompts = encode(prompt_texts, specials)
+        fulls = iter(
+            encode(
+                [p + r for p, rs in zip(prompt_texts, response_texts, strict=True) for r in rs],
+                specials,
             )
         )
-        stats.groups += 1
-        stats.responses += len(responses)
+        for group, prompt_text, prompt_ids, texts in zip(
+            chunk, prompt_texts, prompts, response_texts, strict=True
+        ):
+            responses = []
+            for text in texts:
+                full = next(fulls)
+                if full[: len(prompt_ids)] == prompt_ids:
+                    response_ids = full[len(prompt_ids) :]
+                else:
+                    response_ids = encode([text], False)[0]
+                    stats.prefix_fixed += 1
+                responses.append(_end_with_eos(response_ids, eos))
+            prompt_lengths.append(len(prompt_ids))
+            response_lengths.extend(len(r) for r in responses)
+            out.append(
+                _truncate(
+                    group,
+                    prompt_ids,
+                    responses,
+                    prompt_text,
+                    (max_prompt_length, max_length),
+                    stats,
+                )
+            )
+        progress.update(len(chunk))
+    progress.close()
     stats.template_fixed = renderer.template_fixed
-    stats.prompt_tokens_mean = prompt_total / max(stats.groups, 1)
-    stats.response_tokens_mean = response_total / max(stats.responses, 1)
+    if groups:
+        stats.prompt_tokens_mean = sum(prompt_lengths) / len(prompt_lengths)
+        stats.prompt_tokens_max = max(prompt_lengths)
+        stats.response_tokens_mean = sum(response_lengths) / len(response_lengths)
+        stats.response_tokens_max = max(response_lengths)
     if stats.prefix_fixed or stats.template_fixed:
         warnings.warn(
             f"{stats.prefix_fixed} responses tokenized apart from their prompt (a token merged "
