@@ -96,21 +96,23 @@ def test_rpo_with_a_single_pair_is_dpo():
     assert loss("rpo", inputs, prompt_embeddings=embedding) == pytest.approx(
         loss("dpo", inputs), rel=1e-12
     )
-    assert loss("rpo-diagonal", inputs, prompt_embeddings=embedding) == pytest.approx(
-        loss("dpo", inputs), rel=1e-12
-    )
+    assert loss("rpo-diagonal", inputs) == pytest.approx(loss("dpo", inputs), rel=1e-12)
 
 
-def test_rpo_diagonal_with_alpha_one_keeps_only_the_own_pair():
-    """With alpha = 1 the other pairs get weight 0: -log sigmoid(0) = log 2 each, no gradient."""
+def test_rpo_diagonal_with_alpha_one_is_dpo():
+    inputs = random_pairs(groups=4)
+    assert loss("rpo-diagonal", inputs, alpha=1.0) == pytest.approx(loss("dpo", inputs), rel=1e-12)
+
+
+def test_rpo_with_identical_prompts_weighs_all_contrasts_equally():
+    """Equal prompts: w_ij = 1/M, so each logit is beta L_ij / M."""
     groups = 4
     inputs = random_pairs(groups=groups)
-    embeddings = torch.randn(groups, 3, generator=torch.Generator().manual_seed(1))
-    own = loss("dpo", inputs)
-    expected = (own + (groups - 1) * torch.log(torch.tensor(2.0)).item()) / groups
-    assert loss("rpo-diagonal", inputs, alpha=1.0, prompt_embeddings=embeddings) == pytest.approx(
-        expected
-    )
+    embeddings = torch.ones(groups, 3)
+    rho = inputs["policy_logps"] - inputs["ref_logps"]
+    gaps = rho[:, :1] - rho[:, 1][None, :]
+    expected = torch.nn.functional.softplus(-0.1 * gaps / groups).mean().item()
+    assert loss("rpo", inputs, prompt_embeddings=embeddings) == pytest.approx(expected, rel=1e-9)
 
 
 def test_bco_pair_is_bco_on_the_pair_split_with_a_zero_reward_mean():

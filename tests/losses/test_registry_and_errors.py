@@ -58,7 +58,10 @@ def test_every_method_of_the_issue_is_registered_with_its_hyperparameters():
     for name, hparams in ISSUE_HPARAMS.items():
         assert set(METHODS[name].hparams) == hparams, name
     assert METHODS["mppo-point-ce"].hparams["score_max"] == 10
-    assert {"beta", "tau"} <= set(METHODS["rpo-diagonal"].hparams)
+    for name in ("rpo", "rpo-unpaired"):
+        assert set(METHODS[name].hparams) == {"beta", "tau"}
+        assert "prompt_embeddings" in METHODS[name].extra_inputs
+    assert set(METHODS["rpo-diagonal"].hparams) == {"beta", "alpha"}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -193,17 +193,13 @@ def expected_rpo():
     return rpo_expected(weights, [rho_w(p) for p in PAIRS], [rho_l(p) for p in PAIRS], 0.5)
 
 
-def expected_rpo_diagonal():
-    alpha, groups = 0.7, len(PAIRS)
-    weights = []
-    for i in range(groups):
-        others = [j for j in range(groups) if j != i]
-        spread = similarity_weights([EMBEDDINGS[i]], [EMBEDDINGS[j] for j in others], 0.5)[0]
-        row = [alpha if j == i else 0.0 for j in range(groups)]
-        for j, w in zip(others, spread, strict=True):
-            row[j] = (1 - alpha) * w
-        weights.append(row)
-    return rpo_expected(weights, [rho_w(p) for p in PAIRS], [rho_l(p) for p in PAIRS], 0.5)
+def expected_rpo_diagonal(alpha=0.7, beta=0.5):
+    """alpha * own pair's loss + (1 - alpha) * uniform mean of the other contrasts."""
+    losses = []
+    for i, p in enumerate(PAIRS):
+        others = [-log_sigmoid(beta * (rho_w(p) - rho_l(q))) for j, q in enumerate(PAIRS) if j != i]
+        losses.append(alpha * -log_sigmoid(beta * delta(p)) + (1 - alpha) * mean(others))
+    return mean(losses)
 
 
 def expected_todo(ties):
@@ -244,9 +240,7 @@ def test_rpo_and_rpo_diagonal():
     embeddings = torch.tensor(EMBEDDINGS[:3], dtype=torch.float64)
     loss, _ = compute("rpo", **pair_tensors(), beta=0.5, tau=0.5, prompt_embeddings=embeddings)
     assert loss.item() == pytest.approx(expected_rpo(), rel=1e-9)
-    loss, _ = compute(
-        "rpo-diagonal", **pair_tensors(), beta=0.5, tau=0.5, alpha=0.7, prompt_embeddings=embeddings
-    )
+    loss, _ = compute("rpo-diagonal", **pair_tensors(), beta=0.5, alpha=0.7)
     assert loss.item() == pytest.approx(expected_rpo_diagonal(), rel=1e-9)
 
 

@@ -152,9 +152,9 @@ _SPECS = [
     _spec("rpo-unpaired", "binary", True, {"beta": 0.1, "tau": 0.5}, RPO_PAPER,
           "desirable set x undesirable set, weighted by prompt similarity", "rpo:rpo_unpaired",
           needs=("labels",), extra_inputs=("prompt_embeddings",)),
-    _spec("rpo-diagonal", "pair", True, {"beta": 0.1, "tau": 0.5, "alpha": 0.8}, RPO_PAPER,
-          "alpha on the own pair, 1 - alpha spread over the others by prompt similarity",
-          "rpo:rpo_diagonal", extra_inputs=("prompt_embeddings",)),
+    _spec("rpo-diagonal", "pair", True, {"beta": 0.1, "alpha": 0.8}, RPO_PAPER,
+          "alpha on the own pair's loss, 1 - alpha on the mean of the other contrasts",
+          "rpo:rpo_diagonal"),
     # --- MPPO: reference-free, reward = average likelihood pbar ---
     _spec("mppo-point-ce", "list", False, {"score_max": 10.0}, MPPO_PAPER,
           "cross-entropy of pbar against score/score_max", "mppo:point_ce", needs=("scores",)),

@@ -1,8 +1,9 @@
 """Relative Preference Optimization (Yin et al. 2024, arXiv 2402.10958).
 
 Contrasts every chosen response with every rejected one in the batch, prompts included:
-L_ij = rho(y_w^i) - rho(y_l^j), weighted by how similar prompts i and j are. Needs the extra
-input `prompt_embeddings` [G, D] (a sentence embedder's vectors; normalised here, detached).
+L_ij = rho(y_w^i) - rho(y_l^j), weighted by how similar prompts i and j are. rpo and
+rpo-unpaired need the extra input `prompt_embeddings` [G, D] (a sentence embedder's vectors;
+normalised here, detached); rpo-diagonal weighs the contrasts by position instead.
 The contrast spans what the trainer passes: gather across processes for a global batch.
 """
 
@@ -24,9 +25,15 @@ def similarity_logits(rows: torch.Tensor, columns: torch.Tensor, tau: float) -> 
     return -(1 - rows @ columns.T) / tau
 
 
+def log_ratio_gaps(chosen_rho: torch.Tensor, rejected_rho: torch.Tensor) -> torch.Tensor:
+    """L_ij = rho(y_w^i) - rho(y_l^j), every chosen against every rejected response, [M, K]."""
+    return chosen_rho[:, None] - rejected_rho[None, :]
+
+
 def contrast(chosen_rho, rejected_rho, weights, beta: float) -> torch.Tensor:
-    """mean_j -log sigmoid(beta w_ij (rho_w_i - rho_l_j)), one loss per chosen response [M]."""
-    return logistic(beta * weights * (chosen_rho[:, None] - rejected_rho[None, :])).mean(dim=1)
+    """mean_j -log sigmoid(beta w_ij L_ij), one loss per chosen response [M] (the paper's
+    weighted contrast matrix: the weight scales the logit)."""
+    return logistic(beta * weights * log_ratio_gaps(chosen_rho, rejected_rho)).mean(dim=1)
 
 
 def rpo(pairs: Responses, beta: float, tau: float) -> LossTerms:
@@ -37,19 +44,19 @@ def rpo(pairs: Responses, beta: float, tau: float) -> LossTerms:
     return LossTerms(contrast(rho[:, 0], rho[:, 1], weights, beta), beta * rho)
 
 
-def rpo_diagonal(pairs: Responses, beta: float, tau: float, alpha: float) -> LossTerms:
-    """RPO with weight alpha on each group's own pair and 1 - alpha spread over the other
-    groups' rejected responses by prompt similarity (softmax over j != i). One pair: w = 1. [G]"""
-    embeddings = pairs.extra("prompt_embeddings")
-    groups = embeddings.shape[0]
-    own = torch.eye(groups, dtype=torch.bool, device=embeddings.device)
-    if groups == 1:
-        weights = own.to(pairs.logps.dtype)
-    else:
-        others = similarity_logits(embeddings, embeddings, tau).masked_fill(own, float("-inf"))
-        weights = alpha * own + (1 - alpha) * others.softmax(dim=1)
+def rpo_diagonal(pairs: Responses, beta: float, alpha: float) -> LossTerms:
+    """RPO-Diagonal: alpha * own pair's loss + (1 - alpha) * mean of the other contrasts,
+
+    loss_ij = -log sigmoid(beta L_ij), the off-diagonal ones averaged uniformly (no prompt
+    embeddings). A batch of one pair is DPO. [G]
+    """
     rho = pairs.rho
-    return LossTerms(contrast(rho[:, 0], rho[:, 1], weights, beta), beta * rho)
+    losses = logistic(beta * log_ratio_gaps(rho[:, 0], rho[:, 1]))
+    groups = losses.shape[0]
+    if groups == 1:
+        return LossTerms(losses[:, 0], beta * rho)
+    others = (losses.sum(dim=1) - losses.diagonal()) / (groups - 1)
+    return LossTerms(alpha * losses.diagonal() + (1 - alpha) * others, beta * rho)
 
 
 def rpo_unpaired(singles: Responses, beta: float, tau: float) -> LossTerms:
