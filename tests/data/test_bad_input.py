@@ -127,3 +127,14 @@ def test_an_empty_file_and_a_missing_file(tmp_path):
         read_records(tmp_path / "empty.jsonl")
     with pytest.raises(DataError, match="no such file"):
         read_records(tmp_path / "absent.jsonl")
+
+
+def test_identical_conversations_are_named_before_the_shared_prefix_hides_them(tmp_path):
+    conversation = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    path = write_jsonl(
+        tmp_path / "same.jsonl", [{"chosen": conversation, "rejected": conversation}]
+    )
+    with pytest.raises(
+        DataError, match=r"same.jsonl line 1, field 'rejected': identical to 'chosen'"
+    ):
+        read_records(path)

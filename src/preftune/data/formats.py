@@ -21,10 +21,14 @@ NESTED_SCORE_KEYS = ("overall_score", "fine-grained_score", "annotations")
 MISSING_RATINGS = {"N/A", "n/a", ""}
 
 
-def _pair(prompt: Text, chosen: Text, rejected: Text, row: dict) -> PromptGroup:
-    """A chosen/rejected pair, with `score_chosen`/`score_rejected` when the row has them."""
+def _distinct(chosen, rejected) -> None:
     if chosen == rejected:
         raise RowError("rejected", "identical to 'chosen': the pair says nothing")
+
+
+def _pair(prompt: Text, chosen: Text, rejected: Text, row: dict) -> PromptGroup:
+    """A chosen/rejected pair, with `score_chosen`/`score_rejected` when the row has them."""
+    _distinct(chosen, rejected)
     meta = {}
     if (
         fields.optional(row, "score_chosen") is None
@@ -60,8 +64,7 @@ def parse_paired_conversational(row: dict) -> PromptGroup:
     removed from the front of each conversation that repeats it (UltraFeedback-binarized style).
     """
     chosen, rejected = (fields.messages(fields.required(row, k), k) for k in ("chosen", "rejected"))
-    if chosen == rejected:
-        raise RowError("rejected", "identical to 'chosen': the pair says nothing")
+    _distinct(chosen, rejected)  # before the shared prefix swallows both
     given = fields.optional(row, "prompt")
     if given is None:
         shared = common_prefix(chosen, rejected)
