@@ -103,3 +103,32 @@ def test_user_errors_exit_2_without_traceback(tmp_path, capsys):
     code = main(["judge", "--samples", "x.jsonl", "--judge", "gold", "--out", str(tmp_path)])
     assert code == 2
     assert "--baseline" in capsys.readouterr().err
+
+
+def test_mtbench_mode_answers_and_grades(tmp_path, tiny_model_dir, chat_server):
+    server = chat_server(lambda messages, attempt: "Rating: [[6]]")
+    out = tmp_path / "mtbench"
+    code = main(
+        [
+            "judge",
+            "--mtbench",
+            "--model",
+            str(tiny_model_dir),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--judge",
+            "openai",
+            "--judge-model",
+            "m",
+            "--base-url",
+            server.base_url,
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "mtbench.json").read_text())
+    assert summary["n"] == 4 and summary["overall"] == 6 and summary["categories"] == {"writing": 6}
+    assert len(server.requests) == 4

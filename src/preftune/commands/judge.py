@@ -7,6 +7,7 @@ import argparse
 import json
 
 from preftune.commands.generate import add_sampling_arguments, sampling_options
+from preftune.judges import JUDGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     judge = parser.add_argument_group("judge")
-    judge.add_argument("--judge", required=True, help="gold, reward-model, openai or hf-llm")
+    judge.add_argument("--judge", required=True, choices=JUDGES)
     judge.add_argument("--gold", help="gold function for --judge gold (e.g. vader-sentiment)")
     judge.add_argument(
         "--judge-model", help="reward model / local LLM path, or the endpoint's model name"
