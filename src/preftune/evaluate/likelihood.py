@@ -93,13 +93,16 @@ def kl_from_reference(
     """Mean s_policy − s_ref over the policy's own samples (rows from `generate`).
 
     The policy side reuses the `logp` each sample carries (its log-prob under the model that
-    generated it, which must be `policy`) and is computed only when a row lacks it.
+    generated it, which must be `policy`) and is computed only when a row lacks it; `policy`
+    may be None when every row carries its logp.
     """
     groups = _sample_groups(tokenizer, samples)
     pad = tokenizer.pad_token_id or 0
     ref_logps, lengths = summed_logps(reference, groups, batch_size=batch_size, pad_token_id=pad)
     if all("logp" in row for row in samples):
         policy_logps = torch.tensor([row["logp"] for row in samples], dtype=torch.float64)
+    elif policy is None:
+        raise MethodDataError("samples without a logp field need the policy model to score them")
     else:
         policy_logps = summed_logps(policy, groups, batch_size=batch_size, pad_token_id=pad)[0]
         policy_logps = policy_logps[:, 0]
