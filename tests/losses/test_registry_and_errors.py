@@ -205,3 +205,15 @@ def test_out_of_range_hyperparameters_raise():
         compute("rdpo", **pair(), epsilon=0.5)
     with pytest.raises(MethodDataError, match="alpha must be > 0"):
         compute("todo", **pair(), alpha=0.0)
+
+
+def test_per_group_extras_take_one_value_per_group():
+    two = {
+        "policy_logps": torch.tensor([[-1.0, -2.0], [-3.0, -2.5]]),
+        "ref_logps": torch.tensor([[-1.5, -1.5], [-2.0, -2.0]]),
+    }
+    flat, _ = compute("odpo", **two, margins=torch.tensor([0.5, 1.0]))
+    column, _ = compute("odpo", **two, margins=torch.tensor([[0.5], [1.0]]))
+    assert flat.item() == column.item()
+    with pytest.raises(MethodDataError, match=r"ties has shape \(3,\), expected \[2\]"):
+        compute("todo", **two, ties=torch.tensor([True, False, False]))

@@ -18,8 +18,8 @@ EXTRA_LAYOUTS = {
     "kl_ref_logps": "free",
     "reward_mean": "scalar",  # 0-d
     "prompt_embeddings": "group",  # [G, D]
-    "margins": "group",  # [G]
-    "ties": "group",  # [G] bool
+    "margins": "group_scalar",  # [G]
+    "ties": "group_scalar",  # [G] bool
     "token_logps": "response",  # [G, R, L]
     "token_ref_logps": "response",
     "token_mask": "response",  # [G, R, L] bool

@@ -124,20 +124,22 @@ def _check_extra(method: str, name: str, value, groups: int, responses: int) -> 
     expected = {
         "free": "1-D [M]",
         "scalar": "a 0-d tensor",
-        "group": f"[{groups}, ...] (one row per group)",
+        "group": f"[{groups}, D] (one row per group)",
+        "group_scalar": f"[{groups}] (one value per group)",
         "response": f"[{groups}, {responses}, L] (one row per response)",
     }[layout]
     fits = {
         "free": value.dim() == 1,
         "scalar": value.numel() == 1,
-        "group": value.dim() >= 1 and value.shape[0] == groups,
+        "group": value.dim() == 2 and value.shape[0] == groups,
+        "group_scalar": value.numel() == groups,
         "response": value.dim() == 3 and tuple(value.shape[:2]) == (groups, responses),
     }[layout]
     if not fits:
         raise MethodDataError(
             f"method '{method}': {name} has shape {tuple(value.shape)}, expected {expected}"
         )
-    return value.reshape(()) if layout == "scalar" else value
+    return value.reshape({"scalar": (), "group_scalar": (groups,)}.get(layout, value.shape))
 
 
 def prepare(
@@ -254,12 +256,13 @@ def singles(responses: Responses) -> Responses:
     def flat(value):
         return None if value is None else value[mask]
 
-    extras = {}
-    for name, value in responses.extras.items():
+    def spread(name, value):
         layout = EXTRA_LAYOUTS[name]
-        extras[name] = (
-            value[mask] if layout == "response" else value[group_of] if layout == "group" else value
-        )
+        if layout == "response":
+            return value[mask]
+        return value[group_of] if layout.startswith("group") else value
+
+    extras = {name: spread(name, value) for name, value in responses.extras.items()}
     return replace(
         responses,
         logps=flat(responses.logps),
