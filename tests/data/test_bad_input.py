@@ -138,3 +138,13 @@ def test_identical_conversations_are_named_before_the_shared_prefix_hides_them(t
         DataError, match=r"same.jsonl line 1, field 'rejected': identical to 'chosen'"
     ):
         read_records(path)
+
+
+def test_a_short_or_long_csv_row_names_its_line(tmp_path):
+    path = tmp_path / "prefs.csv"
+    path.write_text("prompt,chosen,rejected\np,a,b\np,a\np,a,b,extra\n")
+    with pytest.raises(DataError, match=r"prefs.csv line 3, field 'rejected': missing"):
+        read_records(path)
+    result = read_records(path, skip_invalid=True)
+    assert [g.source for g in result.groups] == ["prefs.csv line 2"]
+    assert result.problems[1] == "prefs.csv line 4: 4 cells; the header has 3"

@@ -24,7 +24,7 @@ def required(row: dict, key: str, parent: str | None = None):
     """The value of `key`; `parent` names the object it sits in ("completions[2]")."""
     value = optional(row, key)
     if value is None:
-        raise RowError(_name(key, parent), f"missing; it has {sorted(row)}")
+        raise RowError(_name(key, parent), f"missing; it has {sorted(map(str, row))}")
     return value
 
 
@@ -33,7 +33,9 @@ def first_present(row: dict, keys: tuple[str, ...], parent: str | None = None) -
     for key in keys:
         if optional(row, key) is not None:
             return key
-    raise RowError(_name(keys[0], parent), f"missing (nor {list(keys[1:])}); it has {sorted(row)}")
+    raise RowError(
+        _name(keys[0], parent), f"missing (nor {list(keys[1:])}); it has {sorted(map(str, row))}"
+    )
 
 
 def text(value, field: str) -> str:

@@ -97,13 +97,22 @@ def _read_json(path: Path, limit, seed) -> RowSet:
     return RowSet(path.name, _columns(rows), rows)
 
 
+def _csv_row(where: str, index: int, row: dict, columns: list[str]) -> RawRow:
+    extra = row.pop(None, None)  # csv.DictReader files cells beyond the header under None
+    if extra is not None:
+        return RawRow(
+            where, index, None, f"{len(columns) + len(extra)} cells; the header has {len(columns)}"
+        )
+    return RawRow(where, index, row)
+
+
 def _read_csv(path: Path, limit, seed) -> RowSet:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         records = [(reader.line_num, row) for row in reader]
         columns = list(reader.fieldnames or [])
     rows = [
-        RawRow(f"{path.name} line {records[i][0]}", i, records[i][1])
+        _csv_row(f"{path.name} line {records[i][0]}", i, records[i][1], columns)
         for i in sample_indices(len(records), limit, seed)
     ]
     return RowSet(path.name, columns, rows)

@@ -79,8 +79,10 @@ class _Renderer:
 
     def __init__(self, tokenizer, chat_template):
         self.tokenizer = tokenizer
-        own = getattr(tokenizer, "chat_template", None)
-        self.template = None if chat_template is False else (chat_template or own)
+        if chat_template is False or isinstance(chat_template, str):
+            self.template = chat_template or None
+        else:
+            self.template = getattr(tokenizer, "chat_template", None)
         self.template_fixed = 0
 
     def prompt(self, prompt: Text) -> str:
