@@ -74,14 +74,23 @@ def precompute_reference(
     *,
     groups_per_forward: int,
     pad_token_id: int,
+    shard: tuple[int, int] = (0, 1),
+    merge: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    write: bool = True,
 ) -> PrecomputedReference:
-    """Score every response of `groups` not yet in the cache with `model` (before training)."""
+    """Score every response of `groups` not yet in the cache with `model` (before training).
+
+    On several processes, process `shard[0]` of `shard[1]` scores its share of what is missing,
+    `merge` gathers every process's entries, and only the process with `write` stores them.
+    """
     cache = TensorCache(cache_dir() / "reference" / fingerprint)
     todo = [
         group
         for group in groups
         if cache.missing(_sequence_key(group.prompt_ids, r) for r in group.response_ids)
     ]
+    index, count = shard
+    todo = todo[index::count]
     new: dict[str, torch.Tensor] = {}
     was_training = model.training
     model.eval()
@@ -95,7 +104,12 @@ def precompute_reference(
                     tokens = out.token_logps[g, r, : len(response)].float().cpu()
                     new[_sequence_key(group.prompt_ids, response)] = tokens.clone()
     model.train(was_training)
-    cache.add(new)
+    if merge is not None:
+        new = merge(new)
+    if write:
+        cache.add(new)
+    else:
+        cache.entries.update(new)
     return PrecomputedReference(cache)
 
 
