@@ -115,20 +115,60 @@ def _end_with_eos(ids: list[int], eos: int) -> list[int]:
     return [*ids, eos]
 
 
-def _check_lengths(tokenizer, max_prompt_length: int, max_length: int) -> int:
+def _check_lengths(tokenizer, max_prompt_length: int, max_length: int) -> None:
     if not 1 <= max_prompt_length < max_length:
         raise ConfigError(
             f"need 1 <= max_prompt_length < max_length, got {max_prompt_length} and {max_length}"
         )
     if tokenizer.eos_token_id is None:
         raise ConfigError("the tokenizer has no EOS token; responses must end with one")
-    return tokenizer.eos_token_id
 
 
-def _truncate(
-    group: PromptGroup, prompt_ids, responses, prompt_text, limits, stats
-) -> TokenizedGroup:
+class _Encoder:
+    """Rendered texts into untruncated ids: the prompt's, and each response's ending with EOS."""
+
+    def __init__(self, tokenizer, chat_template):
+        self.tokenizer = tokenizer
+        self.renderer = _Renderer(tokenizer, chat_template)
+        self.specials = self.renderer.template is None  # a template writes its own specials
+        self.prefix_fixed = 0
+
+    def ids(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
+
+    def groups(self, groups: list[PromptGroup]) -> list[tuple[str, list[int], list[list[int]]]]:
+        """(prompt text, prompt ids, response ids) per group, in one tokenizer call per kind."""
+        prompt_texts = [self.renderer.prompt(g.prompt) for g in groups]
+        response_texts = [
+            [self.renderer.response(g.prompt, p, r.text) for r in g.responses]
+            for g, p in zip(groups, prompt_texts, strict=True)
+        ]
+        joined = [
+            p + r for p, texts in zip(prompt_texts, response_texts, strict=True) for r in texts
+        ]
+        fulls = iter(self.ids(joined, self.specials))
+        encoded = []
+        for prompt_text, prompt_ids, texts in zip(
+            prompt_texts, self.ids(prompt_texts, self.specials), response_texts, strict=True
+        ):
+            responses = [self._response(prompt_ids, next(fulls), text) for text in texts]
+            encoded.append((prompt_text, prompt_ids, responses))
+        return encoded
+
+    def _response(self, prompt_ids: list[int], full: list[int], text: str) -> list[int]:
+        if full[: len(prompt_ids)] == prompt_ids:
+            response_ids = full[len(prompt_ids) :]
+        else:  # a token merged across the boundary: tokenize the response on its own
+            response_ids = self.ids([text], False)[0]
+            self.prefix_fixed += 1
+        return _end_with_eos(response_ids, self.tokenizer.eos_token_id)
+
+
+def _truncate(group: PromptGroup, encoded, limits, stats: TokenizeStats) -> TokenizedGroup:
     """Cut the prompt from the left, then each response from the right (see the module doc)."""
+    prompt_text, prompt_ids, responses = encoded
     max_prompt_length, max_length = limits
     if len(prompt_ids) > max_prompt_length:
         prompt_ids = prompt_ids[-max_prompt_length:]
@@ -147,6 +187,14 @@ def _truncate(
     )
 
 
+def _record_lengths(stats: TokenizeStats, prompt_lengths: list[int], response_lengths: list[int]):
+    if prompt_lengths:
+        stats.prompt_tokens_mean = sum(prompt_lengths) / len(prompt_lengths)
+        stats.prompt_tokens_max = max(prompt_lengths)
+        stats.response_tokens_mean = sum(response_lengths) / len(response_lengths)
+        stats.response_tokens_max = max(response_lengths)
+
+
 def tokenize(
     groups: list[PromptGroup],
     tokenizer,
@@ -161,62 +209,21 @@ def tokenize(
     Jinja template to use instead, False forces plain concatenation. Texts are tokenized in
     batches of `CHUNK` groups (one call into the fast tokenizer per batch).
     """
-    eos = _check_lengths(tokenizer, max_prompt_length, max_length)
-    renderer = _Renderer(tokenizer, chat_template)
-    specials = renderer.template is None  # a template writes its own special tokens
-
-    def encode(texts: list[str], add_special_tokens: bool) -> list[list[int]]:
-        return tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"] if texts else []
-
+    _check_lengths(tokenizer, max_prompt_length, max_length)
+    encoder = _Encoder(tokenizer, chat_template)
     stats = TokenizeStats(groups=len(groups), responses=sum(len(g.responses) for g in groups))
-    prompt_lengths, response_lengths, out = [], [], []
-    progress = tqdm(total=len(groups), desc="tokenize", disable=None)
-    for start in range(0, len(groups), CHUNK):
-        chunk = groups[start : start + CHUNK]
-        prompt_texts = [renderer.prompt(g.prompt) for g in chunk]
-        response_texts = [
-            [renderer.response(g.prompt, p, r.text) for r in g.responses]
-            for g, p in zip(chunk, prompt_texts, strict=True)
-        ]
-        prompts = encode(prompt_texts, specials)
-        fulls = iter(
-            encode(
-                [p + r for p, rs in zip(prompt_texts, response_texts, strict=True) for r in rs],
-                specials,
-            )
-        )
-        for group, prompt_text, prompt_ids, texts in zip(
-            chunk, prompt_texts, prompts, response_texts, strict=True
-        ):
-            responses = []
-            for text in texts:
-                full = next(fulls)
-                if full[: len(prompt_ids)] == prompt_ids:
-                    response_ids = full[len(prompt_ids) :]
-                else:
-                    response_ids = encode([text], False)[0]
-                    stats.prefix_fixed += 1
-                responses.append(_end_with_eos(response_ids, eos))
-            prompt_lengths.append(len(prompt_ids))
-            response_lengths.extend(len(r) for r in responses)
-            out.append(
-                _truncate(
-                    group,
-                    prompt_ids,
-                    responses,
-                    prompt_text,
-                    (max_prompt_length, max_length),
-                    stats,
-                )
-            )
-        progress.update(len(chunk))
-    progress.close()
-    stats.template_fixed = renderer.template_fixed
-    if groups:
-        stats.prompt_tokens_mean = sum(prompt_lengths) / len(prompt_lengths)
-        stats.prompt_tokens_max = max(prompt_lengths)
-        stats.response_tokens_mean = sum(response_lengths) / len(response_lengths)
-        stats.response_tokens_max = max(response_lengths)
+    out, prompt_lengths, response_lengths = [], [], []
+    with tqdm(total=len(groups), desc="tokenize", disable=None) as progress:
+        for start in range(0, len(groups), CHUNK):
+            chunk = groups[start : start + CHUNK]
+            for group, encoded in zip(chunk, encoder.groups(chunk), strict=True):
+                prompt_lengths.append(len(encoded[1]))
+                response_lengths.extend(len(r) for r in encoded[2])
+                out.append(_truncate(group, encoded, (max_prompt_length, max_length), stats))
+            progress.update(len(chunk))
+    stats.prefix_fixed = encoder.prefix_fixed
+    stats.template_fixed = encoder.renderer.template_fixed
+    _record_lengths(stats, prompt_lengths, response_lengths)
     if stats.prefix_fixed or stats.template_fixed:
         warnings.warn(
             f"{stats.prefix_fixed} responses tokenized apart from their prompt (a token merged "
