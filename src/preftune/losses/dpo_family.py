@@ -19,11 +19,9 @@ from preftune.losses.links import logistic, smoothed_logistic
 from preftune.losses.responses import LossTerms, Responses, chosen_minus_rejected
 
 
-def _in_range(pairs: Responses, name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise MethodDataError(
-            f"method '{pairs.method}': {name} must be in [{low}, {high}], got {value}"
-        )
+def _require(pairs: Responses, valid: bool, what: str) -> None:
+    if not valid:
+        raise MethodDataError(f"method '{pairs.method}': {what}")
 
 
 def dpo(pairs: Responses, beta: float) -> LossTerms:
@@ -42,7 +40,7 @@ def ipo(pairs: Responses, beta: float, length_normalize: bool) -> LossTerms:
 
 def cdpo(pairs: Responses, beta: float, epsilon: float) -> LossTerms:
     """Conservative DPO (Mitchell 2023): -(1 - eps) log s(beta Delta) - eps log s(-beta Delta)."""
-    _in_range(pairs, "epsilon", epsilon, 0.0, 1.0)
+    _require(pairs, 0 <= epsilon <= 1, f"epsilon must be in [0, 1], got {epsilon}")
     return LossTerms(smoothed_logistic(beta * pairs.delta, epsilon), beta * pairs.rho)
 
 
@@ -51,7 +49,7 @@ def rdpo(pairs: Responses, beta: float, epsilon: float) -> LossTerms:
 
     [-(1 - eps) log s(beta Delta) + eps log s(-beta Delta)] / (1 - 2 eps).
     """
-    _in_range(pairs, "epsilon", epsilon, 0.0, 0.4999)
+    _require(pairs, 0 <= epsilon < 0.5, f"epsilon (a flip rate) must be in [0, 0.5), got {epsilon}")
     h = beta * pairs.delta
     losses = ((1 - epsilon) * logistic(h) - epsilon * logistic(-h)) / (1 - 2 * epsilon)
     return LossTerms(losses, beta * pairs.rho)
@@ -128,8 +126,7 @@ def todo(pairs: Responses, beta: float, alpha: float) -> LossTerms:
     non-tie -log s(d - alpha); tie -log[(e^{2 alpha} - 1) s(d - alpha) s(-d - alpha)].
     A pair is a tie when the extra input `ties` [G] says so or its two scores are equal.
     """
-    if alpha <= 0:
-        raise MethodDataError(f"method 'todo': alpha must be > 0, got {alpha}")
+    _require(pairs, alpha > 0, f"alpha must be > 0, got {alpha}")
     ties = pairs.extras.get("ties", torch.zeros_like(pairs.mask[:, 0]))
     if pairs.given_scores is not None:
         ties = ties | (pairs.scores[:, 0] == pairs.scores[:, 1])
@@ -145,7 +142,7 @@ def exo(pairs: Responses, beta: float, epsilon: float) -> LossTerms:
     p_theta = softmax over the pair of beta rho = (s(beta Delta), s(-beta Delta)) and
     p_eps = (1 - eps, eps), the smoothed preference label.
     """
-    _in_range(pairs, "epsilon", epsilon, 1e-12, 0.5)
+    _require(pairs, 0 < epsilon < 1, f"epsilon must be in (0, 1), got {epsilon}")
     h = beta * pairs.delta
     log_p, log_q = F.logsigmoid(h), F.logsigmoid(-h)
     losses = log_p.exp() * (log_p - math.log(1 - epsilon)) + log_q.exp() * (
