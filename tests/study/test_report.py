@@ -18,7 +18,10 @@ STUDY = {
     "sft": None,
     "methods": [{"method": "dpo"}, {"method": "ipo"}, {"method": "simpo", "label": "simpo-b2"}],
     "evaluation": {
-        "evaluations": [{"name": "gold", "judge": {"type": "gold"}, "baseline": "start"}]
+        "evaluations": [
+            {"name": "gold", "judge": {"type": "gold"}, "baseline": "start"},
+            {"name": "mt-bench", "kind": "mt-bench", "judge": {"type": "openai"}},
+        ]
     },
 }
 
@@ -96,6 +99,10 @@ def make_study(root):
             "errors": 0,
         },
     )
+    write_json_atomic(
+        layout.judged("dpo", "mt-bench") / "mtbench.json",
+        {"overall": 5.25, "turn_1": 5.5, "turn_2": 5.0, "n": 160, "errors": 0},
+    )
     layout.record_failure("ipo", "train", "TrainingError: loss became NaN at step 3")
     return layout
 
@@ -146,7 +153,8 @@ def test_markdown_has_both_tables_verdicts_and_failures(tmp_path):
     layout = make_study(tmp_path / "study")
     build_report(layout.root)
     text = (layout.root / "report.md").read_text()
-    assert "| dpo | 75.0 [60.0, 88.0] | 0.600 | 3.50 |" in text
+    assert "| dpo | 75.0 [60.0, 88.0] | 5.25 | 0.600 | 3.50 |" in text
+    assert "| mt-bench score |" in text
     assert "dpo on gold: beats start (95% CI above 50%)" in text
     assert "simpo-b2 on gold: does not beat start at this size" in text
     assert "ipo failed at train: TrainingError" in text

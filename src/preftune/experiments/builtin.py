@@ -17,8 +17,10 @@ DEFAULT_METHODS = ["dpo", "ipo", "slic", "kto", "kto-tanh", "orpo", "simpo", "mp
 QUICK_METHODS = ["dpo", "simpo", "mppo-pair-mnm"]
 
 # Shared by every run: only the top 10 of SmolLM2's 30 layers train (about 2x faster a step on
-# CPU than a full fine-tune), AdamW at lr 1e-4 with clipping, batches of 8 prompt groups.
+# CPU than a full fine-tune), AdamW at lr 1e-4 with clipping, batches of 8 prompt groups; pair
+# methods take the best against the worst of each prompt's 4 samples.
 OFFLINE_TRAINING = {
+    "data": {"pairs": "top-vs-worst"},
     "optimizer": "adamw",
     "lr": 1e-4,
     "batch_size": 8,
