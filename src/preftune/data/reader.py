@@ -23,6 +23,8 @@ ID_KEYS = ("id", "prompt_id")
 
 @dataclass
 class ReadResult:
+    """The groups read, their format, and the bad rows skipped (only with `skip_invalid`)."""
+
     groups: list[PromptGroup]
     format: str
     skipped: int = 0

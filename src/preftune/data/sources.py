@@ -3,6 +3,7 @@
 Local `.jsonl`, `.json`, `.parquet` and `.csv` files are read here (so a bad line can be
 named); a folder written by `datasets.save_to_disk` goes through `datasets.load_from_disk`; any
 other folder or a Hub id goes through `datasets.load_dataset`, the path users with the Hub take.
+`split` picks a split of a data set ("train" when not given); a local file is one split.
 `limit` keeps a seeded random subset of rows, in their original order.
 """
 
