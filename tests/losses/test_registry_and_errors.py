@@ -217,3 +217,17 @@ def test_per_group_extras_take_one_value_per_group():
     assert flat.item() == column.item()
     with pytest.raises(MethodDataError, match=r"ties has shape \(3,\), expected \[2\]"):
         compute("todo", **two, ties=torch.tensor([True, False, False]))
+
+
+@pytest.mark.parametrize(
+    "name", ["mppo-pair-mns", "mppo-pair-mnm", "mppo-pair-mcs", "mppo-pair-mcm", "mppo-list-mle"]
+)
+def test_list_contrasts_need_two_responses_per_group(name):
+    lists = {
+        "policy_logps": torch.tensor([[-1.0, -2.0], [-1.5, 0.0]]),
+        "lengths": torch.tensor([[1, 2], [3, 1]]),
+        "scores": torch.tensor([[2.0, 1.0], [5.0, 0.0]]),
+        "mask": torch.tensor([[True, True], [True, False]]),
+    }
+    with pytest.raises(MethodDataError, match="at least 2 responses"):
+        compute(name, **lists)

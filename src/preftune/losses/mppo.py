@@ -54,9 +54,19 @@ def pair_single(pairs: Responses) -> LossTerms:
     return _terms(pairs, logistic(chosen_minus_rejected(pbar)), pbar)
 
 
+def _contrasted_pbar(ranked: Responses) -> torch.Tensor:
+    """pbar [G, R] of groups that have something to contrast: 2+ responses each."""
+    if (ranked.mask.sum(dim=1) < 2).any():
+        raise MethodDataError(
+            f"method '{ranked.method}' compares responses within a group: every group needs "
+            "at least 2 responses (use the 'list' data view)"
+        )
+    return ranked.pbar
+
+
 def _best_minus_rest(ranked: Responses):
     """pbar_w - pbar_i for each other response i, with the mask of those that exist, [G, R-1]."""
-    pbar = ranked.pbar
+    pbar = _contrasted_pbar(ranked)
     return pbar, pbar[:, :1] - pbar[:, 1:], ranked.mask[:, 1:]
 
 
@@ -74,7 +84,7 @@ def pair_mnm(ranked: Responses) -> LossTerms:
 
 def _ordered_pairs(ranked: Responses):
     """pbar_a - pbar_b for all (a, b) with score_a > score_b, and that mask, [G, R, R]."""
-    pbar, scores, mask = ranked.pbar, ranked.scores, ranked.mask
+    pbar, scores, mask = _contrasted_pbar(ranked), ranked.scores, ranked.mask
     ordered = (scores[:, :, None] > scores[:, None, :]) & mask[:, :, None] & mask[:, None, :]
     return pbar, pbar[:, :, None] - pbar[:, None, :], ordered
 
@@ -94,7 +104,7 @@ def pair_mcm(ranked: Responses) -> LossTerms:
 def list_mle(ranked: Responses) -> LossTerms:
     """List-MLE (Plackett-Luce): -sum_i log [exp(pbar_i) / sum_{j >= i} exp(pbar_j)] over the
     responses sorted by descending score. [G]"""
-    pbar, mask = ranked.pbar, ranked.mask
+    pbar, mask = _contrasted_pbar(ranked), ranked.mask
     width = mask.shape[1]
     below = torch.ones(width, width, dtype=torch.bool, device=mask.device).triu()  # j >= i
     candidates = below & mask[:, None, :]
