@@ -216,12 +216,11 @@ def expected_todo(ties):
     return mean(losses)
 
 
-def test_pair_methods_match_their_formulas():
-    for name, (hparams, per_pair) in PAIR_CASES.items():
-        loss, _ = compute(name, **pair_tensors(), **hparams)
-        assert loss.item() == pytest.approx(
-            mean(per_pair(p) for p in PAIRS), rel=1e-9, abs=1e-12
-        ), name
+@pytest.mark.parametrize("name", sorted(PAIR_CASES))
+def test_pair_method_matches_its_formula(name):
+    hparams, per_pair = PAIR_CASES[name]
+    loss, _ = compute(name, **pair_tensors(), **hparams)
+    assert loss.item() == pytest.approx(mean(per_pair(p) for p in PAIRS), rel=1e-9, abs=1e-12)
 
 
 def test_ipo_length_normalised():
@@ -522,11 +521,12 @@ LIST_CASES = {
 }
 
 
-def test_list_methods_match_their_formulas_on_ragged_unsorted_groups():
-    for name, (hparams, expected) in LIST_CASES.items():
-        loss, metrics = compute(name, **list_tensors(), **hparams)
-        assert loss.item() == pytest.approx(expected(), rel=1e-9), name
-        assert all(math.isfinite(v) for v in metrics.values()), name
+@pytest.mark.parametrize("name", sorted(LIST_CASES))
+def test_list_method_matches_its_formula_on_ragged_unsorted_groups(name):
+    hparams, expected = LIST_CASES[name]
+    loss, metrics = compute(name, **list_tensors(), **hparams)
+    assert loss.item() == pytest.approx(expected(), rel=1e-9)
+    assert all(math.isfinite(v) for v in metrics.values())
 
 
 def test_mppo_reports_mean_pbar_of_best_and_rest():
