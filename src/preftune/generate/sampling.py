@@ -146,8 +146,14 @@ def generate(
     jobs = [(p, s) for p in prompts for s in range(n) if (str(p["id"]), s) not in done]
     if jobs:
         model, tokenizer, name = load_for_generation(model_or_path, dtype)
-        name = model_name or name
-        done.update(_run_jobs(model, tokenizer, name, jobs, out_path, config, batch_size))
+        was_training = model.training
+        model.eval()  # no dropout while sampling; a model in training mode gets it back
+        try:
+            done.update(
+                _run_jobs(model, tokenizer, model_name or name, jobs, out_path, config, batch_size)
+            )
+        finally:
+            model.train(was_training)
     return [done[(str(p["id"]), s)] for p in prompts for s in range(n)]
 
 
