@@ -8,6 +8,7 @@ import json
 import pytest
 
 import preftune.tasks as tasks
+from preftune.experiments import evaluation
 from preftune.experiments import runner as runner_module
 from preftune.experiments.config import study_from_dict
 from preftune.experiments.layout import StudyLayout
@@ -69,8 +70,24 @@ def training_calls(monkeypatch):
     return calls, fail
 
 
-def test_tiny_study_end_to_end_with_a_failure_and_a_resume(
-    tmp_path, tiny_model_dir, length_gold, training_calls
+@pytest.fixture()
+def judging_fails_once(monkeypatch):
+    """Make the first judging of the 'dpo' row fail, as an unreachable judge would."""
+    real = evaluation.judge_row
+    failed = []
+
+    def judge_row(config, spec, samples, model, layout, label):
+        if label == "dpo" and not failed:
+            failed.append(label)
+            raise ConnectionError("judge unreachable")
+        return real(config, spec, samples, model, layout, label)
+
+    monkeypatch.setattr(evaluation, "judge_row", judge_row)
+    return failed
+
+
+def test_tiny_study_end_to_end_with_failures_and_a_resume(
+    tmp_path, tiny_model_dir, length_gold, training_calls, judging_fails_once
 ):
     calls, fail = training_calls
     config = study_from_dict(tiny_study(tiny_model_dir))
@@ -83,32 +100,41 @@ def test_tiny_study_end_to_end_with_a_failure_and_a_resume(
     assert train_rows and all(len(r["responses"]) == len(r["scores"]) >= 2 for r in train_rows)
     assert (layout.run("dpo") / "final" / "config.json").is_file()
     rows = {row["label"]: row for row in results["rows"]}
-    assert rows["dpo"]["status"] == "ok" and rows["start"]["status"] == "ok"
+    assert rows["start"]["status"] == "ok"
     assert rows["simpo"]["status"] == "failed"
     assert "injected failure" in rows["simpo"]["failure"]["error"]
-    gold = rows["dpo"]["evaluations"]["gold"]
-    assert 0.0 <= gold["ci_low"] <= gold["win_rate"] <= gold["ci_high"] <= 1.0
-    assert gold["n"] == 4
-    assert rows["dpo"]["stats"]["kl"] is not None and rows["start"]["stats"]["kl"] == 0.0
+    assert rows["dpo"]["failure"] == {
+        "step": "evaluate",
+        "error": "ConnectionError: judge unreachable",
+    }
+    assert rows["start"]["stats"]["kl"] == 0.0
     assert rows["dpo"]["dynamics"]["steps"] > 0
     for name in ("report.md", "report.html", "results.json"):
         assert (out / name).is_file()
+    assert (
+        "simpo failed at train: RuntimeError: injected failure" in (out / "report.md").read_text()
+    )
     assert any("train dpo (1/2)" in line for line in lines)
     assert any("simpo failed at train" in line for line in lines)
     assert calls == ["dpo", "simpo"]
 
-    # Resume: finished work is skipped, the failed method is retried and now succeeds.
+    # Resume: finished work is skipped; the failed training and the failed judging are retried.
     fail["simpo"] = False
     lines.clear()
     results = StudyRunner(config, out, log=lines.append).run()
     assert calls == ["dpo", "simpo", "simpo"]
     assert any("train/dpo: done earlier" in line for line in lines)
     assert any("samples/dpo: done earlier" in line for line in lines)
-    assert {row["label"]: row["status"] for row in results["rows"]} == {
+    rows = {row["label"]: row for row in results["rows"]}
+    assert {label: row["status"] for label, row in rows.items()} == {
         "start": "ok",
         "dpo": "ok",
         "simpo": "ok",
     }
+    gold = rows["dpo"]["evaluations"]["gold"]
+    assert 0.0 <= gold["ci_low"] <= gold["win_rate"] <= gold["ci_high"] <= 1.0
+    assert gold["n"] == 4
+    assert rows["dpo"]["stats"]["kl"] is not None
 
 
 def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_model_dir, length_gold):

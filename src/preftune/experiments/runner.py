@@ -22,7 +22,7 @@ import yaml
 from preftune.errors import ConfigError, PreftuneError
 from preftune.experiments import evaluation, onpolicy
 from preftune.experiments.config import MethodEntry, StudyConfig, train_values
-from preftune.experiments.layout import SFT, START, StudyLayout
+from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 from preftune.experiments.report import build_report
 from preftune.generate.jsonl import read_jsonl
 
@@ -149,9 +149,11 @@ class StudyRunner:
             shutil.rmtree(self.layout.run(label) / "checkpoints", ignore_errors=True)
 
     def _evaluate(self, label: str) -> None:
-        if self.layout.failure(label).exists():
-            self._say(f"  {label}: skipped, it failed ({self.layout.failure(label)})")
+        failure = read_json(self.layout.failure(label))
+        if failure and failure["step"] == "train":
+            self._say(f"  {label}: not evaluated, its training failed")
             return
+        self.layout.clear_failure(label)  # an evaluation that failed before is tried again
         self._guarded(label, "evaluate", lambda: self._evaluate_row(label))
 
     def _evaluate_row(self, label: str) -> None:
