@@ -1,6 +1,7 @@
 """Run-level behaviour: LoRA outputs, non-finite losses, the CLI, chaining SFT into a method."""
 
 import json
+import math
 
 import pytest
 import yaml
@@ -75,3 +76,9 @@ def test_cli_sft_then_train_from_the_sft_run(tmp_path, tiny_model_dir, paired_fi
     assert main([*args, "--resume"]) == 0
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_bf16_mixed_precision_trains(make_config, paired_file):
+    run_dir = train(make_config("dpo", paired_file, max_steps=1, mixed_precision="bf16"))
+    line = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert math.isfinite(line["loss"]) and line["grad_norm"] > 0
