@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.nn.functional import all_gather as all_gather_with_grad
 
 from preftune.data.batch import PreferenceBatch
 from preftune.errors import ConfigError
@@ -28,7 +29,6 @@ from preftune.models.engine import SequenceLogps, sequence_logps
 from preftune.models.value_head import logps_with_values
 
 ROW_INPUTS = ("policy_logps", "ref_logps", "lengths", "scores", "labels", "mask")
-GATHERED_LAYOUTS = ("free", "group", "response")  # "scalar" inputs are the same everywhere
 
 
 def process_count() -> int:
@@ -102,7 +102,8 @@ def gather_loss_inputs(kwargs: dict) -> dict:
 
 
 def _is_row_input(name: str) -> bool:
-    return name in ROW_INPUTS or EXTRA_LAYOUTS.get(name) in GATHERED_LAYOUTS
+    """Everything but scalars (BCO's reward mean), which are the same on every process."""
+    return name in ROW_INPUTS or EXTRA_LAYOUTS.get(name, "scalar") != "scalar"
 
 
 def _gather_rows(name: str, local: torch.Tensor | None, rows: int, everyone: list) -> torch.Tensor:
@@ -123,7 +124,7 @@ def _gather_rows(name: str, local: torch.Tensor | None, rows: int, everyone: lis
     if with_grad:
         if not carrier.requires_grad:  # every process must take part in the backward gather
             carrier = carrier.detach().requires_grad_()
-        pieces = torch.distributed.nn.functional.all_gather(carrier)
+        pieces = all_gather_with_grad(carrier)
     else:
         pieces = [torch.empty_like(carrier) for _ in everyone]
         dist.all_gather(pieces, carrier.contiguous())
