@@ -1,0 +1,119 @@
+"""The pieces of multi-process training, checked without (or with two tiny) processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from preftune.data.batch import TokenizedGroup, collate
+from preftune.errors import ConfigError
+from preftune.models.disk_cache import TensorCache
+from preftune.models.engine import sequence_logps
+from preftune.models.loading import cache_dir
+from preftune.models.reference import precompute_reference
+from preftune.train.distributed import (
+    PolicyForward,
+    check_shardable,
+    gather_loss_inputs,
+    micro_batches,
+)
+
+GROUPS = [
+    TokenizedGroup(f"g{i}", [5, 6 + i], [[8 + i, 9, 2], [10, 2]], [1.0, 0.0], [None, None])
+    for i in range(5)
+]
+
+
+@given(
+    size=st.integers(1, 40),
+    groups_per_forward=st.integers(1, 8),
+    processes=st.integers(1, 5),
+)
+def test_micro_batches_split_each_global_micro_batch_between_processes(
+    size, groups_per_forward, processes
+):
+    indices = [100 + i for i in range(size)]  # not positions: the plan must carry the ids
+    plans = [micro_batches(indices, groups_per_forward, r, processes) for r in range(processes)]
+    assert len({len(plan) for plan in plans}) == 1  # every process runs as many micro-batches
+    rebuilt = []
+    for k in range(len(plans[0])):
+        parts = [plan[k][0] for plan in plans]
+        global_size = plans[0][k][1]
+        assert all(plan[k][1] == global_size for plan in plans)
+        assert global_size <= groups_per_forward * processes
+        assert sum(map(len, parts)) == global_size
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+        rebuilt += [i for part in parts for i in part]
+    assert rebuilt == indices
+
+
+def test_one_process_keeps_micro_batches_of_groups_per_forward():
+    plan = micro_batches(list(range(10)), 4, 0, 1)
+    assert plan == [([0, 1, 2, 3], 4), ([4, 5, 6, 7], 4), ([8, 9], 2)]
+
+
+def test_a_step_too_small_to_share_is_refused_before_training():
+    check_shardable(num_groups=16, batch_size=8, groups_per_forward=4, processes=2)
+    check_shardable(num_groups=9, batch_size=8, groups_per_forward=4, processes=1)
+    with pytest.raises(ConfigError, match="batch_size.*2 processes.*1 groups"):
+        check_shardable(num_groups=9, batch_size=8, groups_per_forward=4, processes=2)
+    with pytest.raises(ConfigError, match="batch_size"):  # 10 = 8 + 2 -> last micro-batch of 2
+        check_shardable(num_groups=20, batch_size=10, groups_per_forward=2, processes=4)
+
+
+def test_one_process_passes_loss_inputs_through():
+    kwargs = {"policy_logps": torch.zeros(2, 2), "ref_logps": None}
+    assert gather_loss_inputs(kwargs) is kwargs
+
+
+@pytest.mark.dist
+def test_gathered_inputs_in_two_processes():
+    """Shapes, padding, missing inputs and the summed gradient (see gather_check.py)."""
+    script = Path(__file__).with_name("gather_check.py")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_policy_forward_is_the_engine(tiny_model):
+    batch = collate(GROUPS)
+    logps, values = PolicyForward(tiny_model)(batch, pad_token_id=0)
+    assert values is None
+    assert torch.equal(logps.logps, sequence_logps(tiny_model, batch, pad_token_id=0).logps)
+
+
+def test_reference_scored_in_shards_and_written_by_one_process(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFTUNE_CACHE", str(tmp_path))
+    folder = cache_dir() / "reference" / "tiny"
+    shares = {}
+
+    def merge_as_process(index):
+        def merge(new):  # stands in for the gather: both processes' entries
+            shares[index] = dict(new)
+            if len(shares) < 2:
+                return new
+            return {**shares[0], **shares[1]}
+
+        return merge
+
+    common = {"groups_per_forward": 2, "pad_token_id": 0}
+    precompute_reference(
+        tiny_model, GROUPS, "tiny", shard=(0, 2), merge=merge_as_process(0), write=False, **common
+    )
+    assert not folder.exists()  # a process that does not write leaves the cache alone
+    merged = precompute_reference(
+        tiny_model, GROUPS, "tiny", shard=(1, 2), merge=merge_as_process(1), write=True, **common
+    )
+    assert len(shares[0]) == 6 and len(shares[1]) == 4  # groups 0, 2, 4 and 1, 3: 2 responses each
+    assert len(TensorCache(folder).entries) == 10  # the writer stored everyone's
+    batch = collate(GROUPS)
+    with torch.no_grad():
+        expected = sequence_logps(tiny_model, batch, pad_token_id=0).logps
+    torch.testing.assert_close(merged(batch).logps, expected, rtol=1e-5, atol=1e-5)
