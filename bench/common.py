@@ -1,0 +1,218 @@
+"""What the benchmarks share: models, synthetic data, a step meter (time + peak memory), MFU.
+
+Benchmarks, not tests: they load real models and take minutes. Both sides of a comparison run
+in one process, alternating step by step, so background load on a shared machine slows both
+alike and the ratios stay meaningful even when absolute times are noisy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from preftune.data.batch import TokenizedGroup
+from preftune.models.loading import DEMO_MODEL, load_model, load_tokenizer
+
+RANDOM_1B = "llama-1b-random"
+# Llama-3.2-1B's shape (1.24e9 parameters with tied embeddings); random weights, for timing only.
+RANDOM_1B_CONFIG = dict(
+    vocab_size=128256,
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+    attention_dropout=0.0,
+)
+SHAPES = {
+    "hh": (256, 64),
+    "uf": (64, 256),
+}  # (prompt, response) tokens, like Anthropic HH / UltraFeedback
+PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, per GPU
+
+
+def setup_torch(device: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is visible")
+
+
+def model_source(name: str, dtype: str) -> str:
+    """A name `load_model` accepts: the demo model, any local folder, or the random 1B model
+    (written once to a temporary folder so both sides load the same weights)."""
+    if name != RANDOM_1B:
+        return name
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(tempfile.gettempdir()) / f"preftune-bench-{RANDOM_1B}-{dtype}"
+    if not (folder / "config.json").exists():
+        torch.manual_seed(0)
+        config = LlamaConfig(**RANDOM_1B_CONFIG, attn_implementation="sdpa")
+        model = LlamaForCausalLM(config).to({"bf16": torch.bfloat16, "fp32": torch.float32}[dtype])
+        model.save_pretrained(folder)
+        load_tokenizer(DEMO_MODEL).save_pretrained(folder)
+    return str(folder)
+
+
+def load(source: str, dtype: str, device: str) -> torch.nn.Module:
+    return load_model(source, dtype=dtype).to(device)
+
+
+def synthetic_groups(
+    count: int,
+    prompt_length: int,
+    response_length: int,
+    responses: int,
+    *,
+    vocab_size: int,
+    eos_token_id: int,
+    seed: int = 0,
+) -> list[TokenizedGroup]:
+    """Random-token prompt groups, lengths uniform in +-25% of the nominal ones, responses
+    ending with EOS, distinct scores (the first response is the best)."""
+    rng = torch.Generator().manual_seed(seed)
+
+    def tokens(nominal: int) -> list[int]:
+        n = int(torch.randint(int(nominal * 0.75), int(nominal * 1.25) + 1, (1,), generator=rng))
+        return torch.randint(100, vocab_size, (n,), generator=rng).tolist()
+
+    return [
+        TokenizedGroup(
+            id=f"synthetic-{i}",
+            prompt_ids=tokens(prompt_length),
+            response_ids=[tokens(response_length - 1) + [eos_token_id] for _ in range(responses)],
+            scores=[float(responses - r) for r in range(responses)],
+            labels=[None] * responses,
+        )
+        for i in range(count)
+    ]
+
+
+def _rss_bytes(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field_name} missing from /proc/self/status")
+
+
+def _release_free_heap() -> None:
+    """Give freed heap pages back to the OS so one side's leftovers don't count for the other."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class StepMeter:
+    """Wall time and peak memory of one step, above what was resident when it began.
+
+    CPU: the kernel's peak RSS (VmHWM, reset through /proc/self/clear_refs) minus the RSS at
+    the start. CUDA: torch.cuda.max_memory_allocated minus memory_allocated at the start.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def start(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            _release_free_heap()
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.base = _rss_bytes("VmRSS:")
+        self.began = time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        """(seconds, peak MiB above the start)."""
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = _rss_bytes("VmHWM:")
+        return time.perf_counter() - self.began, (peak - self.base) / 2**20
+
+
+@dataclass
+class SideRecord:
+    """Per-step measurements of one side of a comparison."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    peak_mib: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def add(self, seconds: float, peak_mib: float, loss: float) -> None:
+        self.seconds.append(seconds)
+        self.peak_mib.append(peak_mib)
+        self.losses.append(loss)
+
+    def measured(self, values: list[float]) -> list[float]:
+        """Steps after the first (warm-up), or the only one there is."""
+        return values[1:] if len(values) > 1 else values
+
+    def summary(self, groups_per_step: int, tokens_per_step: float) -> dict:
+        seconds = statistics.median(self.measured(self.seconds))
+        return {
+            "median_step_s": seconds,
+            "step_s": self.seconds,
+            "groups_per_s": groups_per_step / seconds,
+            "tokens_per_s": tokens_per_step / seconds,
+            "peak_mib": statistics.median(self.measured(self.peak_mib)),
+            "peak_mib_per_step": self.peak_mib,
+            "losses": self.losses,
+            **self.extra,
+        }
+
+
+def mfu(params: int, policy_tokens: float, ref_tokens: float, seconds: float, device: str):
+    """Model FLOP utilisation with the minimal-work numerator: 6·N per policy token (forward +
+    backward) plus 2·N per live-reference token, tokens counted once (a shared prompt once per
+    group, no padding), over the GPU's peak dense bf16 FLOP/s. None off GPU."""
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    peak = next((tflops for key, tflops in PEAK_TFLOPS_BF16.items() if key in name), None)
+    if peak is None:
+        return None
+    return (6 * params * policy_tokens + 2 * params * ref_tokens) / seconds / (peak * 1e12)
+
+
+def unique_tokens(groups: list[TokenizedGroup]) -> int:
+    """Tokens a step must process at least: each prompt once, every response."""
+    return sum(len(g.prompt_ids) + sum(len(r) for r in g.response_ids) for g in groups)
+
+
+def plain_tokens(groups: list[TokenizedGroup]) -> int:
+    """Tokens as a per-sequence layout sees them (the prompt once per response), no padding."""
+    return sum(
+        len(g.prompt_ids) * len(g.response_ids) + sum(len(r) for r in g.response_ids)
+        for g in groups
+    )
+
+
+def machine() -> dict:
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(["python", *sys.argv]),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info

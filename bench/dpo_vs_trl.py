@@ -1,0 +1,335 @@
+"""DPO training steps, preftune vs TRL's DPOTrainer, side by side in one process (issue 7).
+
+    python bench/dpo_vs_trl.py [--quick] [--json]
+
+Both sides start from the same weights, train on the same synthetic batches in the same order
+with the same settings (AdamW, constant lr, clip 1.0, beta 0.1, no accumulation, no dropout)
+and alternate step by step: TRL's trainer runs its own loop, and a callback runs one preftune
+step (the real trainer's `_Loop.step`: engine + `losses.compute("dpo")` + optimizer) after
+each of TRL's. TRL's tokenization is bypassed so both see identical token ids (it runs once
+before training, outside the timed steps). TRL's step is timed from its `on_step_begin` to
+`on_step_end` (its data loading is not counted).
+
+Cases: data shape hh (~256 prompt / 64 response tokens) or uf (~64 / 256), reference live or
+precomputed. The default case, whose figures are the top-level `speedup`, `memory_ratio` and
+`loss_diff`, is hh with a live reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    DEMO_MODEL,
+    RANDOM_1B,
+    SHAPES,
+    SideRecord,
+    StepMeter,
+    load,
+    machine,
+    mfu,
+    model_source,
+    plain_tokens,
+    setup_torch,
+    synthetic_groups,
+    unique_tokens,
+)
+
+DEFAULT_CASE = "hh-live"
+CASES = ("hh-live", "hh-precompute", "uf-live", "uf-precompute")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the default case only, 3 steps (< 5 min)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    parser.add_argument("--cases", nargs="+", default=list(CASES), help=f"from {CASES}")
+    parser.add_argument(
+        "--shape", help="override the cases' data shape: PROMPTxRESPONSE tokens, e.g. 768x256"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=5, help="steps per side and case (the first is warm-up)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step")
+    parser.add_argument(
+        "--model", default=DEMO_MODEL, help=f"{DEMO_MODEL}, {RANDOM_1B} or a local folder"
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.cases, args.steps = [DEFAULT_CASE], 3
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown cases {sorted(unknown)}; choose from {CASES}")
+    return args
+
+
+def case_shape(case: str, args) -> tuple[int, int]:
+    if args.shape:
+        prompt, response = args.shape.lower().split("x")
+        return int(prompt), int(response)
+    return SHAPES[case.split("-")[0]]
+
+
+class PreftuneSide:
+    """preftune's trainer pieces around one policy, assembled as `preftune.train.loop.train` does."""
+
+    def __init__(
+        self, policy, groups, source: str, reference: str, args, workdir: Path, pad_token_id: int
+    ):
+        from accelerate import Accelerator
+
+        from preftune.config import TrainConfig
+        from preftune.losses import METHODS
+        from preftune.train.distributed import PolicyForward
+        from preftune.train.loop import _Loop
+        from preftune.train.optim import build_optimizer, build_scheduler
+        from preftune.train.setup import build_loss_inputs
+
+        data_file = workdir / "synthetic.json"
+        data_file.write_text(json.dumps([vars(g) for g in groups]))
+        bf16 = args.dtype == "bf16" and args.device == "cuda"
+        self.config = TrainConfig(
+            model=source,
+            method="dpo",
+            hparams={"beta": args.beta},
+            data={"path": str(data_file)},
+            batch_size=args.batch_size,
+            optimizer="adamw",
+            lr=args.lr,
+            scheduler="constant",
+            warmup_steps=0,
+            max_grad_norm=1.0,
+            seed=args.seed,
+            dtype=args.dtype,
+            mixed_precision="bf16" if bf16 else "no",
+            reference=reference,
+            max_prompt_length=8191,
+            max_length=8192,
+            output_dir=str(workdir),
+        )
+        accelerator = Accelerator(
+            mixed_precision=self.config.mixed_precision, cpu=args.device == "cpu"
+        )
+        inputs = build_loss_inputs(
+            self.config, METHODS["dpo"], policy, groups, pad_token_id=pad_token_id
+        )
+        parameters = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = build_optimizer(parameters, self.config)
+        scheduler = build_scheduler(optimizer, self.config, args.steps)
+        forward, self.optimizer = accelerator.prepare(PolicyForward(policy), optimizer)
+        self.loop = _Loop(
+            self.config, accelerator, forward, inputs, groups, self.optimizer, scheduler, parameters
+        )
+        self.batch_size = args.batch_size
+
+    def step(self, step: int) -> dict:
+        indices = list(range(step * self.batch_size, (step + 1) * self.batch_size))
+        metrics, _ = self.loop.step(step, indices)
+        self.optimizer.zero_grad(
+            set_to_none=True
+        )  # as TRL does after its step, so neither keeps grads between steps
+        return metrics
+
+
+def _trl_trainer(policy, reference, groups, tokenizer, args, workdir: Path, callback):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    class SameTokensDPOTrainer(DPOTrainer):
+        """TRL's DPOTrainer fed the token ids preftune trains on, recording each step's loss."""
+
+        step_losses: list[float] = []
+        step_logps: list[float] = []
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            self.step_losses.append(float(loss.detach()))
+            self.step_logps.append(self._metrics["train"]["logps/chosen"][-1])
+            return loss
+
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt_ids": g.prompt_ids,
+                "chosen_ids": g.response_ids[0],
+                "rejected_ids": g.response_ids[1],
+            }
+            for g in groups
+        ]
+    )
+    config = DPOConfig(
+        output_dir=str(workdir / "trl"),
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        optim="adamw_torch",
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        beta=args.beta,
+        loss_type=["sigmoid"],
+        max_length=None,
+        precompute_ref_log_probs=reference is None,
+        precompute_ref_batch_size=args.batch_size,
+        train_sampling_strategy="sequential",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=args.device == "cpu",
+        bf16=args.dtype == "bf16",
+        seed=args.seed,
+        dataloader_num_workers=0,
+    )
+    SameTokensDPOTrainer.step_losses, SameTokensDPOTrainer.step_logps = [], []
+    return SameTokensDPOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+
+
+def run_case(case: str, args) -> dict:
+    from transformers import TrainerCallback
+
+    from preftune.models.loading import load_tokenizer
+
+    shape, reference = case.split("-")
+    prompt_length, response_length = case_shape(case, args)
+    source = model_source(args.model, args.dtype)
+    tokenizer = load_tokenizer(source)
+    policy = load(source, args.dtype, args.device)
+    groups = synthetic_groups(
+        args.batch_size * args.steps,
+        prompt_length,
+        response_length,
+        2,
+        vocab_size=min(policy.config.vocab_size, len(tokenizer)),
+        eos_token_id=tokenizer.eos_token_id,
+        seed=args.seed,
+    )
+    trl_policy = copy.deepcopy(policy)
+    trl_reference = (
+        copy.deepcopy(policy).eval().requires_grad_(False) if reference == "live" else None
+    )
+    meter = StepMeter(args.device)
+    ours, theirs = SideRecord("preftune"), SideRecord("trl")
+    workdir = Path(tempfile.mkdtemp(prefix="preftune-bench-"))
+    preftune = PreftuneSide(
+        policy, groups, source, reference, args, workdir, tokenizer.pad_token_id
+    )
+    logps = []
+
+    class Alternate(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            meter.start()
+
+        def on_step_end(self, _args, state, *__, **___):
+            seconds, peak = meter.stop()
+            theirs.add(seconds, peak, trainer.step_losses[-1])
+            meter.start()
+            metrics = preftune.step(state.global_step - 1)
+            seconds, peak = meter.stop()
+            ours.add(seconds, peak, metrics["loss"])
+            logps.append(metrics["logps/chosen"])
+
+    trainer = _trl_trainer(trl_policy, trl_reference, groups, tokenizer, args, workdir, Alternate())
+    trainer.train()
+
+    batch_groups = groups[: args.batch_size]
+    tokens = plain_tokens(batch_groups)
+    minimal = unique_tokens(batch_groups)
+    params = sum(p.numel() for p in policy.parameters())
+    ref_tokens = minimal if reference == "live" else 0
+    result = {"case": case, "prompt_tokens": prompt_length, "response_tokens": response_length}
+    for side in (ours, theirs):
+        summary = side.summary(args.batch_size, tokens)
+        summary["mfu"] = mfu(params, minimal, ref_tokens, summary["median_step_s"], args.device)
+        result[side.name] = summary
+    result["speedup"] = result["trl"]["median_step_s"] / result["preftune"]["median_step_s"]
+    result["memory_ratio"] = result["preftune"]["peak_mib"] / result["trl"]["peak_mib"]
+    result["loss_diff"] = abs(ours.losses[0] - theirs.losses[0])
+    result["max_loss_diff"] = max(
+        abs(a - b) for a, b in zip(ours.losses, theirs.losses, strict=True)
+    )
+    result["first_logps_chosen"] = {"preftune": logps[0], "trl": trainer.step_logps[0]}
+    return result
+
+
+def _table(results: list[dict]) -> str:
+    lines = [
+        "| case | side | median step s | pairs/s | tokens/s | peak MiB | first losses |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for side in ("preftune", "trl"):
+            s = r[side]
+            losses = ", ".join(f"{x:.5f}" for x in s["losses"][:3])
+            lines.append(
+                f"| {r['case']} | {side} | {s['median_step_s']:.2f} | {s['groups_per_s']:.3f} | "
+                f"{s['tokens_per_s']:.0f} | {s['peak_mib']:.0f} | {losses} |"
+            )
+    lines.append("")
+    for r in results:
+        lines.append(
+            f"{r['case']}: speedup {r['speedup']:.2f}x, memory ratio {r['memory_ratio']:.2f}, "
+            f"first-step loss diff {r['loss_diff']:.2e} (max over steps {r['max_loss_diff']:.2e})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    setup_torch(args.device, args.threads)
+    results = []
+    for case in args.cases:
+        print(f"== case {case}", file=sys.stderr, flush=True)
+        with contextlib.redirect_stdout(
+            sys.stderr
+        ):  # the trainer prints its logs; stdout is the result
+            results.append(run_case(case, args))
+    default = next((r for r in results if r["case"] == DEFAULT_CASE), results[0])
+    report = {
+        "speedup": default["speedup"],
+        "memory_ratio": default["memory_ratio"],
+        "loss_diff": default["loss_diff"],
+        "default_case": default["case"],
+        "model": args.model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_pairs": args.batch_size,
+        "steps": args.steps,
+        "machine": machine(),
+        "cases": results,
+    }
+    print(json.dumps(report, indent=2) if args.json else _table(results))
+
+
+if __name__ == "__main__":
+    main()
