@@ -129,3 +129,16 @@ def test_prompt_sources(tmp_path):
     pairs.write_text(json.dumps({"prompt": "q", "chosen": "x", "rejected": "y"}) + "\n")
     from_data = read_prompts(str(pairs))
     assert len(from_data) == 1 and from_data[0]["prompt"] == "q"
+
+
+def test_hf_llm_average_decision_cancels_a_slot_preference(tiny_model, tiny_tokenizer):
+    from preftune.judges.local_llm import LocalLLMJudge
+
+    judge = LocalLLMJudge((tiny_model, tiny_tokenizer), decision="average")
+    slot_a = {("x", "y"): 0.8, ("y", "x"): 0.7}  # prefers slot A, and x a little more than y
+    judge.probability_first_slot = lambda question, first, second: slot_a[(first, second)]
+    judgment = judge.compare("q", "x", "y")
+    assert judgment.winner == "a" and judgment.verdicts == ["a", "b"]  # both-orders: a tie
+    assert judge.compare("q", "y", "x").winner == "b"
+    judge.tie_margin = 0.1  # P(x better) = 0.55 is within the margin
+    assert judge.compare("q", "x", "y").winner == "tie"

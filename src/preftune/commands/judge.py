@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument(
         "--judge-prompt", default="pair-v2", help="pair-v2 (MT-Bench), dpo-hh or dpo-tldr"
     )
+    judge.add_argument(
+        "--decision",
+        default="both-orders",
+        choices=["both-orders", "average"],
+        help="hf-llm: a tie when the two orders disagree, or average P(a better) over both",
+    )
     judge.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
     judge.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     judge.add_argument("--max-retries", type=int, default=4)
@@ -62,6 +68,7 @@ def _judge(args: argparse.Namespace):
         concurrency=args.concurrency,
         timeout=args.timeout,
         max_retries=args.max_retries,
+        decision=args.decision,
     )
 
 

@@ -27,6 +27,7 @@ def build_judge(
     max_retries: int = 4,
     parse_retries: int = 2,
     backoff: float = 1.0,
+    decision: str = "both-orders",
 ):
     """A judge from command-line style settings; each kind says which settings it needs."""
     if kind == "gold":
@@ -42,7 +43,7 @@ def build_judge(
     if kind == "hf-llm":
         from preftune.judges.local_llm import LocalLLMJudge
 
-        return LocalLLMJudge(model, prompt=prompt)
+        return LocalLLMJudge(model, prompt=prompt, decision=decision)
     if kind == "openai":
         if not base_url:
             raise ConfigError("--judge openai needs --base-url (e.g. https://api.openai.com/v1)")
