@@ -35,6 +35,8 @@ def _rows(rows_or_path) -> list[dict]:
 
 def pair_with_baseline(samples: list[dict], baseline: list[dict]) -> list[tuple[dict, dict]]:
     """Each sample with the baseline row of the same id (its first sample when several)."""
+    if not samples:
+        raise DataError("there are no samples to judge")
     by_id: dict[str, dict] = {}
     for row in baseline:
         by_id.setdefault(str(row["id"]), row)
