@@ -109,3 +109,20 @@ def test_unknown_layout_and_logit_transforms_are_config_errors(tiny_model):
     with pytest.raises(ConfigError, match="plain"):
         sequence_logps(tiny_model, batch, layout="shared")
     assert sequence_logps(tiny_model, batch, layout="plain").logps.shape == (3, 2)
+
+
+def test_shared_layout_reads_through_a_lora_wrapper(tiny_model):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        tiny_model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
+    batch = collate(_ragged_groups(2))
+    expected = sequence_logps(model, batch, layout="plain")
+    torch.testing.assert_close(
+        sequence_logps(model, batch, layout="shared").logps, expected.logps, atol=1e-5, rtol=0
+    )
+    with model.disable_adapter():
+        base = sequence_logps(model, batch, layout="shared").logps
+    assert not torch.allclose(base, expected.logps, atol=1e-3)
