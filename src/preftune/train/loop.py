@@ -51,7 +51,7 @@ def train(config: TrainConfig) -> Path:
     from accelerate.utils import set_seed
 
     spec = METHODS[config.method]
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = _accelerator(Accelerator, config.mixed_precision)
     main = accelerator.is_main_process
     run_dir = _open_run_dir(config, write=False)
     accelerator.wait_for_everyone()  # every process checked the folder before one writes it
@@ -236,6 +236,19 @@ class _Loop:
         self.optimizer.step()
         self.scheduler.step()
         return {**weighted_mean(parts), "lr": lr, "grad_norm": grad_norm}, tokens
+
+
+def _accelerator(accelerator_class, mixed_precision: str):
+    """An Accelerator with this run's mixed precision, also when an earlier run in this process
+    (a study trains several) used another: accelerate keeps the precision in a per-process
+    singleton and refuses a change, so that part of its state (not the process group) is reset.
+    """
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return accelerator_class(mixed_precision=mixed_precision)
 
 
 def _open_run_dir(config: TrainConfig, *, write: bool) -> Path:
