@@ -165,19 +165,30 @@ class PolicyForward(torch.nn.Module):
     Returns the log-probs and, with a value head, the critic's values [G, R, L] (else None).
     """
 
-    def __init__(self, model: torch.nn.Module, value_head: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        value_head: torch.nn.Module | None = None,
+        layout: str = "auto",
+    ):
         super().__init__()
         self.model = model
         self.value_head = value_head
+        self.layout = layout
+        # read by accelerate: FSDP's transformer auto-wrap policy, DeepSpeed's "auto" sizes
+        self.config = model.config
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._no_split_modules = getattr(base, "_no_split_modules", None)
 
     def forward(
         self, batch: PreferenceBatch, *, per_token: bool = False, pad_token_id: int = 0
     ) -> tuple[SequenceLogps, torch.Tensor | None]:
         if self.value_head is not None:
             return logps_with_values(self.model, self.value_head, batch, pad_token_id=pad_token_id)
-        return sequence_logps(
-            self.model, batch, per_token=per_token, pad_token_id=pad_token_id
-        ), None
+        logps = sequence_logps(
+            self.model, batch, per_token=per_token, pad_token_id=pad_token_id, layout=self.layout
+        )
+        return logps, None
 
 
 def is_sharded(accelerator) -> bool:
@@ -187,14 +198,47 @@ def is_sharded(accelerator) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
-def check_checkpointing(accelerator, config) -> None:
-    """preftune's checkpoints hold whole weights and optimizer states: DDP or one process only."""
+def configure_backend(accelerator, config, spec) -> str:
+    """Refuse what preftune's loop cannot do under FSDP / DeepSpeed, set up DeepSpeed's batch
+    keys, and return the log-prob engine layout to use (before `accelerator.prepare`).
+
+    - Checkpoints hold whole weights and optimizer states: DDP or one process only.
+    - DeepSpeed steps its optimizer inside `backward`, so a step must be one micro-batch per
+      process (no accumulation in preftune's loop); its clipping is the DeepSpeed config's
+      `gradient_clipping`.
+    - ZeRO-3 partitions weights outside their module's forward, and the response-only engine
+      reads the LM head's weight directly: the "plain" layout (full logits) is used there, and
+      offline PPO (its value head reads hidden states through a hook) is refused.
+    """
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
     if is_sharded(accelerator) and (config.save_every or config.resume):
         raise ConfigError(
-            f"save_every / resume: checkpoints are not implemented under "
-            f"{accelerator.distributed_type.value} (they would hold one process's shard); "
-            "train without them, or use DDP (examples/accelerate/ddp.yaml)"
+            f"save_every / resume: checkpoints are not implemented under {kind.value} (they "
+            "would hold one process's shard); train without them, or use DDP "
+            "(examples/accelerate/ddp.yaml)"
         )
+    if kind != DistributedType.DEEPSPEED:
+        return "auto"
+    processes = accelerator.num_processes
+    if config.groups_per_forward * processes < config.batch_size:
+        raise ConfigError(
+            f"micro_batch_size: under DeepSpeed a step must be one micro-batch per process; "
+            f"set micro_batch_size >= batch_size / processes = {config.batch_size / processes:g}"
+        )
+    plugin = accelerator.state.deepspeed_plugin
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.groups_per_forward
+    plugin.deepspeed_config["gradient_accumulation_steps"] = 1
+    plugin.deepspeed_config["zero_allow_untested_optimizer"] = True  # RMSprop, SGD
+    if plugin.zero_stage != 3:
+        return "auto"
+    if "values" in spec.extra_inputs:
+        raise ConfigError(
+            f"method: '{config.method}' reads hidden states for its value head, which ZeRO-3's "
+            "partitioned weights do not allow here; use ZeRO-2 or FSDP"
+        )
+    return "plain"
 
 
 def full_policy(accelerator, policy: torch.nn.Module, rebuild) -> torch.nn.Module | None:
