@@ -32,8 +32,8 @@ from preftune.train.dataset import StepOrder, read_view, tokenize_view
 from preftune.train.distributed import (
     PolicyForward,
     all_processes,
-    check_checkpointing,
     check_shardable,
+    configure_backend,
     full_policy,
     gather_loss_inputs,
     is_sharded,
@@ -66,7 +66,7 @@ def train(config: TrainConfig) -> Path:
     check_shardable(
         len(groups), config.batch_size, config.groups_per_forward, accelerator.num_processes
     )
-    check_checkpointing(accelerator, config)
+    layout = configure_backend(accelerator, config, spec)
 
     set_seed(config.seed)
     model, value_head = build_policy(config, spec)
@@ -82,7 +82,9 @@ def train(config: TrainConfig) -> Path:
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
     scheduler = build_scheduler(optimizer, config, total_steps)
     # `modules` keeps the unwrapped ones; the policy runs through the prepared wrapper
-    policy, optimizer = accelerator.prepare(PolicyForward(model, value_head), optimizer)
+    policy, optimizer = accelerator.prepare(PolicyForward(model, value_head, layout), optimizer)
+    if is_sharded(accelerator):  # accelerate clips a sharded model's norm only given all of them
+        parameters = list(policy.parameters())
 
     metrics_path = run_dir / "metrics.jsonl"
     state = {"tokens": 0, "elapsed_s": 0.0}
@@ -227,15 +229,17 @@ class _Loop:
             tokens += batch.num_tokens()
         tokens = sum(all_processes(tokens))
         max_norm = config.max_grad_norm or math.inf
-        grad_norm = float(accelerator.clip_grad_norm_(self.parameters, max_norm))
-        if not math.isfinite(grad_norm):
+        norm = accelerator.clip_grad_norm_(self.parameters, max_norm)  # DeepSpeed: may be None
+        grad_norm = math.nan if norm is None else float(norm)
+        if norm is not None and not math.isfinite(grad_norm):
             raise TrainingError(
                 f"gradient norm became {grad_norm} at step {step + 1} (batch ids: "
                 f"{[self.groups[i].id for i in indices]}); the last good checkpoint is kept"
             )
         self.optimizer.step()
         self.scheduler.step()
-        return {**weighted_mean(parts), "lr": lr, "grad_norm": grad_norm}, tokens
+        norms = {} if norm is None else {"grad_norm": grad_norm}
+        return {**weighted_mean(parts), "lr": lr, **norms}, tokens
 
 
 def _accelerator(accelerator_class, mixed_precision: str):
