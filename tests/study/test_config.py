@@ -74,6 +74,10 @@ def _raw() -> dict:
             r"'sft' needs an 'sft' step",
         ),
         (lambda r: r["evaluation"]["evaluations"][0]["judge"].update(type="gpt"), r"judge\.type"),
+        (
+            lambda r: r["evaluation"]["evaluations"][0]["judge"].update(temperature=0),
+            r"judge: \['temperature'\] not judge settings",
+        ),
     ],
 )
 def test_mistakes_name_their_field(change, message):

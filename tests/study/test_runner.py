@@ -146,3 +146,39 @@ def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_model_dir, len
     config = study_from_dict(tiny_study(tiny_model_dir))
     with pytest.raises(ConfigError, match="holds another study"):
         StudyRunner(config, out, log=lambda line: None).run()
+
+
+def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny_model_dir):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {
+            "prompt": f"write a short review of film {i}",
+            "chosen": "the movie was great",
+            "rejected": "a terrible film with a boring plot",
+        }
+        for i in range(6)
+    ]
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    raw = tiny_study(tiny_model_dir, methods=("dpo",))
+    raw["sft"] = {"train": {"lr": 1e-3}}
+    raw["data"] = {"train": {"path": str(pairs)}, "heldout": {"path": str(pairs), "limit": 3}}
+    raw["evaluation"]["evaluations"] = [
+        {
+            "name": "vs-chosen",
+            "baseline": "reference",
+            "judge": {"type": "hf-llm", "model": str(tiny_model_dir)},
+        }
+    ]
+    out = tmp_path / "study"
+    results = StudyRunner(study_from_dict(raw), out, log=lambda line: None).run()
+
+    layout = StudyLayout(out)
+    assert (layout.run("sft") / "final" / "config.json").is_file()
+    dpo_config = (layout.run("dpo") / "config.yaml").read_text()
+    assert "runs/sft/final" in dpo_config  # the method started from the SFT model
+    rows = {row["label"]: row for row in results["rows"]}
+    assert results["start"] == "sft" and rows["start"]["dynamics"]["steps"] > 0
+    for label in ("start", "dpo"):  # the SFT model is judged against the data's chosen answers
+        figures = rows[label]["evaluations"]["vs-chosen"]
+        assert figures["n"] + figures["errors"] == 3
+    assert "| sft |" in (out / "report.md").read_text()

@@ -105,6 +105,18 @@ class JudgeSpec(BaseModel):
     def options(self) -> dict:
         return dict(self.model_extra or {})
 
+    @model_validator(mode="after")
+    def _known_options(self):
+        import inspect
+
+        from preftune.judges import build_judge
+
+        known = [p for p in inspect.signature(build_judge).parameters if p != "kind"]
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ValueError(f"{unknown} not judge settings (known: {known})")
+        return self
+
 
 class Evaluation(_Strict):
     """One column of the results table: a judge deciding each answer against a baseline.
