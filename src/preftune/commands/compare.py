@@ -49,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from preftune.experiments.runner import StudyRunner
 
     out = Path(args.out) if args.out else default_out(config.name)
+    from preftune.experiments.report import results_table
+
     results = StudyRunner(config, out).run()
     failed = [row["label"] for row in results["rows"] if row["status"] == "failed"]
+    print(results_table(results))
     print(f"study folder: {out}\n  report: {out / 'report.md'} and {out / 'report.html'}")
     if failed:
         print(f"  failed: {', '.join(failed)} (see the report's Failures section)")

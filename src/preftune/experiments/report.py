@@ -175,6 +175,16 @@ def _blocks(layout: StudyLayout, results: dict) -> list[tuple]:
     return blocks
 
 
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def results_table(results: dict) -> str:
+    """Table 3 as markdown, for the console at the end of a study."""
+    return _markdown_table(*_table3(results))
+
+
 def _markdown(blocks: list[tuple], root: Path) -> str:
     out = []
     for block in blocks:
@@ -186,10 +196,7 @@ def _markdown(blocks: list[tuple], root: Path) -> str:
         elif kind == "list":
             out.append("\n".join(f"- {item}" for item in block[1]) + "\n")
         elif kind == "table":
-            header, rows = block[1], block[2]
-            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(row) + " |" for row in rows]
-            out.append("\n".join(lines) + "\n")
+            out.append(_markdown_table(block[1], block[2]) + "\n")
         elif kind == "image":
             out.append(f"![{block[2]}]({block[1].relative_to(root).as_posix()})\n")
     return "\n".join(out)
