@@ -11,7 +11,17 @@ from preftune.errors import ConfigError
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
-WIN_FIELDS = ("win_rate", "ci_low", "ci_high", "wins", "losses", "ties", "errors", "n")
+WIN_FIELDS = (
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "lc_win_rate",
+    "wins",
+    "losses",
+    "ties",
+    "errors",
+    "n",
+)
 STAT_FIELDS = ("gold_reward", "kl", "length", "repetition", "distinct_2", "eos_share", "n")
 
 
