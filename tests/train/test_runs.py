@@ -13,14 +13,10 @@ from preftune.train import train
 from preftune.train.checkpoint import latest_checkpoint
 
 
-def test_lora_run_saves_merged_weights_and_adapters(make_config, paired_file):
-    config = make_config(
-        "dpo",
-        paired_file,
-        max_steps=2,
-        reference="live",
-        lora={"r": 2, "target_modules": ["q_proj"]},
-    )
+@pytest.mark.parametrize("reference", ["live", "precompute"])
+def test_lora_run_saves_merged_weights_and_adapters(make_config, paired_file, reference):
+    lora = {"r": 2, "target_modules": ["q_proj"]}
+    config = make_config("dpo", paired_file, max_steps=2, reference=reference, lora=lora)
     run_dir = train(config)
     assert (run_dir / "final-adapter" / "adapter_config.json").exists()
     from transformers import AutoModelForCausalLM
