@@ -13,6 +13,7 @@ from preftune.experiments import runner as runner_module
 from preftune.experiments.config import study_from_dict
 from preftune.experiments.layout import StudyLayout
 from preftune.experiments.runner import StudyRunner
+from preftune.generate.jsonl import read_jsonl
 
 
 def tiny_study(model_dir, methods=("dpo", "simpo")) -> dict:
@@ -162,6 +163,7 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
     raw = tiny_study(tiny_model_dir, methods=("dpo",))
     raw["sft"] = {"train": {"lr": 1e-3}}
     raw["data"] = {"train": {"path": str(pairs)}, "heldout": {"path": str(pairs), "limit": 3}}
+    raw["evaluation"]["kl_samples"] = 2
     raw["evaluation"]["evaluations"] = [
         {
             "name": "vs-chosen",
@@ -181,4 +183,7 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
     for label in ("start", "dpo"):  # the SFT model is judged against the data's chosen answers
         figures = rows[label]["evaluations"]["vs-chosen"]
         assert figures["n"] + figures["errors"] == 3
-    assert "| sft |" in (out / "report.md").read_text()
+    assert rows["dpo"]["stats"]["kl_estimate"] == "sampled"
+    assert len(read_jsonl(layout.eval_dir("dpo") / "kl_samples.jsonl")) == 2
+    report = (out / "report.md").read_text()
+    assert "| sft |" in report and "Monte-Carlo estimate of KL" in report

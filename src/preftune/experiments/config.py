@@ -139,6 +139,9 @@ class EvalSettings(_Strict):
     num_prompts: int = Field(default=128, gt=0)  # held-out prompts judged (the seed: 128)
     max_new_tokens: int = Field(default=256, gt=0)
     batch_size: int = Field(default=8, gt=0)
+    # Held-out prompts answered once more by plain sampling (temperature 1) for a Monte-Carlo
+    # KL(π ‖ π_start); 0 uses the log-ratio on the greedy answers instead (no extra sampling).
+    kl_samples: int = Field(default=0, ge=0)
     evaluations: list[Evaluation] = Field(min_length=1)
 
 

@@ -1,9 +1,10 @@
 """Evaluate one row of a study: greedy answers, their statistics, and each judged evaluation.
 
 Statistics (stats.json): mean gold reward, KL from the starting model, length, repetition,
-distinct-2 and the share of answers ending at EOS. KL is the mean over a model's own greedy
-held-out answers of log π(y|x) − log π_start(y|x) (the quantity on the x axis of the DPO
-paper's figure 2, here on greedy rather than sampled answers, so it is an estimate).
+distinct-2 and the share of answers ending at EOS. KL (the x axis of the DPO paper's figure 2)
+is the mean of log π(y|x) − log π_start(y|x) over y sampled from π at temperature 1 when
+`evaluation.kl_samples` > 0; otherwise the same mean over the greedy answers, which costs
+nothing extra but is only a log-ratio (it can be negative).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from preftune.errors import ConfigError
 from preftune.experiments.config import Evaluation, StudyConfig
 from preftune.experiments.layout import SFT, START, StudyLayout, write_json_atomic
 from preftune.generate.jsonl import read_jsonl
+
+KL_SAMPLED = "sampled"  # mean log π(y) − log π_start(y) over y ~ π (temperature 1): KL(π ‖ π_start)
+KL_GREEDY = "greedy log-ratio"  # the same over the greedy answers: cheaper, not a KL, any sign
 
 
 def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -> list[dict]:
@@ -32,9 +36,9 @@ def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -
     )
 
 
-def write_stats(
-    config: StudyConfig, samples: Path, start_model, out: Path, *, is_start: bool
-) -> dict:
+def write_stats(config: StudyConfig, samples: Path, start_model, out: Path, *, model=None) -> dict:
+    """Statistics of one row's greedy answers; `model` is None for the starting model itself
+    (KL 0), else the row's model, sampled again when `evaluation.kl_samples` asks for it."""
     from preftune.evaluate.text_stats import text_stats
 
     rows = read_jsonl(samples)
@@ -46,20 +50,41 @@ def write_stats(
         "distinct_2": text["distinct_2"],
         "eos_share": text.get("eos_share"),
         "gold_reward": None,
-        "kl": 0.0 if is_start else None,
+        "kl": 0.0,
+        "kl_estimate": KL_SAMPLED if config.evaluation.kl_samples else KL_GREEDY,
     }
     if config.gold_task is not None:
         from preftune.tasks import get_task
 
         gold = get_task(config.gold_task).gold
         stats["gold_reward"] = fmean(gold(row["prompt"], row["response"]) for row in rows)
-    if not is_start:  # the answers carry their log-prob under the model that wrote them
+    if model is not None:  # answers carry their log-prob under the model that wrote them
         from preftune.evaluate import kl_from_reference
 
-        model, tokenizer = start_model
-        stats["kl"] = kl_from_reference(None, model, tokenizer, rows)["kl"]
+        kl_rows = rows
+        if config.evaluation.kl_samples:
+            kl_rows = _sample_for_kl(model, rows, out.with_name("kl_samples.jsonl"), config)
+        reference, tokenizer = start_model
+        stats["kl"] = kl_from_reference(None, reference, tokenizer, kl_rows)["kl"]
     write_json_atomic(out, stats)
     return stats
+
+
+def _sample_for_kl(model, rows: list[dict], out: Path, config: StudyConfig) -> list[dict]:
+    from preftune.generate import generate
+
+    prompts = [{"id": row["id"], "prompt": row["prompt"]} for row in rows]
+    return generate(
+        model,
+        prompts[: config.evaluation.kl_samples],
+        out,
+        max_new_tokens=config.evaluation.max_new_tokens,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        batch_size=config.evaluation.batch_size,
+        seed=config.seed,
+    )
 
 
 def build_study_judge(config: StudyConfig, spec: Evaluation):

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from preftune.experiments.dynamics import SERIES, read_metrics  # noqa: E402
 from preftune.experiments.layout import SFT, START, StudyLayout  # noqa: E402
+from preftune.experiments.results import kl_kind  # noqa: E402
 
 CURVES = (
     "loss",
@@ -84,7 +85,11 @@ def reward_vs_kl(layout: StudyLayout, results: dict) -> Path | None:
     for label, kl, reward in points:
         axis.scatter(kl, reward)
         axis.annotate(label, (kl, reward), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axis.set_xlabel("KL from the starting model (nats, on its own greedy answers)")
+    axis.set_xlabel(
+        "KL from the starting model (nats, sampled answers)"
+        if kl_kind(results) == "sampled"
+        else "log-ratio to the starting model on greedy answers (nats)"
+    )
     axis.set_ylabel("mean gold reward")
     axis.set_title("Reward vs KL frontier")
     axis.grid(alpha=0.3)

@@ -16,7 +16,15 @@ from pathlib import Path
 from preftune.experiments import plots
 from preftune.experiments.dynamics import SERIES
 from preftune.experiments.layout import START, StudyLayout, write_json_atomic
-from preftune.experiments.results import collect
+from preftune.experiments.results import collect, kl_kind
+
+KL_NOTES = {
+    "sampled": "KL: mean of log π(y) − log π_start(y) over answers sampled from each model at "
+    "temperature 1, a Monte-Carlo estimate of KL(π ‖ π_start).",
+    "greedy log-ratio": "KL: mean of log π(y) − log π_start(y) over each model's greedy "
+    "answers; a log-ratio, not a true KL (it can be negative); set evaluation.kl_samples "
+    "for a sampled estimate.",
+}
 
 # A report is a list of blocks, rendered twice: ("h", text) heading, ("p", text) paragraph,
 # ("table", header, rows), ("image", path, caption).
@@ -123,8 +131,8 @@ def _blocks(layout: StudyLayout, results: dict) -> list[tuple]:
         (
             "p",
             "Win rate: ties count half; 95% confidence interval by bootstrap over prompts. "
-            "KL: mean of log π(y) − log π_start(y) over each model's greedy held-out answers. "
-            "Length in tokens; repetition: share of answers with a repeated word trigram "
+            + KL_NOTES[kl_kind(results)]
+            + " Length in tokens; repetition: share of answers with a repeated word trigram "
             "(reward hacking shows here before it shows in the gold reward).",
         ),
     ]

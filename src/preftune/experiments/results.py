@@ -22,7 +22,16 @@ WIN_FIELDS = (
     "errors",
     "n",
 )
-STAT_FIELDS = ("gold_reward", "kl", "length", "repetition", "distinct_2", "eos_share", "n")
+STAT_FIELDS = (
+    "gold_reward",
+    "kl",
+    "kl_estimate",
+    "length",
+    "repetition",
+    "distinct_2",
+    "eos_share",
+    "n",
+)
 
 
 def read_study_config(layout: StudyLayout) -> dict:
@@ -91,3 +100,9 @@ def collect(layout: StudyLayout) -> dict:
         ],
         "rows": [_row(layout, study, label) for label in row_labels(study)],
     }
+
+
+def kl_kind(results: dict) -> str:
+    """How the rows' KL was estimated ("sampled" or "greedy log-ratio")."""
+    kinds = {row["stats"].get("kl_estimate") for row in results["rows"]} - {None}
+    return kinds.pop() if len(kinds) == 1 else "greedy log-ratio"

@@ -171,7 +171,7 @@ class StudyRunner:
                 samples,
                 self.start_model(),
                 self.layout.stats(label),
-                is_start=label == START,
+                model=None if label == START else model,
             ),
         )
         for spec in self.config.evaluation.evaluations:
