@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from preftune.errors import ConfigError
 
@@ -120,6 +120,11 @@ class TrainConfig(_Strict):
     )
     log_every: int = Field(1, gt=0)
     resume: bool = False
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value):
+        return "no" if value is False else value  # YAML reads a bare `no` as false
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

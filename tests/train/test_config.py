@@ -24,6 +24,19 @@ def test_defaults_are_the_seed_study(paired_file):
     assert config.reference == "precompute"
 
 
+def test_a_bare_no_is_no_mixed_precision(paired_file):
+    config = load_train_config(
+        None,
+        [
+            f"data.path={paired_file}",
+            "model=smollm2-135m-instruct",
+            "method=dpo",
+            "mixed_precision=no",
+        ],
+    )
+    assert config.mixed_precision == "no"
+
+
 def test_overrides_are_dotted_and_typed_as_yaml():
     parsed = parse_overrides(
         ["lr=1e-4", "hparams.beta=0.2", "data.limit=5", "lora=null", "run_name=x"]
