@@ -32,15 +32,17 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def write_heldout(config: StudyConfig, path: Path) -> list[dict]:
     """The held-out prompts as {"id", "prompt"}, with the data set's preferred response
-    under "response" when the source has responses (the "reference" baseline)."""
+    under "response" when the source has responses (the "reference" baseline). Without a
+    `limit`, as many as the evaluation judges (a seeded sample of a larger split)."""
     source = config.data.heldout
+    limit = source.limit or config.evaluation.num_prompts  # no more than are judged
     if source.task is not None:
-        rows = get_task(source.task).prompts("heldout", source.limit)
+        rows = get_task(source.task).prompts("heldout", limit)
     else:
         from preftune.data import read_records
 
         groups = read_records(
-            source.path, source.format, split=source.split, limit=source.limit, seed=config.seed
+            source.path, source.format, split=source.split, limit=limit, seed=config.seed
         ).groups
         rows = []
         for group in groups:
