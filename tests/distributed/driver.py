@@ -1,7 +1,9 @@
-"""Runs training jobs inside one `accelerate launch` (so the processes start once for all).
+"""Runs training jobs in one multi-process launch (so the processes start once for all).
 
-Usage: accelerate launch --num_processes 2 --cpu driver.py JOBS.json, where JOBS.json is a list
-of {"config": {...TrainConfig values...}, "interrupt_at": N or null}. With `interrupt_at`, every
+Usage: ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 driver.py JOBS.json 2, where JOBS.json
+is a list of {"config": {...TrainConfig values...}, "interrupt_at": N or null} and 2 the number
+of processes accelerate must see (it refuses to go on otherwise: `accelerate launch --cpu`
+silently starts one process without mpirun). With `interrupt_at`, every
 process raises at its Nth loss computation (the same point everywhere), as a crash would stop
 the run; the job is then resumed from its last checkpoint with `resume: true`.
 """
@@ -15,6 +17,7 @@ import torch
 import preftune.train.loop as loop
 from preftune.config import build_train_config
 from preftune.train import train
+from preftune.train.distributed import process_count
 
 
 class Interrupted(Exception):
@@ -33,7 +36,7 @@ def interrupting(compute, at: int):
     return call
 
 
-def main(path: str) -> None:
+def main(path: str, processes: int) -> None:
     torch.set_num_threads(1)
     compute = loop.compute
     for job in json.loads(Path(path).read_text()):
@@ -48,7 +51,9 @@ def main(path: str) -> None:
             loop.compute = compute
             config = {**config, "resume": True}
         train(build_train_config(config))
+        if process_count() != processes:
+            raise SystemExit(f"expected {processes} processes, training saw {process_count()}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]))
