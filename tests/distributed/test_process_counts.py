@@ -1,10 +1,10 @@
 """The same global batch gives the same loss, metrics and update on 1 process or 2 (issue 8).
 
-Two CPU processes (gloo, accelerate's MULTI_CPU mode under torchrun), against one process, for methods whose
-loss spans the batch (KTO's KL point z, RPO's contrast matrix, MPPO's ranked lists) and DPO
-with an uneven split (3 + 2 groups: a mean of means would be wrong) and gradient accumulation,
-interrupted mid-step and resumed from its checkpoint. float32, tolerance 1e-5.
-Run with `pytest -m dist`.
+Two CPU processes (gloo: accelerate's MULTI_CPU mode under torchrun) against one process, for
+methods whose loss spans the batch (KTO's KL point z, RPO's contrast matrix, MPPO's ranked
+lists) and DPO with an uneven split (3 + 2 groups: a mean of means would be wrong), and a DPO
+run with accumulation interrupted mid-step and resumed from its checkpoint. float32, 1e-5.
+Select with `pytest -m dist`.
 """
 
 from __future__ import annotations
