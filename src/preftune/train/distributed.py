@@ -203,6 +203,7 @@ def configure_backend(accelerator, config, spec) -> str:
     keys, and return the log-prob engine layout to use (before `accelerator.prepare`).
 
     - Checkpoints hold whole weights and optimizer states: DDP or one process only.
+    - A live LoRA reference (the policy with adapters off) would run on sharded weights.
     - DeepSpeed steps its optimizer inside `backward`, so a step must be one micro-batch per
       process (no accumulation in preftune's loop); its clipping is the DeepSpeed config's
       `gradient_clipping`.
@@ -218,6 +219,11 @@ def configure_backend(accelerator, config, spec) -> str:
             f"save_every / resume: checkpoints are not implemented under {kind.value} (they "
             "would hold one process's shard); train without them, or use DDP "
             "(examples/accelerate/ddp.yaml)"
+        )
+    if is_sharded(accelerator) and config.lora is not None and config.reference == "live":
+        raise ConfigError(
+            f"reference: a live LoRA reference runs the policy with adapters off outside the "
+            f"{kind.value} wrapper, on sharded weights; use reference: precompute"
         )
     if kind != DistributedType.DEEPSPEED:
         return "auto"
