@@ -117,3 +117,56 @@ def test_reference_scored_in_shards_and_written_by_one_process(tiny_model, tmp_p
     with torch.no_grad():
         expected = sequence_logps(tiny_model, batch, pad_token_id=0).logps
     torch.testing.assert_close(merged(batch).logps, expected, rtol=1e-5, atol=1e-5)
+
+
+def _accelerator(kind, processes=4, zero_stage=None):
+    from types import SimpleNamespace
+
+    plugin = SimpleNamespace(zero_stage=zero_stage, deepspeed_config={})
+    state = SimpleNamespace(deepspeed_plugin=plugin)
+    return SimpleNamespace(distributed_type=kind, num_processes=processes, state=state)
+
+
+def _config(method="dpo", **values):
+    from preftune.config import build_train_config
+
+    return build_train_config(
+        {"model": "some/model", "method": method, "data": {"path": "someone/preferences"}, **values}
+    )
+
+
+def _configure(accelerator, config):
+    from preftune.losses import METHODS
+    from preftune.train.distributed import configure_backend
+
+    return configure_backend(accelerator, config, METHODS[config.method])
+
+
+def test_backend_setup_refuses_what_sharded_training_cannot_do():
+    from accelerate.utils import DistributedType
+
+    ddp = _accelerator(DistributedType.MULTI_GPU)
+    assert _configure(ddp, _config(save_every=10, lora={"r": 8})) == "auto"
+    fsdp = _accelerator(DistributedType.FSDP)
+    assert _configure(fsdp, _config()) == "auto"
+    with pytest.raises(ConfigError, match="save_every"):
+        _configure(fsdp, _config(save_every=10))
+    with pytest.raises(ConfigError, match="reference: a live LoRA"):
+        _configure(fsdp, _config(lora={"r": 8}, reference="live"))
+    zero2 = _accelerator(DistributedType.DEEPSPEED, zero_stage=2)
+    with pytest.raises(ConfigError, match="micro_batch_size.*16"):
+        _configure(zero2, _config(batch_size=64, micro_batch_size=8))
+
+
+def test_deepspeed_gets_its_batch_keys_and_zero3_the_plain_layout():
+    from accelerate.utils import DistributedType
+
+    zero2 = _accelerator(DistributedType.DEEPSPEED, zero_stage=2)
+    assert _configure(zero2, _config(batch_size=64, micro_batch_size=16)) == "auto"
+    keys = zero2.state.deepspeed_plugin.deepspeed_config
+    assert keys["train_micro_batch_size_per_gpu"] == 16
+    assert keys["gradient_accumulation_steps"] == 1
+    zero3 = _accelerator(DistributedType.DEEPSPEED, zero_stage=3)
+    assert _configure(zero3, _config(batch_size=64, micro_batch_size=16)) == "plain"
+    with pytest.raises(ConfigError, match="value head"):
+        _configure(zero3, _config("ppo-offline", batch_size=64, micro_batch_size=16))
