@@ -8,8 +8,8 @@ part, then every loss input is gathered, so batch-level statistics (KTO's KL ref
 RPO's contrast matrix, BCO's reward mean, list groups) span the global micro-batch, and the
 metrics are the global batch's, identical on every process (no mean of means).
 
-Gradients: the policy's log-probs are gathered with `torch.distributed.nn.functional.all_gather`,
-whose backward sums, over the processes, the gradient each one's loss sends to a row. Every
+Gradients: the policy's log-probs are gathered by `_AllGatherSum`, whose backward sums, over
+the processes, the gradient each one's loss sends to a row. Every
 process backpropagates the same global loss L, so a process's own rows receive P x dL/drow;
 DDP, FSDP and DeepSpeed average gradients over the P processes, which leaves exactly dL/dtheta.
 The loss of a micro-batch is scaled by its share of the step's groups, as on one process.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.nn.functional import all_gather as all_gather_with_grad
 
 from preftune.data.batch import PreferenceBatch
 from preftune.errors import ConfigError
@@ -124,12 +123,29 @@ def _gather_rows(name: str, local: torch.Tensor | None, rows: int, everyone: lis
     if with_grad:
         if not carrier.requires_grad:  # every process must take part in the backward gather
             carrier = carrier.detach().requires_grad_()
-        pieces = all_gather_with_grad(carrier)
+        pieces = _AllGatherSum.apply(carrier).unbind()
     else:
         pieces = [torch.empty_like(carrier) for _ in everyone]
         dist.all_gather(pieces, carrier.contiguous())
     joined = torch.cat([piece[: shape[0]] for piece, shape in zip(pieces, shapes, strict=True)])
     return joined.to(torch.bool) if dtype == torch.bool else joined
+
+
+class _AllGatherSum(torch.autograd.Function):
+    """All-gather [P, ...] whose backward gives each process the sum over the processes of the
+    gradient their losses send to its slice (an all-reduce; the tensors are small)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        pieces = [torch.empty_like(tensor) for _ in range(process_count())]
+        dist.all_gather(pieces, tensor.contiguous())
+        return torch.stack(pieces)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[process_index()]
 
 
 def _collective_device() -> torch.device:
