@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from preftune.errors import ConfigError
 
 DEMO_MODEL = "smollm2-135m-instruct"  # preftune.models.loading.DEMO_MODEL, without importing torch
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"  # RPO's default sentence embedder (models/embeddings.py)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _COMMON_HPARAMS = {"weighting": ("wpo",)}  # accepted by every pairwise method (WPO weighting)
 
@@ -109,7 +110,7 @@ class TrainConfig(_Strict):
         None, gt=0, description="train only the top N transformer layers; None = all"
     )
     prompt_embedder: str = Field(
-        "all-minilm-l6-v2",
+        DEFAULT_EMBEDDER,
         description="RPO's sentence embedder: the bundled model or a local folder",
     )
 
@@ -155,6 +156,8 @@ class TrainConfig(_Strict):
             raise ValueError("lora and trainable_layers: choose one way to limit what trains")
         self.__dict__["model"] = _resolve_model(self.model)
         _check_source("data.path", self.data.path)
+        if "prompt_embeddings" in spec.extra_inputs and self.prompt_embedder != DEFAULT_EMBEDDER:
+            _check_source("prompt_embedder", self.prompt_embedder)
         return self
 
     @property

@@ -88,6 +88,8 @@ def test_missing_files_are_reported_before_anything_loads(tmp_path, paired_file)
         build_train_config(_values(paired_file, model="/no/such/model"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_train_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="prompt_embedder: './no-embedder' does not exist"):
+        build_train_config(_values(paired_file, method="rpo", prompt_embedder="./no-embedder"))
 
 
 def test_hub_ids_pass_through_unchecked(paired_file):

@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from preftune.config import DEFAULT_EMBEDDER
 from preftune.errors import ConfigError
 from preftune.models.disk_cache import TensorCache, content_key
 from preftune.models.loading import cache_dir
-
-DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 
 
 def embedder_dir(name_or_path: str) -> Path:
