@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from preftune.config import build_train_config
 from preftune.train import train
 
-pytestmark = pytest.mark.dist  # 35-90 s on a busy 2-core machine
+pytestmark = pytest.mark.dist  # about 35 s on a shared 2-core machine
 
 DRIVER = Path(__file__).with_name("driver.py")
 TOLERANCE = 1e-5
