@@ -9,9 +9,9 @@ RPO's contrast matrix, BCO's reward mean, list groups) span the global micro-bat
 metrics are the global batch's, identical on every process (no mean of means).
 
 Gradients: the policy's log-probs are gathered by `_AllGatherSum`, whose backward sums, over
-the processes, the gradient each one's loss sends to a row. Every
-process backpropagates the same global loss L, so a process's own rows receive P x dL/drow;
-DDP, FSDP and DeepSpeed average gradients over the P processes, which leaves exactly dL/dtheta.
+the processes, the gradient each one's loss sends to a row. Every process backpropagates the
+same global loss L, so a process's own rows receive P x dL/drow; DDP, FSDP and DeepSpeed
+average gradients over the P processes, which leaves exactly dL/dtheta.
 The loss of a micro-batch is scaled by its share of the step's groups, as on one process.
 """
 
