@@ -1,9 +1,10 @@
 """The same global batch gives the same loss, metrics and update on 1 process or 2 (issue 8).
 
 Two CPU processes (gloo: accelerate's MULTI_CPU mode under torchrun) against one process, for
-methods whose loss spans the batch (KTO's KL point z, RPO's contrast matrix, MPPO's ranked
-lists) and DPO with an uneven split (3 + 2 groups: a mean of means would be wrong), and a DPO
-run with accumulation interrupted mid-step and resumed from its checkpoint. float32, 1e-5.
+methods whose loss spans the batch (KTO's KL point z, BCO's running reward mean, RPO's
+contrast matrix, MPPO's ranked lists), DPO with an uneven split (3 + 2 groups: a mean of means
+would be wrong), and a DPO run with accumulation interrupted mid-step and resumed from its
+checkpoint. float32, 1e-5.
 Select with `pytest -m dist`.
 """
 
@@ -23,7 +24,7 @@ from safetensors.torch import load_file
 from preftune.config import build_train_config
 from preftune.train import train
 
-pytestmark = pytest.mark.dist  # about 35 s on a shared 2-core machine
+pytestmark = pytest.mark.dist  # 35-60 s on a shared 2-core machine
 
 DRIVER = Path(__file__).with_name("driver.py")
 TOLERANCE = 1e-5
@@ -49,6 +50,7 @@ def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
     return [
         job("dpo", data["paired"], run_name="dpo", batch_size=5),
         job("kto", data["binary"], run_name="kto", batch_size=6),
+        job("bco", data["binary"], run_name="bco", batch_size=6, max_steps=3),  # running mean
         job("rpo", data["paired"], run_name="rpo", batch_size=4, prompt_embedder=str(model_dir)),
         job("mppo-pair-mnm", data["scored"], run_name="mppo", batch_size=3, lr=10.0),
         # 2 micro-batches a step on each process; stopped in step 2, resumed from step 1's checkpoint
@@ -110,7 +112,7 @@ def test_one_and_two_processes_train_the_same(tmp_path, tiny_model_dir, data_fil
     _launch_two_processes(_jobs(data_files, tiny_model_dir, two), tmp_path)
 
     start = load_file(Path(tiny_model_dir) / "model.safetensors")
-    for name in ("dpo", "kto", "rpo", "mppo", "dpo-resumed"):
+    for name in ("dpo", "kto", "bco", "rpo", "mppo", "dpo-resumed"):
         expected, got = _metrics(one / name), _metrics(two / name)
         assert [m["step"] for m in got] == [m["step"] for m in expected], name
         for step_expected, step_got in zip(expected, got, strict=True):
