@@ -3,7 +3,8 @@
     python bench/dpo_vs_trl.py [--quick] [--json]
 
 Both sides start from the same weights, train on the same synthetic batches in the same order
-with the same settings (AdamW, constant lr, clip 1.0, beta 0.1, no accumulation, no dropout)
+with the same settings (AdamW, constant lr, clip 1.0, beta 0.1, no accumulation, no dropout,
+no activation checkpointing: TRL's default turns it on, `--trl-checkpointing` keeps it)
 and alternate step by step: TRL's trainer runs its own loop, and a callback runs one preftune
 step (the real trainer's `_Loop.step`: engine + `losses.compute("dpo")` + optimizer) after
 each of TRL's. TRL's tokenization is bypassed so both see identical token ids (it runs once
@@ -73,6 +74,11 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trl-checkpointing",
+        action="store_true",
+        help="keep TRL's default activation checkpointing (preftune has none: settings then differ)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.cases, args.steps = [DEFAULT_CASE], 3
@@ -193,6 +199,7 @@ def _trl_trainer(policy, reference, groups, tokenizer, args, workdir: Path, call
         beta=args.beta,
         loss_type=["sigmoid"],
         max_length=None,
+        gradient_checkpointing=args.trl_checkpointing,  # TRL defaults to True; preftune recomputes nothing
         precompute_ref_log_probs=reference is None,
         precompute_ref_batch_size=args.batch_size,
         train_sampling_strategy="sequential",
@@ -325,6 +332,7 @@ def main(argv=None) -> None:
         "dtype": args.dtype,
         "batch_pairs": args.batch_size,
         "steps": args.steps,
+        "trl_checkpointing": args.trl_checkpointing,
         "machine": machine(),
         "cases": results,
     }
