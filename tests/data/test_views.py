@@ -97,10 +97,25 @@ def test_binary_view_of_pairs_is_chosen_desirable_rejected_undesirable():
 
 def test_binary_view_of_scored_lists_marks_the_top_desirable_unless_labelled():
     happy, sea = groups_of("scored.jsonl")
-    view = make_view([happy, sea], "binary")
+    view = make_view([happy, sea], "binary", pairs="top-vs-each")
     assert [g.responses[0].label for g in view] == [True, False, False, True, True, False]
     # the two top responses tie with each other; the rest carry no tie
     assert [g.tie for g in view] == [True, False, False, True, False, False]
+
+
+def test_binary_view_of_scored_lists_keeps_the_responses_the_pairing_uses():
+    group = scored_group([0.2, 0.9, 0.5, 0.1])
+    worst = make_view([group], "binary", pairs="top-vs-worst")
+    assert [(g.responses[0].score, g.responses[0].label) for g in worst] == [
+        (0.9, True),
+        (0.1, False),
+    ]
+    # one seeded-random other, the same one the pair view picks
+    (pair,) = make_view([group], "pair", seed=3)
+    singles = make_view([group], "binary", seed=3)
+    assert [g.responses[0].score for g in singles] == sorted(
+        [r.score for r in pair.responses], key=[0.2, 0.9, 0.5, 0.1].index
+    )
 
 
 def test_binary_view_keeps_labels_from_the_data():

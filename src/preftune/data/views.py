@@ -3,8 +3,9 @@
 - "pair": [chosen, rejected] per output group, scores kept; a pair with equal scores (or a
   group flagged as a tie) is kept and flagged `tie=True`, never dropped here (see `drop_ties`).
 - "binary": one labelled response per output group. Labels from the data when present; else
-  the best-scored responses are desirable and the others undesirable (for pairs: chosen
-  desirable, rejected undesirable, as in the seed study).
+  the responses the pairing uses, best-scored desirable and the others undesirable (for pairs:
+  chosen desirable, rejected undesirable, as in the seed study; for scored lists, "top-vs-worst"
+  gives one of each, "top-vs-each" every response).
 - "list": all responses of a group, best first.
 - "chosen": the best response only (SFT). Groups with binary labels give their first
   desirable response; groups with no desirable response have nothing to imitate and are left out.
@@ -74,20 +75,23 @@ def _pair_view(groups, pairs: str, seed: int, curriculum: bool, who: str) -> lis
     return out
 
 
-def _binary_labels(group: PromptGroup) -> list[Response]:
+def _binary_labels(group: PromptGroup, pairs: str, rng: random.Random) -> list[Response]:
+    """Labelled singles: the data's labels, else the paired responses labelled by score."""
     if has_labels(group):
         return group.responses
+    used = {id(r) for pair in _pairs(ranked(group), pairs, rng) for r in pair}
     top = max(r.score for r in group.responses)
-    return [dataclasses.replace(r, label=r.score == top) for r in group.responses]
+    return [dataclasses.replace(r, label=r.score == top) for r in group.responses if id(r) in used]
 
 
-def _binary_view(groups, who: str) -> list[PromptGroup]:
+def _binary_view(groups, pairs: str, seed: int, who: str) -> list[PromptGroup]:
     bad = [g for g in groups if not (has_labels(g) or can_rank(g))]
     if bad:
         raise _refuse(groups, bad, "labels or pairs (chosen/rejected or scored responses)", who)
     out = []
     for group in groups:
-        singles = _binary_labels(group)
+        rng = random.Random(f"{seed}:{group.id}")  # the same other response as the pair view
+        singles = _binary_labels(group, pairs, rng)
         scores = [r.score for r in singles]
         for k, single in enumerate(singles):
             tie = group.tie or (single.score is not None and scores.count(single.score) > 1)
@@ -132,7 +136,8 @@ def make_view(
     """The `view` of `groups` (see the module doc); `method` only names the caller in errors.
 
     `pairs` picks which pairs a scored group gives: the best vs one seeded-random other, vs
-    each other, vs the worst, or all score-ordered combinations. `curriculum` orders pairs
+    each other, vs the worst, or all score-ordered combinations; the binary view of a scored
+    group keeps the responses those pairs use. `curriculum` orders pairs
     from the largest score gap to the smallest (Curry-DPO).
     """
     if view not in VIEWS:
@@ -145,7 +150,7 @@ def make_view(
     if view == "pair":
         return _pair_view(groups, pairs, seed, curriculum, who)
     if view == "binary":
-        return _binary_view(groups, who)
+        return _binary_view(groups, pairs, seed, who)
     if view == "list":
         return _list_view(groups, who)
     return _chosen_view(groups, who)
