@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.preftune-setup
 
-.PHONY: setup demo test test-slow lint format
+.PHONY: setup demo test test-slow bench-quick format
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,19 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/preftune compare
 
+# Lint, the default suite (tiny random models, a few minutes), then the quick study on
+# SmolLM2 as an end-to-end smoke test of `preftune compare`.
 test: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest
+	$(BIN)/pytest -m slow tests/study/test_quick_study.py
 
 test-slow: setup
 	$(BIN)/pytest -m slow
+
+bench-quick: setup
+	$(BIN)/python bench/dpo_vs_trl.py --quick
 
 format: setup
 	$(BIN)/ruff check --fix src tests bench
