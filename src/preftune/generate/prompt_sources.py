@@ -30,7 +30,11 @@ def _plain_prompt_rows(path: Path) -> list[dict] | None:
 
 
 def read_prompts(source: str, *, limit: int | None = None) -> list[dict]:
-    """[{"id", "prompt"}] from `source` (see the module doc), the first `limit` of them."""
+    """[{"id", "prompt"}] from `source` (see the module doc), at most `limit` of them.
+
+    A plain prompts file gives its first `limit` rows; a preference data file a seeded
+    subset in file order (`read_records`); a task its own split's first `limit` prompts.
+    """
     if source.startswith("task:"):
         from preftune.tasks import get_task
 
