@@ -204,6 +204,25 @@ def plain_tokens(groups: list[TokenizedGroup]) -> int:
     )
 
 
+def step_table(results: list[dict], label: str, side_label: str, sides, unit: str) -> list[str]:
+    """Markdown rows, one per (result, side): median step, rate, tokens/s, peak memory, losses."""
+    lines = [
+        f"| {label} | {side_label} | median step s | {unit}/s | tokens/s | peak MiB | first losses |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for side in sides:
+            s = result[side]
+            losses = ", ".join(f"{x:.5f}" for x in s["losses"][:3])
+            lines.append(
+                f"| {result[label]} | {side} | {s['median_step_s']:.2f} | "
+                f"{s['groups_per_s']:.3f} | {s['tokens_per_s']:.0f} | {s['peak_mib']:.0f} | "
+                f"{losses} |"
+            )
+    lines.append("")
+    return lines
+
+
 def machine() -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -39,6 +39,7 @@ from common import (  # noqa: E402
     model_source,
     plain_tokens,
     setup_torch,
+    step_table,
     synthetic_groups,
     unique_tokens,
 )
@@ -290,19 +291,7 @@ def run_case(case: str, args) -> dict:
 
 
 def _table(results: list[dict]) -> str:
-    lines = [
-        "| case | side | median step s | pairs/s | tokens/s | peak MiB | first losses |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        for side in ("preftune", "trl"):
-            s = r[side]
-            losses = ", ".join(f"{x:.5f}" for x in s["losses"][:3])
-            lines.append(
-                f"| {r['case']} | {side} | {s['median_step_s']:.2f} | {s['groups_per_s']:.3f} | "
-                f"{s['tokens_per_s']:.0f} | {s['peak_mib']:.0f} | {losses} |"
-            )
-    lines.append("")
+    lines = step_table(results, "case", "side", ("preftune", "trl"), "pairs")
     for r in results:
         lines.append(
             f"{r['case']}: speedup {r['speedup']:.2f}x, memory ratio {r['memory_ratio']:.2f}, "

@@ -40,6 +40,7 @@ from common import (  # noqa: E402
     model_source,
     plain_tokens,
     setup_torch,
+    step_table,
     synthetic_groups,
     unique_tokens,
 )
@@ -160,19 +161,7 @@ def run_shape(shape: str, args) -> dict:
 
 
 def _table(results: list[dict]) -> str:
-    lines = [
-        "| shape | layout | median step s | prompts/s | tokens/s | peak MiB | losses |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        for layout in LAYOUTS:
-            s = r[layout]
-            losses = ", ".join(f"{x:.5f}" for x in s["losses"][:3])
-            lines.append(
-                f"| {r['shape']} | {layout} | {s['median_step_s']:.2f} | {s['groups_per_s']:.3f} | "
-                f"{s['tokens_per_s']:.0f} | {s['peak_mib']:.0f} | {losses} |"
-            )
-    lines.append("")
+    lines = step_table(results, "shape", "layout", LAYOUTS, "prompts")
     for r in results:
         lines.append(
             f"{r['shape']}: shared vs plain speedup {r['speedup']:.2f}x, memory ratio "
