@@ -70,3 +70,58 @@ def save_tiny_model(path, seed: int = 0):
     build_tiny_model(len(tokenizer), seed).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# Preference data in three shapes about the same prompts, for training and multi-process tests.
+PROMPTS = [
+    "write a short review of a film",
+    "how do I bake bread?",
+    "summarize the post: my cat",
+    "write a review of a science fiction film",
+    "review a film about robots",
+    "tell me about the movie",
+    "a film about robots and actors",
+    "what was the plot?",
+]
+GOOD = [
+    "the movie was great and the actors were wonderful",
+    "mix flour, water and yeast, then bake it.",
+    "my cat knocks cups off the table",
+    "wonderful robots and great actors",
+    "great film",
+    "the actors were wonderful",
+    "great acting from every robot",
+    "a wonderful plot",
+]
+BAD = [
+    "a terrible film",
+    "bad acting",
+    "the plot was boring",
+    "terrible and boring",
+    "bad film",
+    "boring",
+    "bad robots",
+    "terrible",
+]
+
+
+def write_preference_files(folder, num_prompts: int = len(PROMPTS)) -> dict:
+    """paired, binary and scored (4 responses a prompt) JSONL files of the first prompts."""
+    import json
+    from pathlib import Path
+
+    rows = list(zip(PROMPTS, GOOD, BAD, strict=True))[:num_prompts]
+    shapes = {
+        "paired": [{"prompt": p, "chosen": g, "rejected": b} for p, g, b in rows],
+        "binary": [{"prompt": p, "completion": g, "label": True} for p, g, _ in rows]
+        + [{"prompt": p, "completion": b, "label": False} for p, _, b in rows],
+        "scored": [
+            {"prompt": p, "responses": [g, b, f"{g} and {b}", "ok"], "scores": [9.0, 2.0, 5.0, 4.0]}
+            for p, g, b in rows
+        ],
+    }
+    files = {}
+    for shape, shape_rows in shapes.items():
+        files[shape] = Path(folder) / f"{shape}.jsonl"
+        files[shape].write_text("".join(json.dumps(row) + "\n" for row in shape_rows))
+    return files

@@ -2,39 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-PROMPTS = [
-    "write a short review of a film",
-    "how do I bake bread?",
-    "summarize the post: my cat",
-    "write a review of a science fiction film",
-    "review a film about robots",
-    "tell me about the movie",
-]
-GOOD = [
-    "the movie was great and the actors were wonderful",
-    "mix flour, water and yeast, then bake it.",
-    "my cat knocks cups off the table",
-    "wonderful robots and great actors",
-    "great film",
-    "the actors were wonderful",
-]
-BAD = [
-    "a terrible film",
-    "bad acting",
-    "the plot was boring",
-    "terrible and boring",
-    "bad film",
-    "boring",
-]
+from preftune.testing import write_preference_files
 
-
-def _write(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+NUM_PROMPTS = 6
 
 
 @pytest.fixture(autouse=True)
@@ -47,31 +19,17 @@ def private_cache(tmp_path, monkeypatch):
 
 @pytest.fixture()
 def paired_file(tmp_path):
-    rows = [
-        {"prompt": p, "chosen": g, "rejected": b}
-        for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)
-    ]
-    return _write(tmp_path / "paired.jsonl", rows)
+    return write_preference_files(tmp_path, NUM_PROMPTS)["paired"]
 
 
 @pytest.fixture()
 def binary_file(tmp_path):
-    rows = [
-        {"prompt": p, "completion": g, "label": True} for p, g in zip(PROMPTS, GOOD, strict=True)
-    ]
-    rows += [
-        {"prompt": p, "completion": b, "label": False} for p, b in zip(PROMPTS, BAD, strict=True)
-    ]
-    return _write(tmp_path / "binary.jsonl", rows)
+    return write_preference_files(tmp_path, NUM_PROMPTS)["binary"]
 
 
 @pytest.fixture()
 def scored_file(tmp_path):
-    rows = [
-        {"prompt": p, "responses": [g, b, f"{g} and {b}", "ok"], "scores": [9.0, 2.0, 5.0, 4.0]}
-        for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)
-    ]
-    return _write(tmp_path / "scored.jsonl", rows)
+    return write_preference_files(tmp_path, NUM_PROMPTS)["scored"]
 
 
 @pytest.fixture()
