@@ -6,8 +6,8 @@ Both sides start from the same weights, train on the same synthetic batches in t
 with the same settings (AdamW, constant lr, clip 1.0, beta 0.1, no accumulation, no dropout,
 no activation checkpointing: TRL's default turns it on, `--trl-checkpointing` keeps it)
 and alternate step by step: TRL's trainer runs its own loop, and a callback runs one preftune
-step (the real trainer's `_Loop.step`: engine + `losses.compute("dpo")` + optimizer) after
-each of TRL's. TRL's tokenization is bypassed so both see identical token ids (it runs once
+step after each of TRL's (`preftune.train.Trainer.step`, what `preftune train` runs: engine +
+`losses.compute("dpo")` + optimizer). TRL's tokenization is bypassed so both see identical token ids (it runs once
 before training, outside the timed steps). TRL's step is timed from its `on_step_begin` to
 `on_step_end` (its data loading is not counted).
 
@@ -53,7 +53,9 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="the default case only, 3 steps (< 5 min)"
+        "--quick",
+        action="store_true",
+        help="the default case only, 3 steps of 4 pairs (< 5 min on 2 idle cores)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
@@ -82,7 +84,7 @@ def parse_args(argv=None):
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.cases, args.steps = [DEFAULT_CASE], 3
+        args.cases, args.steps, args.batch_size = [DEFAULT_CASE], 3, 4
     unknown = set(args.cases) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {CASES}")
@@ -97,7 +99,7 @@ def case_shape(case: str, args) -> tuple[int, int]:
 
 
 class PreftuneSide:
-    """preftune's trainer pieces around one policy, assembled as `preftune.train.loop.train` does."""
+    """preftune's `Trainer` (what `preftune train` steps) around the benchmark's policy."""
 
     def __init__(
         self, policy, groups, source: str, reference: str, args, workdir: Path, pad_token_id: int
@@ -105,16 +107,12 @@ class PreftuneSide:
         from accelerate import Accelerator
 
         from preftune.config import TrainConfig
-        from preftune.losses import METHODS
-        from preftune.train.distributed import PolicyForward
-        from preftune.train.loop import _Loop
-        from preftune.train.optim import build_optimizer, build_scheduler
-        from preftune.train.setup import build_loss_inputs
+        from preftune.train import Trainer
 
         data_file = workdir / "synthetic.json"
         data_file.write_text(json.dumps([vars(g) for g in groups]))
         bf16 = args.dtype == "bf16" and args.device == "cuda"
-        self.config = TrainConfig(
+        config = TrainConfig(
             model=source,
             method="dpo",
             hparams={"beta": args.beta},
@@ -133,27 +131,22 @@ class PreftuneSide:
             max_length=8192,
             output_dir=str(workdir),
         )
-        accelerator = Accelerator(
-            mixed_precision=self.config.mixed_precision, cpu=args.device == "cpu"
-        )
-        inputs = build_loss_inputs(
-            self.config, METHODS["dpo"], policy, groups, pad_token_id=pad_token_id
-        )
-        parameters = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = build_optimizer(parameters, self.config)
-        scheduler = build_scheduler(optimizer, self.config, args.steps)
-        forward, self.optimizer = accelerator.prepare(PolicyForward(policy), optimizer)
-        self.loop = _Loop(
-            self.config, accelerator, forward, inputs, groups, self.optimizer, scheduler, parameters
+        accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=args.device == "cpu")
+        self.trainer = Trainer(
+            config,
+            accelerator,
+            groups,
+            pad_token_id=pad_token_id,
+            total_steps=args.steps,
+            model=policy,
         )
         self.batch_size = args.batch_size
 
     def step(self, step: int) -> dict:
         indices = list(range(step * self.batch_size, (step + 1) * self.batch_size))
-        metrics, _ = self.loop.step(step, indices)
-        self.optimizer.zero_grad(
-            set_to_none=True
-        )  # as TRL does after its step, so neither keeps grads between steps
+        metrics, _ = self.trainer.step(step, indices)
+        # as TRL does after its step, so neither side keeps gradients between steps
+        self.trainer.optimizer.zero_grad(set_to_none=True)
         return metrics
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-import preftune.train.loop as loop
+import preftune.train.trainer as trainer_module
 from preftune.config import build_train_config
 from preftune.train import train
 from preftune.train.distributed import process_count
@@ -38,17 +38,17 @@ def interrupting(compute, at: int):
 
 def main(path: str, processes: int) -> None:
     torch.set_num_threads(1)
-    compute = loop.compute
+    compute = trainer_module.compute
     for job in json.loads(Path(path).read_text()):
         config = job["config"]
         if job.get("interrupt_at"):
-            loop.compute = interrupting(compute, job["interrupt_at"])
+            trainer_module.compute = interrupting(compute, job["interrupt_at"])
             try:
                 train(build_train_config(config))
                 raise SystemExit("the run was not interrupted")
             except Interrupted:
                 pass
-            loop.compute = compute
+            trainer_module.compute = compute
             config = {**config, "resume": True}
         train(build_train_config(config))
         if process_count() != processes:

@@ -21,7 +21,7 @@ import json, os, signal, sys
 import torch
 torch.set_num_threads(int(sys.argv[3]))  # as many threads as the uninterrupted run
 from preftune.config import build_train_config
-import preftune.train.loop as loop
+import preftune.train.trainer as trainer_module
 from preftune.train import train
 
 values, die = json.loads(sys.argv[1]), sys.argv[2]
@@ -37,7 +37,7 @@ def dying(original):
     return call
 
 if where == "compute":
-    loop.compute = dying(loop.compute)
+    trainer_module.compute = dying(trainer_module.compute)
 train(build_train_config(values))
 """
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import yaml
 
-import preftune.train.loop as loop
+import preftune.train.trainer as trainer_module
 from preftune.cli import main
 from preftune.errors import TrainingError
 from preftune.train import train
@@ -26,14 +26,14 @@ def test_lora_run_saves_merged_weights_and_adapters(make_config, paired_file, re
 
 
 def test_non_finite_loss_stops_naming_step_and_batch(make_config, paired_file, monkeypatch):
-    real, calls = loop.compute, {"n": 0}
+    real, calls = trainer_module.compute, {"n": 0}
 
     def poisoned(*args, **kwargs):
         loss, metrics = real(*args, **kwargs)
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] == 3 else loss), metrics
 
-    monkeypatch.setattr(loop, "compute", poisoned)
+    monkeypatch.setattr(trainer_module, "compute", poisoned)
     config = make_config("dpo", paired_file, max_steps=3, save_every=1)  # 2 micro-batches a step
     with pytest.raises(TrainingError, match=r"loss became nan at step 2 \(batch ids: \[") as error:
         train(config)

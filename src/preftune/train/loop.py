@@ -1,54 +1,38 @@
 """`train(config) -> run folder`: one loop for every method, on accelerate.
 
-records -> view -> tokens -> (policy, reference, extras) log-probs -> loss -> step. A step
-trains on `batch_size` prompt groups in micro-batches of `micro_batch_size` (gradient
-accumulation), clips the gradient norm, and steps the optimizer and the schedule. What a method
-needs beyond the policy's log-probs comes from `preftune.train.inputs`; nothing here depends
-on the method.
+records -> view -> tokens -> `Trainer` (trainer.py: policy, loss inputs, optimizer; one
+optimizer step at a time) over the run's step order, with the run folder, metrics log,
+progress bar, checkpoints and resume around it. Nothing here depends on the method.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
-import torch
 import yaml
 from tqdm.auto import tqdm
 
 from preftune.config import TrainConfig
-from preftune.data.batch import collate
-from preftune.errors import ConfigError, TrainingError
-from preftune.losses import METHODS, compute
+from preftune.errors import ConfigError
+from preftune.losses import METHODS
 from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
 from preftune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from preftune.train.dataset import StepOrder, read_view, tokenize_view
-from preftune.train.distributed import (
-    PolicyForward,
-    all_processes,
-    check_shardable,
-    configure_backend,
-    full_policy,
-    gather_loss_inputs,
-    is_sharded,
-    micro_batches,
-)
-from preftune.train.inputs import LossInputs, RunningMean
-from preftune.train.metrics import MetricsLog, weighted_mean
-from preftune.train.optim import build_optimizer, build_scheduler
-from preftune.train.setup import build_loss_inputs, build_policy
+from preftune.train.distributed import check_shardable, full_policy, is_sharded
+from preftune.train.inputs import RunningMean
+from preftune.train.metrics import MetricsLog
+from preftune.train.setup import build_policy
+from preftune.train.trainer import Trainer
 
 
 def train(config: TrainConfig) -> Path:
     """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
     spec = METHODS[config.method]
     accelerator = _accelerator(Accelerator, config.mixed_precision)
@@ -66,25 +50,18 @@ def train(config: TrainConfig) -> Path:
     check_shardable(
         len(groups), config.batch_size, config.groups_per_forward, accelerator.num_processes
     )
-    layout = configure_backend(accelerator, config, spec)
-
-    set_seed(config.seed)
-    model, value_head = build_policy(config, spec)
-    modules = {"model": model} | ({"value_head": value_head} if value_head is not None else {})
-    for module in modules.values():
-        module.to(accelerator.device)
-    inputs = build_loss_inputs(config, spec, model, groups, pad_token_id=tokenizer.pad_token_id)
-    parameters = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
-    optimizer = build_optimizer(parameters, config)
     order = StepOrder(
         len(groups), config.batch_size, config.seed, shuffle=not config.data.curriculum
     )
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
-    scheduler = build_scheduler(optimizer, config, total_steps)
-    # `modules` keeps the unwrapped ones; the policy runs through the prepared wrapper
-    policy, optimizer = accelerator.prepare(PolicyForward(model, value_head, layout), optimizer)
-    if is_sharded(accelerator):  # accelerate clips a sharded model's norm only given all of them
-        parameters = list(policy.parameters())
+    trainer = Trainer(
+        config,
+        accelerator,
+        groups,
+        pad_token_id=tokenizer.pad_token_id,
+        total_steps=total_steps,
+    )
+    modules, inputs = trainer.modules, trainer.inputs
 
     metrics_path = run_dir / "metrics.jsonl"
     state = {"tokens": 0, "elapsed_s": 0.0}
@@ -93,8 +70,8 @@ def train(config: TrainConfig) -> Path:
         state = load_checkpoint(
             checkpoint,
             modules=modules,
-            optimizer=optimizer,
-            scheduler=scheduler,
+            optimizer=trainer.optimizer,
+            scheduler=trainer.scheduler,
             metrics_path=metrics_path,
         )
         if inputs.reward_mean is not None:
@@ -103,7 +80,6 @@ def train(config: TrainConfig) -> Path:
         metrics_path.unlink(missing_ok=True)
     accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
 
-    loop = _Loop(config, accelerator, policy, inputs, groups, optimizer, scheduler, parameters)
     log = MetricsLog(metrics_path)
     start_step = state.get("step", 0)
     bar = tqdm(
@@ -125,15 +101,15 @@ def train(config: TrainConfig) -> Path:
                 run_dir,
                 step,
                 modules=modules,
-                optimizer=optimizer,
-                scheduler=scheduler,
+                optimizer=trainer.optimizer,
+                scheduler=trainer.scheduler,
                 state=loop_state,
                 metrics_path=metrics_path,
             )
         accelerator.wait_for_everyone()
 
     for step in range(start_step, total_steps):
-        metrics, tokens = loop.step(step, order.indices(step))
+        metrics, tokens = trainer.step(step, order.indices(step))
         state["tokens"] += tokens
         interval_tokens += tokens
         done = step + 1
@@ -153,7 +129,7 @@ def train(config: TrainConfig) -> Path:
     bar.close()
     if not is_sharded(accelerator):  # whole-state checkpoints only (check_checkpointing)
         save(total_steps)
-    final_model = full_policy(accelerator, policy, lambda: build_policy(config, spec)[0])
+    final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config, spec)[0])
     if not main:
         return run_dir
     _save_final(final_model, tokenizer, run_dir)
@@ -171,75 +147,6 @@ def train(config: TrainConfig) -> Path:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return run_dir
-
-
-class _Loop:
-    """One optimizer step: micro-batches with accumulated gradients, a finite-loss check, clipping."""
-
-    def __init__(
-        self,
-        config,
-        accelerator,
-        model,
-        inputs: LossInputs,
-        groups,
-        optimizer,
-        scheduler,
-        parameters,
-    ):
-        self.config = config
-        self.accelerator = accelerator
-        self.model = model
-        self.inputs = inputs
-        self.groups = groups
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.parameters = parameters
-
-    def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
-        """Train on the step's groups `indices` (the same list on every process); each process
-        runs its part of every global micro-batch and the loss is the global one (distributed.py).
-        """
-        config, accelerator = self.config, self.accelerator
-        self.model.train()
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.zero_grad(set_to_none=True)
-        plan = micro_batches(
-            indices,
-            config.groups_per_forward,
-            accelerator.process_index,
-            accelerator.num_processes,
-        )
-        parts, tokens = [], 0
-        for k, (chunk, global_size) in enumerate(plan):
-            batch = collate([self.groups[i] for i in chunk])
-            syncing = k == len(plan) - 1
-            with nullcontext() if syncing else accelerator.no_sync(self.model):
-                with accelerator.autocast():
-                    kwargs = gather_loss_inputs(self.inputs(self.model, batch, chunk))
-                    loss, metrics = compute(config.method, **kwargs, **config.hparams)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at step {step + 1} (batch ids: {batch.ids}); "
-                        f"the last good checkpoint is kept under {config.run_dir / 'checkpoints'}"
-                    )
-                accelerator.backward(loss * global_size / len(indices))
-            self.inputs.observe(metrics, global_size)
-            parts.append((global_size, {"loss": loss.item(), **metrics}))
-            tokens += batch.num_tokens()
-        tokens = sum(all_processes(tokens))
-        max_norm = config.max_grad_norm or math.inf
-        norm = accelerator.clip_grad_norm_(self.parameters, max_norm)  # DeepSpeed: may be None
-        grad_norm = math.nan if norm is None else float(norm)
-        if norm is not None and not math.isfinite(grad_norm):
-            raise TrainingError(
-                f"gradient norm became {grad_norm} at step {step + 1} (batch ids: "
-                f"{[self.groups[i].id for i in indices]}); the last good checkpoint is kept"
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        norms = {} if norm is None else {"grad_norm": grad_norm}
-        return {**weighted_mean(parts), "lr": lr, **norms}, tokens
 
 
 def _accelerator(accelerator_class, mixed_precision: str):

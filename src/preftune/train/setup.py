@@ -25,9 +25,13 @@ from preftune.train.distributed import merge_entries, process_count, process_ind
 from preftune.train.inputs import KL_INPUTS, LossInputs, RunningMean, mismatched_pairs
 
 
-def build_policy(config: TrainConfig, spec) -> tuple[torch.nn.Module, ValueHead | None]:
-    """The model to train (with adapters or frozen lower layers) and, for PPO, its value head."""
-    model = load_model(config.model, config.dtype, config.attn_implementation)
+def build_policy(
+    config: TrainConfig, spec, *, model: torch.nn.Module | None = None
+) -> tuple[torch.nn.Module, ValueHead | None]:
+    """The model to train (with adapters or frozen lower layers) and, for PPO, its value head;
+    `model` is used instead of loading `config.model`."""
+    if model is None:
+        model = load_model(config.model, config.dtype, config.attn_implementation)
     if config.lora is not None:
         lora = config.lora
         model = add_lora(

@@ -1,0 +1,120 @@
+"""`Trainer`: one run's policy, loss inputs, optimizer and schedule, stepped one optimizer step
+at a time.
+
+`train` (loop.py) drives it over the run's step order with logging and checkpoints; a benchmark
+can step it directly on batches of its choice and time exactly what `train` runs.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import torch
+
+from preftune.config import TrainConfig
+from preftune.data.batch import TokenizedGroup, collate
+from preftune.errors import TrainingError
+from preftune.losses import METHODS, compute
+from preftune.train.distributed import (
+    PolicyForward,
+    all_processes,
+    configure_backend,
+    gather_loss_inputs,
+    is_sharded,
+    micro_batches,
+)
+from preftune.train.metrics import weighted_mean
+from preftune.train.optim import build_optimizer, build_scheduler
+from preftune.train.setup import build_loss_inputs, build_policy
+
+
+class Trainer:
+    """The prepared pieces of a run on `accelerator`, built from `config` and the tokenized
+    `groups`; `model` replaces loading `config.model` (a benchmark shares its weights).
+
+    `modules` are the unwrapped trained modules (what checkpoints save); `policy` is the
+    accelerate-prepared `PolicyForward` around them that every forward pass goes through.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        accelerator,
+        groups: list[TokenizedGroup],
+        *,
+        pad_token_id: int,
+        total_steps: int,
+        model: torch.nn.Module | None = None,
+    ):
+        from accelerate.utils import set_seed
+
+        spec = METHODS[config.method]
+        layout = configure_backend(accelerator, config, spec)
+        set_seed(config.seed)
+        model, value_head = build_policy(config, spec, model=model)
+        self.modules = {"model": model}
+        if value_head is not None:
+            self.modules["value_head"] = value_head
+        for module in self.modules.values():
+            module.to(accelerator.device)
+        self.inputs = build_loss_inputs(config, spec, model, groups, pad_token_id=pad_token_id)
+        parameters = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
+        optimizer = build_optimizer(parameters, config)
+        self.scheduler = build_scheduler(optimizer, config, total_steps)
+        self.policy, self.optimizer = accelerator.prepare(
+            PolicyForward(model, value_head, layout), optimizer
+        )
+        if is_sharded(accelerator):  # accelerate clips a sharded model's norm only given all
+            parameters = list(self.policy.parameters())
+        self.parameters = parameters
+        self.config = config
+        self.accelerator = accelerator
+        self.groups = groups
+
+    def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
+        """One optimizer step on the groups `indices` (the same list on every process): each
+        process runs its part of every global micro-batch with accumulated gradients and the
+        loss is the global one (distributed.py); then a finite-loss check, clipping, the
+        optimizer and the schedule. Returns the step's metrics and its token count.
+        """
+        config, accelerator = self.config, self.accelerator
+        self.policy.train()
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        plan = micro_batches(
+            indices,
+            config.groups_per_forward,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
+        parts, tokens = [], 0
+        for k, (chunk, global_size) in enumerate(plan):
+            batch = collate([self.groups[i] for i in chunk])
+            syncing = k == len(plan) - 1
+            with nullcontext() if syncing else accelerator.no_sync(self.policy):
+                with accelerator.autocast():
+                    kwargs = gather_loss_inputs(self.inputs(self.policy, batch, chunk))
+                    loss, metrics = compute(config.method, **kwargs, **config.hparams)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss.item()} at step {step + 1} (batch ids: {batch.ids}); "
+                        f"the last good checkpoint is kept under {config.run_dir / 'checkpoints'}"
+                    )
+                accelerator.backward(loss * global_size / len(indices))
+            self.inputs.observe(metrics, global_size)
+            parts.append((global_size, {"loss": loss.item(), **metrics}))
+            tokens += batch.num_tokens()
+        tokens = sum(all_processes(tokens))
+        max_norm = config.max_grad_norm or math.inf
+        norm = accelerator.clip_grad_norm_(self.parameters, max_norm)  # DeepSpeed: may be None
+        grad_norm = math.nan if norm is None else float(norm)
+        if norm is not None and not math.isfinite(grad_norm):
+            raise TrainingError(
+                f"gradient norm became {grad_norm} at step {step + 1} (batch ids: "
+                f"{[self.groups[i].id for i in indices]}); the last good checkpoint is kept"
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        norms = {} if norm is None else {"grad_norm": grad_norm}
+        return {**weighted_mean(parts), "lr": lr, **norms}, tokens
