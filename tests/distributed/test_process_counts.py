@@ -68,10 +68,14 @@ def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
 
 
 def _launch_two_processes(jobs: list[dict], tmp_path: Path) -> None:
-    """torchrun with ACCELERATE_USE_CPU: accelerate's gloo multi-CPU mode. (`accelerate launch
-    --cpu --num_processes 2` starts a single process unless mpirun is set up.)"""
     path = tmp_path / "jobs.json"
     path.write_text(json.dumps(jobs))
+    _two_processes([str(DRIVER), str(path), "2"], tmp_path)
+
+
+def _two_processes(arguments: list[str], tmp_path: Path) -> str:
+    """torchrun with ACCELERATE_USE_CPU: accelerate's gloo multi-CPU mode. (`accelerate launch
+    --cpu --num_processes 2` starts a single process unless mpirun is set up.) Returns stdout."""
     env = {
         **os.environ,
         "ACCELERATE_USE_CPU": "true",
@@ -81,13 +85,14 @@ def _launch_two_processes(jobs: list[dict], tmp_path: Path) -> None:
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     done = subprocess.run(
-        [*command, f"--master_port={_free_port()}", str(DRIVER), str(path), "2"],
+        [*command, f"--master_port={_free_port()}", *arguments],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout
 
 
 def _free_port() -> int:
@@ -133,3 +138,20 @@ def test_one_and_two_processes_train_the_same(tmp_path, tiny_model_dir, data_fil
     resumed = two / "dpo-resumed"
     assert [p.name for p in (resumed / "checkpoints").iterdir()] == ["step-3"]
     assert json.loads((resumed / "summary.json").read_text())["steps"] == 3
+
+
+def test_cli_run_under_two_processes_reports_once(tmp_path, tiny_model_dir, data_files):
+    overrides = [
+        f"model={tiny_model_dir}",
+        f"data.path={data_files['paired']}",
+        "method=dpo",
+        "batch_size=4",
+        "max_steps=1",
+        "max_length=64",
+        "max_prompt_length=32",
+        f"output_dir={tmp_path / 'runs'}",
+        "run_name=cli",
+    ]
+    stdout = _two_processes(["-m", "preftune.cli", "train", *overrides], tmp_path)
+    assert stdout.count("run finished") == 1, stdout
+    assert json.loads((tmp_path / "runs" / "cli" / "summary.json").read_text())["steps"] == 1

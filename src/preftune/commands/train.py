@@ -26,6 +26,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, method: str | None = None) -> int:
     from preftune.config import load_train_config
     from preftune.train import train
+    from preftune.train.distributed import process_index
 
     config = load_train_config(
         args.config,
@@ -34,5 +35,6 @@ def run(args: argparse.Namespace, method: str | None = None) -> int:
         resume=True if args.resume else None,
     )
     run_dir = train(config)
-    print(f"run finished: {run_dir} (final model: {run_dir / 'final'})")
+    if process_index() == 0:  # under accelerate launch / torchrun, once for the run
+        print(f"run finished: {run_dir} (final model: {run_dir / 'final'})")
     return 0
