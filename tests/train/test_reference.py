@@ -66,3 +66,36 @@ def test_lora_reference_is_the_base_model_with_adapters_off(tiny_model):
     assert torch.allclose(live(batch).logps, base, atol=1e-5)
     with torch.no_grad():
         assert not torch.allclose(sequence_logps(model, batch).logps, base, atol=1e-3)
+
+
+def _cache_hub_snapshot(hub_cache, repo_id: str, commit: str, config: str) -> None:
+    """Lay out one cached revision of a Hub model as huggingface_hub does."""
+    repo = hub_cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(config)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_model_fingerprint_follows_the_cached_revision(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    name = "org/model"
+    uncached = reference.model_fingerprint(name, "fp32", "sdpa")
+    _cache_hub_snapshot(tmp_path, name, "a" * 40, '{"v": 1}')
+    first = reference.model_fingerprint(name, "fp32", "sdpa")
+    assert first != uncached
+    assert reference.model_fingerprint(name, "fp32", "sdpa") == first
+    _cache_hub_snapshot(tmp_path, name, "b" * 40, '{"v": 2}')  # a new revision becomes main
+    assert reference.model_fingerprint(name, "fp32", "sdpa") != first
+    assert reference.model_fingerprint(name, "bf16", "sdpa") != reference.model_fingerprint(
+        name, "fp32", "sdpa"
+    )
+
+
+def test_fingerprint_of_a_name_that_is_no_repo_id_is_still_defined():
+    assert reference.model_fingerprint("not//a repo", "fp32", None) == reference.model_fingerprint(
+        "not//a repo", "fp32", None
+    )

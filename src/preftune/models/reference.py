@@ -24,18 +24,36 @@ from preftune.models.loading import DEMO_MODEL, cache_dir, resolve
 
 
 def model_fingerprint(name_or_path: str, dtype: str, attn_implementation: str | None) -> str:
-    """Identifies a reference model's weights: its path, config and weight files' size and mtime."""
+    """Identifies a reference model's weights: its name, settings and, for the folder that holds
+    them (a Hub model's cached snapshot, named by its commit), the config and weight files'
+    size and mtime. A new Hub revision or rewritten local weights get a new cache folder."""
     digest = hashlib.blake2b(
         f"{name_or_path}|{dtype}|{attn_implementation}".encode(), digest_size=12
     )
-    folder = Path(resolve(name_or_path)) if name_or_path == DEMO_MODEL else Path(name_or_path)
-    if folder.is_dir():
+    folder = _weights_folder(name_or_path)
+    if folder is not None:
         digest.update(str(folder.resolve()).encode())
         for file in sorted(folder.iterdir()):
             if file.suffix in (".json", ".safetensors", ".bin"):
                 stat = file.stat()
                 digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+def _weights_folder(name_or_path: str) -> Path | None:
+    """The local folder the weights load from: the demo model's, a path, or the Hugging Face
+    cache's snapshot of a Hub model's current revision (None if it is not cached)."""
+    if name_or_path == DEMO_MODEL:
+        return Path(resolve(name_or_path))
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
 
 
 def _sequence_key(prompt_ids: list[int], response_ids: list[int]) -> str:
