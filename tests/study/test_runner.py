@@ -8,6 +8,7 @@ import json
 import pytest
 
 import preftune.tasks as tasks
+from preftune.errors import ConfigError
 from preftune.experiments import evaluation
 from preftune.experiments import runner as runner_module
 from preftune.experiments.config import study_from_dict
@@ -139,14 +140,33 @@ def test_tiny_study_end_to_end_with_failures_and_a_resume(
 
 
 def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_model_dir, length_gold):
-    from preftune.errors import ConfigError
-
     out = tmp_path / "study"
     out.mkdir()
     (out / "study.yaml").write_text("name: other\n")
     config = study_from_dict(tiny_study(tiny_model_dir))
     with pytest.raises(ConfigError, match="holds another study"):
         StudyRunner(config, out, log=lambda line: None).run()
+
+
+def test_adding_methods_to_a_finished_study_runs_only_the_new_ones(
+    tmp_path, tiny_model_dir, length_gold, training_calls
+):
+    calls, _ = training_calls
+    out = tmp_path / "study"
+    StudyRunner(study_from_dict(tiny_study(tiny_model_dir, ("dpo",))), out, log=print).run()
+    lines = []
+    extended = study_from_dict(tiny_study(tiny_model_dir, ("dpo", "ipo")))
+    results = StudyRunner(extended, out, log=lines.append).run()
+    assert calls == ["dpo", "ipo"]
+    assert any("adding ipo to the study" in line for line in lines)
+    assert any("samples/dpo: done earlier" in line for line in lines)
+    assert [row["label"] for row in results["rows"]] == ["start", "dpo", "ipo"]
+    assert "ipo" in (out / "study.yaml").read_text()
+
+    changed = tiny_study(tiny_model_dir, ("dpo", "ipo", "slic"))
+    changed["seed"] = 1  # adding a method and changing the seed is another study
+    with pytest.raises(ConfigError, match=r"differs in \['methods', 'seed'\]"):
+        StudyRunner(study_from_dict(changed), out, log=lines.append).run()
 
 
 def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny_model_dir):

@@ -75,17 +75,25 @@ class StudyRunner:
         self.log(f"preftune compare: {line}")
 
     def _claim_folder(self) -> None:
-        """Write study.yaml, or check that the folder holds this same study (resuming)."""
+        """Write study.yaml, or check that the folder holds this same study (resuming). A config
+        that only adds methods extends the study: finished work is kept, the new methods run."""
         resolved = self.config.model_dump(mode="json")
         if self.layout.config.exists():
             previous = yaml.safe_load(self.layout.config.read_text())
-            if previous != resolved:
+            added = _added_methods(previous, resolved)
+            if added:
+                labels = ", ".join(entry.run_label for entry in added)
+                self._say(f"adding {labels} to the study in {self.layout.root}")
+                self.layout.config.write_text(yaml.safe_dump(resolved, sort_keys=False))
+            elif previous != resolved:
                 changed = sorted(k for k in resolved if previous.get(k) != resolved[k])
                 raise ConfigError(
                     f"--out {self.layout.root} holds another study (differs in {changed}); "
-                    "resume with the same config or choose another --out"
+                    "resume with the same config (adding methods is allowed) or choose another "
+                    "--out"
                 )
-            self._say(f"resuming the study in {self.layout.root}")
+            else:
+                self._say(f"resuming the study in {self.layout.root}")
             return
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.config.write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -203,3 +211,17 @@ def run_training(values: dict) -> Path:
     from preftune.train import train
 
     return train(build_train_config(values))
+
+
+def _added_methods(previous: dict, resolved: dict) -> list[MethodEntry]:
+    """The methods `resolved` adds to the `previous` study config, when that is all it changes
+    (every earlier method entry unchanged, nothing else different); else []."""
+    if not isinstance(previous, dict):
+        return []
+    earlier, now = previous.get("methods") or [], resolved["methods"]
+    rest_equal = {k: v for k, v in previous.items() if k != "methods"} == {
+        k: v for k, v in resolved.items() if k != "methods"
+    }
+    if not rest_equal or len(now) <= len(earlier) or any(m not in now for m in earlier):
+        return []
+    return [MethodEntry(**m) for m in now if m not in earlier]
