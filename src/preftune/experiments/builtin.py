@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from preftune.experiments.config import StudyConfig, study_from_dict
 
-# The seed study's pair methods (DPO, IPO, SLiC) and the MPPO paper's strongest (SimPO,
-# Pair-MNM): what was measured to fit. KTO was left out after a measured run in which it saw all
-# 4 samples as singles (3 undesirable to 1 desirable): 3 times DPO's time (918 s against 304 s
-# on one busy core) and a collapse. The binary view now keeps only the best and worst sample
-# (top-vs-worst), as the seed study turns pairs into binary data; add KTO back once that is
-# measured. KTO-tanh, ORPO and every other method run from a config:
+# The seed study's pair methods (DPO, IPO, SLiC) and KTO, and the MPPO paper's strongest
+# (SimPO, Pair-MNM). KTO trains on the binary view of the same best and worst samples the pair
+# methods use (one desirable and one undesirable single per prompt, as the seed study turns
+# pairs into binary data); an earlier run that gave it all 4 samples as singles (3 undesirable
+# to 1 desirable) collapsed. KTO-tanh, ORPO and every other method run from a config:
 # `preftune compare --print-config > study.yaml`, add them, `preftune compare --config study.yaml`.
-DEFAULT_METHODS = ["dpo", "ipo", "slic", "simpo", "mppo-pair-mnm"]
+DEFAULT_METHODS = ["dpo", "ipo", "slic", "kto", "simpo", "mppo-pair-mnm"]
 QUICK_METHODS = ["dpo", "simpo", "mppo-pair-mnm"]
 
 # Shared by every run: only the top 10 of SmolLM2's 30 layers train (about 2x faster a step on
