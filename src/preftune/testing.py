@@ -5,6 +5,9 @@ Both are made in-process in about a second, so tests never need the Hub or SmolL
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 CHAT_TEMPLATE = (
@@ -107,9 +110,6 @@ BAD = [
 
 def write_preference_files(folder, num_prompts: int = len(PROMPTS)) -> dict:
     """paired, binary and scored (4 responses a prompt) JSONL files of the first prompts."""
-    import json
-    from pathlib import Path
-
     rows = list(zip(PROMPTS, GOOD, BAD, strict=True))[:num_prompts]
     shapes = {
         "paired": [{"prompt": p, "chosen": g, "rejected": b} for p, g, b in rows],

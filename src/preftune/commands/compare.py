@@ -46,11 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
         return 0
+    from preftune.experiments.report import results_table
     from preftune.experiments.runner import StudyRunner
 
     out = Path(args.out) if args.out else default_out(config.name)
-    from preftune.experiments.report import results_table
-
     results = StudyRunner(config, out).run()
     failed = [row["label"] for row in results["rows"] if row["status"] == "failed"]
     print(results_table(results))

@@ -59,14 +59,19 @@ def _refuse(groups, bad: list[PromptGroup], needed: str, who: str) -> MethodData
     )
 
 
+def _group_rng(seed: int, group: PromptGroup) -> random.Random:
+    """A group's own random draws: independent of the groups' order, and the same in the pair
+    and binary views (so both pick the same other response)."""
+    return random.Random(f"{seed}:{group.id}")
+
+
 def _pair_view(groups, pairs: str, seed: int, curriculum: bool, who: str) -> list[PromptGroup]:
     bad = [g for g in groups if not can_rank(g)]
     if bad:
         raise _refuse(groups, bad, "pairs: chosen/rejected, or 2+ scored responses per prompt", who)
     out = []
     for group in groups:
-        rng = random.Random(f"{seed}:{group.id}")  # independent of the groups' order
-        made = _pairs(ranked(group), pairs, rng)
+        made = _pairs(ranked(group), pairs, _group_rng(seed, group))
         for k, (chosen, rejected) in enumerate(made):
             tie = group.tie or chosen.score == rejected.score
             out.append(_derived(group, [chosen, rejected], k, len(made), tie))
@@ -90,8 +95,7 @@ def _binary_view(groups, pairs: str, seed: int, who: str) -> list[PromptGroup]:
         raise _refuse(groups, bad, "labels or pairs (chosen/rejected or scored responses)", who)
     out = []
     for group in groups:
-        rng = random.Random(f"{seed}:{group.id}")  # the same other response as the pair view
-        singles = _binary_labels(group, pairs, rng)
+        singles = _binary_labels(group, pairs, _group_rng(seed, group))
         scores = [r.score for r in singles]
         for k, single in enumerate(singles):
             tie = group.tie or (single.score is not None and scores.count(single.score) > 1)

@@ -15,10 +15,8 @@ from statistics import fmean
 from preftune.errors import ConfigError
 from preftune.experiments.config import Evaluation, StudyConfig
 from preftune.experiments.layout import SFT, START, StudyLayout, write_json_atomic
+from preftune.experiments.results import KL_GREEDY, KL_SAMPLED
 from preftune.generate.jsonl import read_jsonl
-
-KL_SAMPLED = "sampled"  # mean log π(y) − log π_start(y) over y ~ π (temperature 1): KL(π ‖ π_start)
-KL_GREEDY = "greedy log-ratio"  # the same over the greedy answers: cheaper, not a KL, any sign
 
 
 def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -> list[dict]:

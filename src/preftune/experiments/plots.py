@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from preftune.experiments.dynamics import SERIES, read_metrics  # noqa: E402
 from preftune.experiments.layout import SFT, START, StudyLayout  # noqa: E402
-from preftune.experiments.results import kl_kind  # noqa: E402
+from preftune.experiments.results import KL_SAMPLED, kl_kind  # noqa: E402
 
 CURVES = (
     "loss",
@@ -87,7 +87,7 @@ def reward_vs_kl(layout: StudyLayout, results: dict) -> Path | None:
         axis.annotate(label, (kl, reward), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.set_xlabel(
         "KL from the starting model (nats, sampled answers)"
-        if kl_kind(results) == "sampled"
+        if kl_kind(results) == KL_SAMPLED
         else "log-ratio to the starting model on greedy answers (nats)"
     )
     axis.set_ylabel("mean gold reward")

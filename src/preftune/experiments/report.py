@@ -16,12 +16,12 @@ from pathlib import Path
 from preftune.experiments import plots
 from preftune.experiments.dynamics import SERIES
 from preftune.experiments.layout import START, StudyLayout, write_json_atomic
-from preftune.experiments.results import collect, kl_kind
+from preftune.experiments.results import KL_GREEDY, KL_SAMPLED, collect, kl_kind
 
 KL_NOTES = {
-    "sampled": "KL: mean of log π(y) − log π_start(y) over answers sampled from each model at "
+    KL_SAMPLED: "KL: mean of log π(y) − log π_start(y) over answers sampled from each model at "
     "temperature 1, a Monte-Carlo estimate of KL(π ‖ π_start).",
-    "greedy log-ratio": "KL: mean of log π(y) − log π_start(y) over each model's greedy "
+    KL_GREEDY: "KL: mean of log π(y) − log π_start(y) over each model's greedy "
     "answers; a log-ratio, not a true KL (it can be negative); set evaluation.kl_samples "
     "for a sampled estimate.",
 }

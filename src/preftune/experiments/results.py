@@ -11,6 +11,8 @@ from preftune.errors import ConfigError
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
+KL_SAMPLED = "sampled"  # mean log π(y) − log π_start(y) over y ~ π (temperature 1): KL(π ‖ π_start)
+KL_GREEDY = "greedy log-ratio"  # the same over the greedy answers: cheaper, not a KL, any sign
 WIN_FIELDS = (
     "win_rate",
     "ci_low",
@@ -103,6 +105,6 @@ def collect(layout: StudyLayout) -> dict:
 
 
 def kl_kind(results: dict) -> str:
-    """How the rows' KL was estimated ("sampled" or "greedy log-ratio")."""
+    """How the rows' KL was estimated: KL_SAMPLED, or KL_GREEDY (also when rows differ)."""
     kinds = {row["stats"].get("kl_estimate") for row in results["rows"]} - {None}
-    return kinds.pop() if len(kinds) == 1 else "greedy log-ratio"
+    return kinds.pop() if len(kinds) == 1 else KL_GREEDY

@@ -47,10 +47,12 @@ class TensorCache:
     def missing(self, keys: Iterable[str]) -> list[str]:
         return [key for key in dict.fromkeys(keys) if key not in self.entries]
 
-    def add(self, new: dict[str, torch.Tensor]) -> None:
-        if not new:
-            return
+    def add(self, new: dict[str, torch.Tensor], *, persist: bool = True) -> None:
+        """Add entries; with `persist`, also write them to the folder as a new shard (on
+        several processes only one writes, the others keep them in memory)."""
         self.entries.update(new)
+        if not new or not persist:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         name = content_key(*sorted(new)) + ".pt"
         handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".partial")

@@ -124,10 +124,7 @@ def precompute_reference(
     model.train(was_training)
     if merge is not None:
         new = merge(new)
-    if write:
-        cache.add(new)
-    else:
-        cache.entries.update(new)
+    cache.add(new, persist=write)
     return PrecomputedReference(cache)
 
 
