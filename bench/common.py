@@ -7,6 +7,7 @@ alike and the ratios stay meaningful even when absolute times are noisy.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import datetime
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from preftune.data.batch import TokenizedGroup
-from preftune.models.loading import DEMO_MODEL, load_model, load_tokenizer
+from preftune.models.loading import DEMO_MODEL, DTYPES, load_model, load_tokenizer
 
 RANDOM_1B = "llama-1b-random"
 # Llama-3.2-1B's shape (1.24e9 parameters with tied embeddings); random weights, for timing only.
@@ -44,6 +45,31 @@ SHAPES = {
 PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, per GPU
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
+    """The options every benchmark takes (the model and where it runs) and, for the training
+    benchmarks, --lr, --seed and --json."""
+    parser.add_argument(
+        "--model", default=DEMO_MODEL, help=f"{DEMO_MODEL}, {RANDOM_1B} or a local folder"
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=2)
+    if training:
+        parser.add_argument("--lr", type=float, default=1e-5)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--json", action="store_true", help="print one JSON object instead of a table"
+        )
+
+
+def parse_shape(name: str) -> tuple[int, int]:
+    """(prompt, response) tokens of a named shape (hh, uf) or of PROMPTxRESPONSE."""
+    if name in SHAPES:
+        return SHAPES[name]
+    prompt, response = name.lower().split("x")
+    return int(prompt), int(response)
+
+
 def setup_torch(device: str, threads: int) -> None:
     torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
@@ -61,14 +87,16 @@ def model_source(name: str, dtype: str) -> str:
     if not (folder / "config.json").exists():
         torch.manual_seed(0)
         config = LlamaConfig(**RANDOM_1B_CONFIG, attn_implementation="sdpa")
-        model = LlamaForCausalLM(config).to({"bf16": torch.bfloat16, "fp32": torch.float32}[dtype])
+        model = LlamaForCausalLM(config).to(DTYPES[dtype])
         model.save_pretrained(folder)
         load_tokenizer(DEMO_MODEL).save_pretrained(folder)
     return str(folder)
 
 
-def load(source: str, dtype: str, device: str) -> torch.nn.Module:
-    return load_model(source, dtype=dtype).to(device)
+def load(name: str, dtype: str, device: str):
+    """(source, tokenizer, model): `model_source(name)`, its tokenizer, its model on `device`."""
+    source = model_source(name, dtype)
+    return source, load_tokenizer(source), load_model(source, dtype=dtype).to(device)
 
 
 def synthetic_groups(
@@ -77,13 +105,16 @@ def synthetic_groups(
     response_length: int,
     responses: int,
     *,
-    vocab_size: int,
-    eos_token_id: int,
+    tokenizer,
+    model: torch.nn.Module,
     seed: int = 0,
 ) -> list[TokenizedGroup]:
     """Random-token prompt groups, lengths uniform in +-25% of the nominal ones, responses
-    ending with EOS, distinct scores (the first response is the best)."""
+    ending with EOS, distinct scores (the first response is the best). Token ids are ones both
+    `tokenizer` and `model` know."""
     rng = torch.Generator().manual_seed(seed)
+    vocab_size = min(model.config.vocab_size, len(tokenizer))
+    eos_token_id = tokenizer.eos_token_id
 
     def tokens(nominal: int) -> list[int]:
         n = int(torch.randint(int(nominal * 0.75), int(nominal * 1.25) + 1, (1,), generator=rng))
@@ -153,7 +184,6 @@ class SideRecord:
     seconds: list[float] = field(default_factory=list)
     peak_mib: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
 
     def add(self, seconds: float, peak_mib: float, loss: float) -> None:
         self.seconds.append(seconds)
@@ -164,17 +194,22 @@ class SideRecord:
         """Steps after the first (warm-up), or the only one there is."""
         return values[1:] if len(values) > 1 else values
 
-    def summary(self, groups_per_step: int, tokens_per_step: float) -> dict:
+    def summary(
+        self, batch_groups: list[TokenizedGroup], params: int, device: str, live_reference: bool
+    ) -> dict:
+        """Median step time, rates and peak memory of steps over batches like `batch_groups`,
+        and the MFU of a model of `params` parameters (see `mfu`)."""
         seconds = statistics.median(self.measured(self.seconds))
+        minimal = unique_tokens(batch_groups)
         return {
             "median_step_s": seconds,
             "step_s": self.seconds,
-            "groups_per_s": groups_per_step / seconds,
-            "tokens_per_s": tokens_per_step / seconds,
+            "groups_per_s": len(batch_groups) / seconds,
+            "tokens_per_s": plain_tokens(batch_groups) / seconds,
             "peak_mib": statistics.median(self.measured(self.peak_mib)),
             "peak_mib_per_step": self.peak_mib,
             "losses": self.losses,
-            **self.extra,
+            "mfu": mfu(params, minimal, minimal if live_reference else 0, seconds, device),
         }
 
 

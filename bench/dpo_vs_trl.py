@@ -28,20 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    DEMO_MODEL,
-    RANDOM_1B,
-    SHAPES,
     SideRecord,
     StepMeter,
+    add_common_arguments,
     load,
     machine,
-    mfu,
-    model_source,
-    plain_tokens,
+    parse_shape,
     setup_torch,
     step_table,
     synthetic_groups,
-    unique_tokens,
 )
 
 DEFAULT_CASE = "hh-live"
@@ -57,9 +52,6 @@ def parse_args(argv=None):
         action="store_true",
         help="the default case only, 4 steps of 4 pairs (< 5 min on 2 idle cores)",
     )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of a table"
-    )
     parser.add_argument("--cases", nargs="+", default=list(CASES), help=f"from {CASES}")
     parser.add_argument(
         "--shape", help="override the cases' data shape: PROMPTxRESPONSE tokens, e.g. 768x256"
@@ -68,15 +60,8 @@ def parse_args(argv=None):
         "--steps", type=int, default=5, help="steps per side and case (the first is warm-up)"
     )
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per step")
-    parser.add_argument(
-        "--model", default=DEMO_MODEL, help=f"{DEMO_MODEL}, {RANDOM_1B} or a local folder"
-    )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-5)
+    add_common_arguments(parser)
     parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--trl-checkpointing",
         action="store_true",
@@ -89,13 +74,6 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {CASES}")
     return args
-
-
-def case_shape(case: str, args) -> tuple[int, int]:
-    if args.shape:
-        prompt, response = args.shape.lower().split("x")
-        return int(prompt), int(response)
-    return SHAPES[case.split("-")[0]]
 
 
 class PreftuneSide:
@@ -205,7 +183,6 @@ def _trl_trainer(policy, reference, groups, tokenizer, args, workdir: Path, call
         seed=args.seed,
         dataloader_num_workers=0,
     )
-    SameTokensDPOTrainer.step_losses, SameTokensDPOTrainer.step_logps = [], []
     return SameTokensDPOTrainer(
         model=policy,
         ref_model=reference,
@@ -219,20 +196,16 @@ def _trl_trainer(policy, reference, groups, tokenizer, args, workdir: Path, call
 def run_case(case: str, args) -> dict:
     from transformers import TrainerCallback
 
-    from preftune.models.loading import load_tokenizer
-
     shape, reference = case.split("-")
-    prompt_length, response_length = case_shape(case, args)
-    source = model_source(args.model, args.dtype)
-    tokenizer = load_tokenizer(source)
-    policy = load(source, args.dtype, args.device)
+    prompt_length, response_length = parse_shape(args.shape or shape)
+    source, tokenizer, policy = load(args.model, args.dtype, args.device)
     groups = synthetic_groups(
         args.batch_size * args.steps,
         prompt_length,
         response_length,
         2,
-        vocab_size=min(policy.config.vocab_size, len(tokenizer)),
-        eos_token_id=tokenizer.eos_token_id,
+        tokenizer=tokenizer,
+        model=policy,
         seed=args.seed,
     )
     trl_policy = copy.deepcopy(policy)
@@ -263,16 +236,12 @@ def run_case(case: str, args) -> dict:
     trainer = _trl_trainer(trl_policy, trl_reference, groups, tokenizer, args, workdir, Alternate())
     trainer.train()
 
-    batch_groups = groups[: args.batch_size]
-    tokens = plain_tokens(batch_groups)
-    minimal = unique_tokens(batch_groups)
     params = sum(p.numel() for p in policy.parameters())
-    ref_tokens = minimal if reference == "live" else 0
     result = {"case": case, "prompt_tokens": prompt_length, "response_tokens": response_length}
     for side in (ours, theirs):
-        summary = side.summary(args.batch_size, tokens)
-        summary["mfu"] = mfu(params, minimal, ref_tokens, summary["median_step_s"], args.device)
-        result[side.name] = summary
+        result[side.name] = side.summary(
+            groups[: args.batch_size], params, args.device, live_reference=reference == "live"
+        )
     result["speedup"] = result["trl"]["median_step_s"] / result["preftune"]["median_step_s"]
     result["memory_ratio"] = result["preftune"]["peak_mib"] / result["trl"]["peak_mib"]
     result["loss_diff"] = abs(ours.losses[0] - theirs.losses[0])
@@ -299,9 +268,8 @@ def main(argv=None) -> None:
     results = []
     for case in args.cases:
         print(f"== case {case}", file=sys.stderr, flush=True)
-        with contextlib.redirect_stdout(
-            sys.stderr
-        ):  # the trainer prints its logs; stdout is the result
+        # the trainer prints its logs; stdout is the result
+        with contextlib.redirect_stdout(sys.stderr):
             results.append(run_case(case, args))
     default = next((r for r in results if r["case"] == DEFAULT_CASE), results[0])
     report = {

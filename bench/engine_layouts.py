@@ -13,10 +13,16 @@ from pathlib import Path
 
 from preftune.data.batch import collate
 from preftune.models.engine import sequence_logps
-from preftune.models.loading import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEMO_MODEL, SHAPES, StepMeter, load, model_source, setup_torch, synthetic_groups  # noqa: E402
+from common import (  # noqa: E402
+    SHAPES,
+    StepMeter,
+    add_common_arguments,
+    load,
+    setup_torch,
+    synthetic_groups,
+)
 
 
 def main(argv=None) -> None:
@@ -27,16 +33,12 @@ def main(argv=None) -> None:
     parser.add_argument("--shape", default="hh", choices=sorted(SHAPES))
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--responses", type=int, default=2)
-    parser.add_argument("--model", default=DEMO_MODEL)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_arguments(parser, training=False)
     args = parser.parse_args(argv)
     setup_torch(args.device, args.threads)
 
-    source = model_source(args.model, args.dtype)
-    tokenizer = load_tokenizer(source)
-    model = load(source, args.dtype, args.device).train()
+    _, tokenizer, model = load(args.model, args.dtype, args.device)
+    model.train()
     prompt_length, response_length = SHAPES[args.shape]
     batch = collate(
         synthetic_groups(
@@ -44,8 +46,8 @@ def main(argv=None) -> None:
             prompt_length,
             response_length,
             args.responses,
-            vocab_size=min(model.config.vocab_size, len(tokenizer)),
-            eos_token_id=tokenizer.eos_token_id,
+            tokenizer=tokenizer,
+            model=model,
         )
     )
     meter = StepMeter(args.device)

@@ -25,24 +25,19 @@ import torch
 from preftune.data.batch import collate
 from preftune.losses import compute
 from preftune.models.engine import sequence_logps
-from preftune.models.loading import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    DEMO_MODEL,
-    RANDOM_1B,
     SHAPES,
     SideRecord,
     StepMeter,
+    add_common_arguments,
     load,
     machine,
-    mfu,
-    model_source,
-    plain_tokens,
+    parse_shape,
     setup_torch,
     step_table,
     synthetic_groups,
-    unique_tokens,
 )
 
 METHOD = "mppo-pair-mnm"
@@ -55,9 +50,6 @@ def parse_args(argv=None):
     )
     parser.add_argument("--quick", action="store_true", help="hh shape only, 3 steps")
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of a table"
-    )
-    parser.add_argument(
         "--shapes", nargs="+", default=list(SHAPES), help="hh, uf or PROMPTxRESPONSE"
     )
     parser.add_argument(
@@ -65,25 +57,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--groups", type=int, default=4, help="prompts per step")
     parser.add_argument("--responses", type=int, default=4, help="scored responses per prompt")
-    parser.add_argument(
-        "--model", default=DEMO_MODEL, help=f"{DEMO_MODEL}, {RANDOM_1B} or a local folder"
-    )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-5)
-    parser.add_argument("--seed", type=int, default=0)
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.shapes, args.steps = ["hh"], 3
     return args
-
-
-def _shape(name: str) -> tuple[int, int]:
-    if name in SHAPES:
-        return SHAPES[name]
-    prompt, response = name.lower().split("x")
-    return int(prompt), int(response)
 
 
 def train_step(policy, optimizer, batch, layout: str, pad_token_id: int) -> float:
@@ -108,17 +86,15 @@ def train_step(policy, optimizer, batch, layout: str, pad_token_id: int) -> floa
 
 
 def run_shape(shape: str, args) -> dict:
-    prompt_length, response_length = _shape(shape)
-    source = model_source(args.model, args.dtype)
-    tokenizer = load_tokenizer(source)
-    base = load(source, args.dtype, args.device)
+    prompt_length, response_length = parse_shape(shape)
+    _, tokenizer, base = load(args.model, args.dtype, args.device)
     groups = synthetic_groups(
         args.groups * args.steps,
         prompt_length,
         response_length,
         args.responses,
-        vocab_size=min(base.config.vocab_size, len(tokenizer)),
-        eos_token_id=tokenizer.eos_token_id,
+        tokenizer=tokenizer,
+        model=base,
         seed=args.seed,
     )
     policies = {
@@ -142,15 +118,12 @@ def run_shape(shape: str, args) -> dict:
                 file=sys.stderr,
             )
 
-    batch_groups = groups[: args.groups]
     params = sum(p.numel() for p in base.parameters())
     result = {"shape": shape, "prompt_tokens": prompt_length, "response_tokens": response_length}
     for layout, record in records.items():
-        summary = record.summary(args.groups, plain_tokens(batch_groups))
-        summary["mfu"] = mfu(
-            params, unique_tokens(batch_groups), 0, summary["median_step_s"], args.device
+        result[layout] = record.summary(
+            groups[: args.groups], params, args.device, live_reference=False
         )
-        result[layout] = summary
     naive = result["plain"]
     result["speedup"] = naive["median_step_s"] / result["shared"]["median_step_s"]
     result["memory_ratio"] = result["shared"]["peak_mib"] / naive["peak_mib"]
