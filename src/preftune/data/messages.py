@@ -24,6 +24,15 @@ class RowError(ValueError):
         super().__init__(f"field '{field}': {message}" if field else message)
 
 
+def shown(value) -> str:
+    """A value as a message shows it: JSON's words for null and booleans, else a short repr."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value!r:.60}"
+
+
 def is_messages(value) -> bool:
     """True for a non-empty list of dicts (a conversation), False for anything else."""
     return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
@@ -32,14 +41,14 @@ def is_messages(value) -> bool:
 def check_messages(value, field: str) -> list[Message]:
     """Validate a list of messages and return them as plain `{"role", "content"}` dicts."""
     if not is_messages(value):
-        raise RowError(field, f"expected a list of {{role, content}} messages, got {value!r:.60}")
+        raise RowError(field, f"expected a list of {{role, content}} messages, got {shown(value)}")
     checked = []
     for i, message in enumerate(value):
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise RowError(f"{field}[{i}].role", f"unknown role {role!r}; expected one of {ROLES}")
         if not isinstance(content, str):
-            raise RowError(f"{field}[{i}].content", f"expected a string, got {content!r:.60}")
+            raise RowError(f"{field}[{i}].content", f"expected a string, got {shown(content)}")
         checked.append({"role": role, "content": content})
     return checked
 
@@ -60,7 +69,7 @@ def split_hh_dialogue(text: str, field: str) -> tuple[list[Message], str]:
     Returns the conversation before the last assistant turn as messages, and that turn's text.
     """
     if not isinstance(text, str):
-        raise RowError(field, f"expected an HH dialogue string, got {text!r:.60}")
+        raise RowError(field, f"expected an HH dialogue string, got {shown(text)}")
     turns = list(HH_TURN.finditer(text))
     if not turns or turns[-1].group(1) != "Assistant":
         raise RowError(field, "no '\\n\\nAssistant:' turn to split the dialogue at")
