@@ -236,12 +236,19 @@ def _json_kind(value: Any) -> str:
 
 
 def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[dict]:
-    """Every row of `path` ([] when it does not exist), split on `\n` only, streamed.
+    """Every row of `path` ([] when it does not exist), split on `\\n` only, streamed.
 
     Only the last line may be torn (a writer killed mid-row) and is skipped then; anything
     else that is not a JSON object, or a line over `max_row_bytes()`, is a DataError naming
     the file and line.
     """
+    return [row for _, row in read_numbered_jsonl(path, tolerate_torn_tail=tolerate_torn_tail)]
+
+
+def read_numbered_jsonl(
+    path: str | Path, *, tolerate_torn_tail: bool = True
+) -> list[tuple[int, dict]]:
+    """`read_jsonl` with each row's line number: [(line, row)]."""
     path = Path(path)
     if not path.exists():
         return []
@@ -254,12 +261,22 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[dic
             raise DataError(too_long_problem(limit), source=f"{path}:{number}")
         row, problem = parse_row(line)
         if row is not None:
-            rows.append(row)
+            rows.append((number, row))
         elif problem.startswith("invalid JSON") and tolerate_torn_tail:
             torn = (number, problem)
         else:
             raise DataError(problem, source=f"{path}:{number}")
     return rows
+
+
+def require_fields(path: str | Path, rows: list[tuple[int, dict]], keys: Iterable[str]) -> None:
+    """A DataError naming the file, line and field of the first row (from
+    `read_numbered_jsonl`) that lacks one of `keys` or holds null there."""
+    for number, row in rows:
+        for key in keys:
+            if row.get(key) is None:
+                state = "null" if key in row else f"missing; the row has {sorted(row)}"
+                raise DataError(state, source=f"{path}:{number}", field=key)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
