@@ -94,8 +94,9 @@ def hub_offline() -> bool:
     )
 
 
-def check_model_source(name_or_path: str) -> None:
+def check_model_source(name_or_path: str, *, weights: bool = True) -> None:
     """Refuse at once (ConfigError) a model name that cannot load, without calling the Hub.
+    `weights=False` checks a tokenizer's source (a folder need not hold config.json).
 
     >>> check_model_source("./no-such-model")
     Traceback (most recent call last):
@@ -106,7 +107,7 @@ def check_model_source(name_or_path: str) -> None:
         return
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if weights and not (path / "config.json").is_file():
             raise ConfigError(
                 f"model '{name_or_path}': the folder has no config.json (a model folder, or a "
                 "training run folder with a final/ model, is needed)"
@@ -129,19 +130,19 @@ def check_model_source(name_or_path: str) -> None:
             )
 
 
-def resolve(name_or_path: str) -> str:
+def resolve(name_or_path: str, *, weights: bool = True) -> str:
     """Map the demo model's name to its converted folder; check anything else
     (`check_model_source`) and pass it through."""
     if name_or_path == DEMO_MODEL:
         return str(demo_model_dir())
-    check_model_source(str(name_or_path))
+    check_model_source(str(name_or_path), weights=weights)
     return str(name_or_path)
 
 
-def _from_pretrained(factory, name_or_path: str, **kwargs):
+def _from_pretrained(factory, name_or_path: str, *, weights: bool = True, **kwargs):
     """`factory.from_pretrained`, with a Hub or file failure as one ConfigError line."""
     try:
-        return factory.from_pretrained(resolve(name_or_path), **kwargs)
+        return factory.from_pretrained(resolve(name_or_path, weights=weights), **kwargs)
     except OSError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"could not load model '{name_or_path}': {reason}") from None
@@ -150,7 +151,7 @@ def _from_pretrained(factory, name_or_path: str, **kwargs):
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = _from_pretrained(AutoTokenizer, name_or_path)
+    tokenizer = _from_pretrained(AutoTokenizer, name_or_path, weights=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
