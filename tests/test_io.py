@@ -180,3 +180,18 @@ def test_appender_repairs_a_torn_tail_longer_than_its_read_chunk(tmp_path):
     path.write_text('{"a": "' + "x" * 100)
     JsonlAppender(path).close()
     assert path.read_text() == ""
+
+
+def test_tensor_cache_shards_follow_the_umask_like_every_other_file(tmp_path):
+    """Issue 17.4: shards (like results.json) were written with mkstemp's 0600."""
+    import torch
+
+    from preftune.models.disk_cache import TensorCache
+
+    cache = TensorCache(tmp_path / "cache")
+    cache.add({"a": torch.ones(2)})
+    (shard,) = (tmp_path / "cache").iterdir()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(shard.stat().st_mode) == 0o666 & ~mask
+    assert torch.equal(TensorCache(tmp_path / "cache")["a"], torch.ones(2))

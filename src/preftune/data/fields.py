@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from preftune.data.messages import RowError, check_messages, is_messages, shown
+from preftune.data.messages import RowError, check_messages, shown
 from preftune.data.records import Message, Text
 
 TRUE_WORDS = {"true": True, "false": False, "1": True, "0": False}
@@ -76,11 +76,6 @@ def response(value, field: str) -> Text:
             f"{field}[0].role", f"a response starts with 'assistant', not {checked[0]['role']!r}"
         )
     return checked[0]["content"] if len(checked) == 1 else checked
-
-
-def as_messages(value: Text) -> list[Message]:
-    """A prompt as messages: a plain string becomes one user message."""
-    return value if is_messages(value) else [{"role": "user", "content": value}]
 
 
 def score(value, field: str) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from preftune.data import fields
-from preftune.data.messages import RowError, common_prefix, shown, split_hh_dialogue
+from preftune.data.messages import RowError, as_messages, common_prefix, shown, split_hh_dialogue
 from preftune.data.records import PromptGroup, Response, Text
 
 PROMPT_KEYS = ("prompt", "instruction")
@@ -72,7 +72,7 @@ def parse_paired_conversational(row: dict) -> PromptGroup:
             raise RowError("prompt", "missing, and 'chosen'/'rejected' share no leading messages")
         prompt = chosen[:shared]
     else:
-        prompt = fields.as_messages(fields.prompt(given, "prompt"))
+        prompt = as_messages(fields.prompt(given, "prompt"))
         shared = len(prompt) if chosen[: len(prompt)] == prompt == rejected[: len(prompt)] else 0
     return _pair(
         prompt,

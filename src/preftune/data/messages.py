@@ -1,16 +1,20 @@
-"""Chat messages: checking them, and turning Anthropic HH dialogues into them.
+"""Chat messages: checking them, turning Anthropic HH dialogues into them, and the one rule
+for turning them into plain text.
 
 A message is `{"role": ..., "content": str}`. Problems raise `RowError` naming the field, so
-the reader can add the file and line.
+the reader can add the file and line. Wherever several messages become one text (a prompt
+for a judge, a multi-turn response for a judge or a scorer), they are joined with a blank
+line, `TURN_SEPARATOR` ("\\n\\n"), as HH dialogues and TL;DR prompts already are.
 """
 
 from __future__ import annotations
 
 import re
 
-from preftune.data.records import Message
+from preftune.data.records import Message, Text
 
 ROLES = ("system", "user", "assistant", "tool")
+TURN_SEPARATOR = "\n\n"
 HH_TURN = re.compile(r"(?:\A|\n\n)(Human|Assistant):")
 HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
@@ -51,6 +55,37 @@ def check_messages(value, field: str) -> list[Message]:
             raise RowError(f"{field}[{i}].content", f"expected a string, got {shown(content)}")
         checked.append({"role": role, "content": content})
     return checked
+
+
+def as_messages(prompt: Text) -> list[Message]:
+    """A prompt as messages: a plain string is one user turn; a message list is used as given.
+
+    >>> as_messages("Hi?")
+    [{'role': 'user', 'content': 'Hi?'}]
+    """
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def prompt_text(prompt: Text) -> str:
+    """Plain text of a prompt for judges and reports: the messages joined, roles named.
+
+    >>> prompt_text([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}])
+    'user: Hi?\\n\\nassistant: Hello.'
+    """
+    if isinstance(prompt, str):
+        return prompt
+    return TURN_SEPARATOR.join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def response_text(response: Text) -> str:
+    """A response's text; for chat messages, the assistant turns joined.
+
+    >>> response_text([{"role": "assistant", "content": "One."}, {"role": "assistant", "content": "Two."}])
+    'One.\\n\\nTwo.'
+    """
+    if isinstance(response, str):
+        return response
+    return TURN_SEPARATOR.join(m["content"] for m in response if m.get("role") == "assistant")
 
 
 def common_prefix(first: list[Message], second: list[Message]) -> int:
