@@ -29,30 +29,27 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     assert stderr == ""
 
 
-def test_a_printed_error_has_registered_secrets_redacted(monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("error", "code", "printed"),
+    [
+        (ConfigError(f"401 for key {SECRET}"), 2, "preftune methods: error: 401 for key [REDACTED]\n"),
+        (RuntimeError(f"Authorization: Bearer {SECRET}"), 1, "RuntimeError: Authorization: Bearer [REDACTED]\n"),
+    ],
+)  # fmt: skip
+def test_printed_errors_and_tracebacks_have_secrets_redacted(
+    monkeypatch, capsys, error, code, printed
+):
+    """A user error is one redacted line (exit 2); an unexpected one a redacted traceback."""
     register_secret(SECRET)
 
-    def leaky(args):
-        raise ConfigError(f"the endpoint said 401 for key {SECRET}")
+    def failing(args):
+        raise error
 
-    monkeypatch.setattr(preftune.commands.methods, "run", leaky)
-    assert main(["methods"]) == 2
-    assert capsys.readouterr().err == (
-        "preftune methods: error: the endpoint said 401 for key [REDACTED]\n"
-    )
-
-
-def test_an_unexpected_error_prints_a_redacted_traceback_and_exits_1(monkeypatch, capsys):
-    register_secret(SECRET)
-
-    def broken(args):
-        raise RuntimeError(f"Authorization: Bearer {SECRET}")
-
-    monkeypatch.setattr(preftune.commands.methods, "run", broken)
-    assert main(["methods"]) == 1
+    monkeypatch.setattr(preftune.commands.methods, "run", failing)
+    assert main(["methods"]) == code
     err = capsys.readouterr().err
-    assert err.startswith("Traceback") and SECRET not in err
-    assert "RuntimeError: Authorization: Bearer [REDACTED]" in err
+    assert err.endswith(printed) and SECRET not in err
+    assert err.startswith("Traceback") == (code == 1)
 
 
 @pytest.mark.parametrize("argv", [["methods", "--json"], ["methods"]])
