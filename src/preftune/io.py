@@ -5,7 +5,10 @@ secret redaction.
   target, so a reader (or the next run after a kill) sees the old file or the new one, never
   half of one. New files get the permissions the user's umask gives (not mkstemp's 0600).
 - JSON Lines: one row per `\\n`; the Unicode line separators U+2028, U+2029 and U+0085 are
-  written escaped, and reading splits on `\\n` only, so text holding them round-trips.
+  written escaped, and reading splits on `\\n` only, so text holding them round-trips. Files
+  are read one line at a time (`iter_lines`); a line over `max_row_bytes()` (16 MiB, or
+  `PREFTUNE_MAX_ROW_BYTES`) is refused with its file and line instead of filling memory.
+  `read_numbered_jsonl` + `require_fields` name the line and field of a row that lacks one.
 - Locks: a run or study folder is held by one process at a time (`FolderLock`); a second one
   is refused with the holder's pid.
 - Redaction: a secret registered with `register_secret` (an API key read from the
