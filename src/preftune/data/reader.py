@@ -130,12 +130,13 @@ def read_records(
     if result.bad_rows and not skip_invalid:
         where, error = result.bad_rows[0]
         more = result.skipped - 1
-        more = f"{more} more bad row{'s' if more > 1 else ''}; " if more else ""
-        hint = (
-            f" ({more}`preftune data inspect {source}` lists them all, skip_invalid "
-            "(--skip-invalid) skips them)"
+        listed = (
+            f"{more} more bad row{'s' if more > 1 else ''}; `preftune data inspect {source}` "
+            "lists them all, "
+            if more
+            else ""
         )
-        raise _problem(where, error, hint) from None
+        raise _problem(where, error, f" ({listed}skip_invalid (--skip-invalid) skips them)")
     if not result.groups:
         raise DataError(
             f"no usable rows ({result.skipped} skipped; first: {result.problems[0]})",
