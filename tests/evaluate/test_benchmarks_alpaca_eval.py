@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 pytest.importorskip(
-    "alpaca_eval.annotators", reason="alpaca-eval is not installed: pip install 'preftune[alpacaeval]'"
+    "alpaca_eval.annotators",
+    reason="alpaca-eval is not installed: pip install 'preftune[alpacaeval]'",
 )
 
 from preftune.errors import ConfigError, DataError  # noqa: E402
@@ -41,7 +42,9 @@ def write_set(folder, kinds=KINDS, *, with_index=False):
 def shown_outputs(messages):
     """The outputs shown as model "m" and model "M" in an AlpacaEval prompt."""
     text = messages[-1]["content"]
-    found = re.findall(r'"(?:model_identifier|model)": "(m|M)",\s*"output": """(.*?)"""', text, re.S)
+    found = re.findall(
+        r'"(?:model_identifier|model)": "(m|M)",\s*"output": """(.*?)"""', text, re.S
+    )
     return dict(found)["m"], dict(found)["M"]
 
 
@@ -96,10 +99,14 @@ def run(folder, server, **options):
     reference, samples = folder / "reference.json", folder / "samples.jsonl"
     evaluation = evaluation_set(reference)
     settings = {"judge_model": "judge", "base_url": server.base_url, "timeout": 2.0, **options}
-    return alpaca_eval(outputs_from_samples(samples, evaluation), evaluation, folder / "out", **settings)
+    return alpaca_eval(
+        outputs_from_samples(samples, evaluation), evaluation, folder / "out", **settings
+    )
 
 
-def test_weighted_annotator_uses_one_token_logprobs_and_the_packages_win_rate(tmp_path, chat_server):
+def test_weighted_annotator_uses_one_token_logprobs_and_the_packages_win_rate(
+    tmp_path, chat_server
+):
     write_set(tmp_path)
     server = chat_server(logprob_judge)
     results = run(tmp_path, server)
@@ -233,7 +240,9 @@ def test_bad_input_names_the_file_field_and_ids(tmp_path, chat_server):
     with pytest.raises(DataError, match=r"bad.json.*field 'output'"):
         evaluation_set(tmp_path / "bad.json")
     stray = tmp_path / "stray.jsonl"
-    stray.write_text(samples.read_text() + json.dumps({"id": "extra9", "prompt": "?", "response": "r"}) + "\n")
+    stray.write_text(
+        samples.read_text() + json.dumps({"id": "extra9", "prompt": "?", "response": "r"}) + "\n"
+    )
     with pytest.raises(DataError, match="extra9"):
         outputs_from_samples(stray, evaluation_set(reference))
     server = chat_server(logprob_judge)

@@ -51,7 +51,9 @@ def _package():
         import alpaca_eval.annotators  # noqa: F401
         import alpaca_eval.metrics  # noqa: F401
     except ImportError as error:
-        raise ConfigError(f"AlpacaEval needs the alpaca-eval package ({error}): {INSTALL}") from None
+        raise ConfigError(
+            f"AlpacaEval needs the alpaca-eval package ({error}): {INSTALL}"
+        ) from None
     return alpaca_eval
 
 
@@ -162,7 +164,11 @@ def generate_outputs(model_or_path, evaluation: list[dict], out_dir, **options) 
         **options,
     )
     return {
-        row["instruction"]: {"id": sample["id"], "output": sample["response"], "generator": sample["model"]}
+        row["instruction"]: {
+            "id": sample["id"],
+            "output": sample["response"],
+            "generator": sample["model"],
+        }
         for row, sample in zip(evaluation, rows, strict=True)
     }
 
@@ -287,11 +293,17 @@ def alpaca_eval(
     client = {
         "client_config_path": str(config.parents[1] / "client_configs.yaml"),
         # a local server needs no key, but the openai client insists on one
-        "client_kwargs": {"api_key": api_key or "none", "timeout": timeout, "max_retries": max_retries},
+        "client_kwargs": {
+            "api_key": api_key or "none",
+            "timeout": timeout,
+            "max_retries": max_retries,
+        },
         "num_procs": concurrency,
         "requires_chatml": True,
     }
-    annotator_pool = package.annotators.PairwiseAnnotator(annotators_config=str(config), caching_path=None)
+    annotator_pool = package.annotators.PairwiseAnnotator(
+        annotators_config=str(config), caching_path=None
+    )
     _annotate(annotator_pool, todo, client, chunk_size, save)
     annotations = [done.get(pair["key"], {**pair, "preference": None}) for pair in pairs]
     save(annotations)
@@ -308,7 +320,9 @@ def alpaca_eval(
         "generator": pairs[0]["generator_2"],
         "reference_generator": pairs[0]["generator_1"],
         "win_rate": metrics["win_rate"] / 100,
-        "standard_error": metrics["standard_error"] / 100 if metrics["standard_error"] is not None else None,
+        "standard_error": metrics["standard_error"] / 100
+        if metrics["standard_error"] is not None
+        else None,
         "lc_win_rate": lc["length_controlled_winrate"] / 100 if lc else None,
         "lc_standard_error": lc["lc_standard_error"] / 100 if lc else None,
         "lc_unavailable": lc_unavailable,

@@ -37,7 +37,9 @@ def require_fields(rows: list[dict], fields: tuple[str, ...], *, source: str) ->
 
 
 def unmatched(ids: list[str], what: str) -> DataError:
-    return DataError(f"{len(ids)} {what} (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})")
+    return DataError(
+        f"{len(ids)} {what} (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})"
+    )
 
 
 def cached_requests(
