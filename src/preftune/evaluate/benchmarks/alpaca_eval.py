@@ -31,7 +31,12 @@ import os
 from pathlib import Path
 
 from preftune.errors import ConfigError, DataError
-from preftune.evaluate.benchmarks.common import read_rows, require_fields, unmatched
+from preftune.evaluate.benchmarks.common import (
+    answer_prompts,
+    read_rows,
+    require_fields,
+    unmatched,
+)
 from preftune.generate.prompts import prompt_text
 from preftune.io import atomic_write_json, atomic_write_text, read_text, register_secret
 from preftune.judges.base import JudgeError
@@ -57,6 +62,13 @@ def _package():
     return alpaca_eval
 
 
+def check_annotator(name: str) -> None:
+    """ConfigError (naming the pip command, or listing the valid names) before any work."""
+    valid = annotator_names()
+    if name not in valid:
+        raise ConfigError(f"--annotator '{name}' is not one of {valid}")
+
+
 def annotator_names() -> list[str]:
     """The package's annotator configs that call an OpenAI-compatible chat endpoint."""
     import yaml
@@ -77,9 +89,7 @@ def _annotator_config(name: str, judge_model: str, base_url: str, folder: Path) 
     points it at `base_url`; both written under `folder`. Returns the annotator config."""
     import yaml
 
-    valid = annotator_names()
-    if name not in valid:
-        raise ConfigError(f"--annotator '{name}' is not one of {valid}")
+    check_annotator(name)
     source = Path(_package().constants.EVALUATORS_CONFIG_DIR) / name / "configs.yaml"
     ((key, settings),) = yaml.safe_load(read_text(source, what="annotator config")).items()
     settings["prompt_template"] = str(source.parents[1] / settings["prompt_template"])
@@ -155,21 +165,15 @@ def outputs_from_samples(path: str | Path, evaluation: list[dict]) -> dict[str, 
 
 def generate_outputs(model_or_path, evaluation: list[dict], out_dir, **options) -> dict[str, dict]:
     """Answer every instruction with `model_or_path` (resumable: DIR/outputs.jsonl)."""
-    from preftune.generate.sampling import generate
-
-    rows = generate(
-        model_or_path,
-        [{"id": str(n), "prompt": row["instruction"]} for n, row in enumerate(evaluation)],
-        Path(out_dir) / "outputs.jsonl",
-        **options,
-    )
+    prompts = [{"id": str(n), "prompt": row["instruction"]} for n, row in enumerate(evaluation)]
+    samples = answer_prompts(model_or_path, prompts, Path(out_dir) / "outputs.jsonl", **options)
     return {
         row["instruction"]: {
-            "id": sample["id"],
-            "output": sample["response"],
-            "generator": sample["model"],
+            "id": str(n),
+            "output": samples[str(n)]["response"],
+            "generator": samples[str(n)]["model"],
         }
-        for row, sample in zip(evaluation, rows, strict=True)
+        for n, row in enumerate(evaluation)
     }
 
 

@@ -64,3 +64,11 @@ def cached_requests(
 
         run_tasks(todo, work, finish, concurrency, desc=desc)
     return rows, len(keys) - len(todo)
+
+
+def answer_prompts(model_or_path, prompts: list[dict], path: Path, **options) -> dict[str, dict]:
+    """Generate one answer per {"id", "prompt"} with `model_or_path` (resumable: `path`);
+    the sample rows by id."""
+    from preftune.generate.sampling import generate
+
+    return {row["id"]: row for row in generate(model_or_path, prompts, path, **options)}
