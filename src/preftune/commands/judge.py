@@ -172,6 +172,7 @@ def _run_arena_hard(args: argparse.Namespace) -> dict:
     from preftune.evaluate.benchmarks.common import answer_prompts
 
     judge = _benchmark_judge(args, "--arena-hard")
+    judge.client.max_tokens = ah.JUDGE_MAX_TOKENS  # the judge answers the prompt itself first
     if not args.baseline:
         raise ConfigError("--arena-hard needs --baseline FILE (GPT-4-0314's answers for v0.1)")
     baseline = ah.load_answers(args.baseline, what="baseline answers")

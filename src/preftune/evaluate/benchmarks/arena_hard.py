@@ -35,6 +35,7 @@ HUB_QUESTIONS = "lmarena-ai/arena-hard-auto-v0.1"
 VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 STRONG_WEIGHT = 3
 BOOTSTRAP_ROUNDS = 100
+JUDGE_MAX_TOKENS = 4096  # the paper's judge budget: it writes its own answer before judging
 
 SYSTEM_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user prompt displayed below. You will be given assistant A's answer and assistant B's answer. Your job is to evaluate which assistant's answer is better.\n\n"
