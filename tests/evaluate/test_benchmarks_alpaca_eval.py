@@ -21,6 +21,7 @@ from preftune.evaluate.benchmarks.alpaca_eval import (  # noqa: E402
     outputs_from_samples,
 )
 from preftune.judges.base import JudgeError  # noqa: E402
+from preftune.judges.http_chat import ChatClient  # noqa: E402
 
 KINDS = ["win"] * 6 + ["loss"] * 2 + ["tie"] * 2
 ANSWERS = {"win": ("good", "bad"), "loss": ("bad", "good"), "tie": ("good", "good")}
@@ -98,10 +99,10 @@ def function_judge(messages, attempt):
 def run(folder, server, **options):
     reference, samples = folder / "reference.json", folder / "samples.jsonl"
     evaluation = evaluation_set(reference)
-    settings = {"judge_model": "judge", "base_url": server.base_url, "timeout": 2.0, **options}
-    return alpaca_eval(
-        outputs_from_samples(samples, evaluation), evaluation, folder / "out", **settings
-    )
+    client_options = {k: options.pop(k) for k in ("timeout", "max_retries") if k in options}
+    client = ChatClient(server.base_url, "judge", **{"timeout": 2.0, **client_options})
+    outputs = outputs_from_samples(samples, evaluation)
+    return alpaca_eval(outputs, evaluation, folder / "out", client, **options)
 
 
 def test_weighted_annotator_uses_one_token_logprobs_and_the_packages_win_rate(

@@ -141,26 +141,21 @@ def _run_alpaca_eval(args: argparse.Namespace) -> dict:
     from preftune.evaluate.benchmarks import alpaca_eval as ae
 
     ae.check_annotator(args.annotator)
-    _benchmark_judge(args, "--alpaca-eval")  # the same checks of the judge options
+    judge = _benchmark_judge(args, "--alpaca-eval")
     evaluation = ae.evaluation_set(args.reference)
     if args.samples:
         outputs = ae.outputs_from_samples(args.samples, evaluation)
     evaluation = evaluation[: args.limit]
     if args.model:
-        outputs = ae.generate_outputs(
-            args.model, evaluation, args.out, **_answer_options(args, 2048)
-        )
+        options = _answer_options(args, 2048)
+        outputs = ae.generate_outputs(args.model, evaluation, args.out, **options)
     return ae.alpaca_eval(
         outputs,
         evaluation,
         args.out,
+        judge.client,
         annotator=args.annotator,
-        judge_model=args.judge_model,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
         concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
     )
 
 

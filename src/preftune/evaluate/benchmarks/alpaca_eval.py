@@ -27,7 +27,6 @@ index in the 805-instruction set) and when the package can fit it; otherwise
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from preftune.errors import ConfigError, DataError
@@ -40,6 +39,7 @@ from preftune.evaluate.benchmarks.common import (
 from preftune.generate.prompts import prompt_text
 from preftune.io import atomic_write_json, atomic_write_text, read_text, register_secret
 from preftune.judges.base import JudgeError
+from preftune.judges.http_chat import ChatClient
 from preftune.judges.store import judgment_key
 
 DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
@@ -258,26 +258,24 @@ def alpaca_eval(
     outputs: dict[str, dict],
     evaluation: list[dict],
     out_dir,
+    client: ChatClient,
     *,
-    judge_model: str,
-    base_url: str,
     annotator: str = DEFAULT_ANNOTATOR,
-    api_key_env: str = "OPENAI_API_KEY",
     concurrency: int = 8,
-    timeout: float = 60.0,
-    max_retries: int = 4,
     chunk_size: int = 32,
 ) -> dict:
     """Annotate every (reference, output) pair with an AlpacaEval annotator and report the
     package's metrics as fractions; writes DIR/annotations.json and DIR/results.json.
 
     `outputs` maps each instruction to {"id", "output", "generator"}
-    (`outputs_from_samples` / `generate_outputs`); `evaluation` comes from `evaluation_set`.
+    (`outputs_from_samples` / `generate_outputs`); `evaluation` comes from `evaluation_set`;
+    `client` gives the endpoint, judge model, key, timeout and retries.
     """
     package = _package()
     out_dir = Path(out_dir)
-    config = _annotator_config(annotator, judge_model, base_url, out_dir / "annotator")
-    identity = f"alpaca_eval:{annotator}:{judge_model}:{base_url}"
+    base_url = client.url.removesuffix("/chat/completions")
+    config = _annotator_config(annotator, client.model, base_url, out_dir / "annotator")
+    identity = f"alpaca_eval:{annotator}:{client.model}:{base_url}"
     pairs = _pairs(evaluation, outputs, identity)
     path = out_dir / "annotations.json"
     done = {
@@ -292,15 +290,14 @@ def alpaca_eval(
         done.update((row["key"], row) for row in rows)
         atomic_write_json(path, [done.get(pair["key"], pair) for pair in pairs])
 
-    api_key = os.environ.get(api_key_env)
-    register_secret(api_key)
-    client = {
+    register_secret(client.api_key)
+    settings = {
         "client_config_path": str(config.parents[1] / "client_configs.yaml"),
         # a local server needs no key, but the openai client insists on one
         "client_kwargs": {
-            "api_key": api_key or "none",
-            "timeout": timeout,
-            "max_retries": max_retries,
+            "api_key": client.api_key or "none",
+            "timeout": client.timeout,
+            "max_retries": client.max_retries,
         },
         "num_procs": concurrency,
         "requires_chatml": True,
@@ -308,7 +305,7 @@ def alpaca_eval(
     annotator_pool = package.annotators.PairwiseAnnotator(
         annotators_config=str(config), caching_path=None
     )
-    _annotate(annotator_pool, todo, client, chunk_size, save)
+    _annotate(annotator_pool, todo, settings, chunk_size, save)
     annotations = [done.get(pair["key"], {**pair, "preference": None}) for pair in pairs]
     save(annotations)
 
@@ -320,7 +317,7 @@ def alpaca_eval(
     results = {
         "benchmark": "alpaca_eval",
         "annotator": annotator,
-        "judge_model": judge_model,
+        "judge_model": client.model,
         "generator": pairs[0]["generator_2"],
         "reference_generator": pairs[0]["generator_1"],
         "win_rate": metrics["win_rate"] / 100,
