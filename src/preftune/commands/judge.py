@@ -73,7 +73,11 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--reference", help="AlpacaEval set with reference outputs (default: the Hub's 805)"
     )
-    group.add_argument("--annotator", default="weighted_alpaca_eval_gpt4_turbo")
+    group.add_argument(
+        "--annotator",
+        default="weighted_alpaca_eval_gpt4_turbo",
+        help="AlpacaEval annotator config (default: the leaderboard's)",
+    )
     group.add_argument("--questions", help="Arena-Hard questions JSONL (default: the Hub's)")
     group.add_argument(
         "--style-control", action="store_true", help="Arena-Hard: control for length/markdown"

@@ -107,7 +107,14 @@ def evaluation_set(path: str | Path | None = None) -> list[dict]:
     "dataset", "index"}, from a local JSON/JSONL file or the Hub (`tatsu-lab/alpaca_eval`,
     GPT-4 Turbo references). `index` is the row's place in the 805 AlpacaEval instructions
     (the file's `index` field, else the row position when the file holds all 805), None for
-    a custom set; LC needs it."""
+    a custom set; LC needs it.
+
+    >>> import json, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "set.json"
+    >>> _ = path.write_text(json.dumps([{"instruction": "Hi?", "output": "Hi!", "generator": "g"}]))
+    >>> evaluation_set(path)
+    [{'instruction': 'Hi?', 'output': 'Hi!', 'generator': 'g', 'dataset': None, 'index': None}]
+    """
     if path is None:
         from huggingface_hub import hf_hub_download
 

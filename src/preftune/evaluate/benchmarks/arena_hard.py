@@ -186,6 +186,10 @@ def bradley_terry_win_rate(
     logit P(model wins) = θ + γ·style, and the score is σ(θ), the win rate at equal style.
     Without style the MLE is σ(θ) = the weighted mean outcome; when every battle has the
     same outcome the MLE is that outcome (θ = ±∞).
+
+    >>> score, _ = bradley_terry_win_rate(np.array([1.0, 0.0, 0.5]), np.array([3, 1, 1]))
+    >>> round(score, 6)  # (3 + 0 + 0.5) / 5
+    0.7
     """
     import statsmodels.api as sm
 

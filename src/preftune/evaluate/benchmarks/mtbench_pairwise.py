@@ -69,7 +69,11 @@ def judge_requests(row: dict, model: list[str], baseline: list[str], references)
 
 
 def swap(fields: dict) -> dict:
-    """The same request with assistants A and B exchanged."""
+    """The same request with assistants A and B exchanged.
+
+    >>> swap({"question": "q", "answer_a": "mine", "answer_b": "theirs"})
+    {'question': 'q', 'answer_b': 'mine', 'answer_a': 'theirs'}
+    """
     swapped = {}
     for key, value in fields.items():
         if key.startswith("answer_a"):
