@@ -11,7 +11,7 @@ from scipy import stats
 
 pytest.importorskip(
     "alpaca_eval.annotators",
-    reason="alpaca-eval is not installed: pip install 'preftune[alpacaeval]'",
+    reason="alpaca-eval is not importable: pip install 'preftune[alpacaeval]'",
 )
 
 from preftune.errors import ConfigError, DataError  # noqa: E402

@@ -1,7 +1,6 @@
 """`preftune judge --alpaca-eval / --arena-hard / --mtbench-pairwise` end to end against the
 loopback chat server, and the one-line errors (exit 2) for bad input."""
 
-import importlib.util
 import json
 import sys
 
@@ -9,9 +8,15 @@ import pytest
 
 from preftune.cli import main
 
-HAS_ALPACA_EVAL = importlib.util.find_spec("alpaca_eval") is not None
+try:
+    import alpaca_eval.annotators  # noqa: F401
+
+    HAS_ALPACA_EVAL = True
+except ImportError:
+    HAS_ALPACA_EVAL = False
 needs_alpaca_eval = pytest.mark.skipif(
-    not HAS_ALPACA_EVAL, reason="alpaca-eval is not installed: pip install 'preftune[alpacaeval]'"
+    not HAS_ALPACA_EVAL,
+    reason="alpaca-eval is not importable: pip install 'preftune[alpacaeval]'",
 )
 
 
