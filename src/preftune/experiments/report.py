@@ -53,8 +53,9 @@ def _blocks(layout: StudyLayout, results: dict, study: dict) -> list[tuple]:
 
 
 def _inert(text: str) -> str:
-    """Text whose HTML (an answer may hold some) shows as written instead of being rendered."""
-    return html.escape(text, quote=False)
+    """Markdown that shows as written: HTML (an answer may hold some) is not rendered and "$"
+    does not open a formula."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace("$", "\\$")
 
 
 def _markdown_cell(text: str) -> str:

@@ -47,7 +47,7 @@ STAT_FIELDS = (
 )
 # Intervals of one seed's figures; the mean over seeds has none of its own.
 INTERVAL_FIELDS = ("ci_low", "ci_high", "kl_ci_low", "kl_ci_high")
-COUNT_FIELDS = ("wins", "losses", "ties", "errors", "n")
+COUNT_FIELDS = ("wins", "losses", "ties", "errors")  # "n" (prompts) is averaged
 # What a task's gold reward is, for a reader (tasks name their gold judge by `gold_name`).
 GOLD_TITLES = {"vader-sentiment": "VADER compound sentiment"}
 CLAIM = re.compile(r"^\s*(\S+)\s*>\s*(\S+)\s*$")

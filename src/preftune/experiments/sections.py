@@ -213,7 +213,8 @@ def _preference_cell(row: dict) -> str:
     figures = row.get("preference")
     if not figures or figures.get("accuracy") is None:
         return "—"
-    return f"{percent(figures['accuracy'])} (n={figures.get('n', '—')})"
+    count = figures.get("n")
+    return f"{percent(figures['accuracy'])} (n={'—' if count is None else round(count)})"
 
 
 def table3(results: dict) -> tuple[list[str], list[list[str]]]:
