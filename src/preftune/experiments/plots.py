@@ -5,7 +5,8 @@
 - the reward-vs-KL frontier (the DPO paper's figure 2): mean gold reward against the sampled
   KL from the start, with the KL's 95% interval;
 - win rates with their 95% confidence intervals, one chart per pairwise evaluation;
-- sweep sensitivity: the dev metric against each swept value, the chosen point marked.
+- sweep sensitivity: the dev metric against each swept value (the other settings at their
+  chosen values; other points faint), the chosen point starred.
 
 Every method keeps one colour across every figure (`method_colours`), and labels go into
 legends or axis ticks, never annotations that can overprint. Text is passed through
@@ -14,6 +15,7 @@ legends or axis ticks, never annotations that can overprint. Text is passed thro
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -199,16 +201,31 @@ def win_rate_bars(layout: StudyLayout, results: dict) -> list[tuple[Path, str]]:
 
 
 def _sensitivity_panel(axis, sweep: dict, parameter: str, colour: str) -> None:
+    """The dev metric against `parameter`: a line through the points whose other swept values
+    are the chosen ones, the remaining points as faint dots, the chosen point starred."""
+    chosen = sweep.get("chosen") or {}
     points = [p for p in sweep["points"] if p.get("dev_metric") is not None]
     points.sort(key=lambda p: p["values"][parameter])
-    xs = [p["values"][parameter] for p in points]
-    axis.plot(xs, [p["dev_metric"] for p in points], "o-", color=colour, linewidth=1)
-    chosen = [p for p in points if p.get("point") == sweep.get("chosen_point")]
-    for point in chosen:
-        axis.plot(
-            point["values"][parameter], point["dev_metric"], "*", color="black", markersize=12
-        )
-    numbers = [x for x in xs if isinstance(x, (int, float))]
+    others = [q for q in sweep["swept"] if q != parameter]
+    on_line = [p for p in points if all(p["values"].get(q) == chosen.get(q) for q in others)]
+    off_line = [p for p in points if p not in on_line]
+    axis.plot(
+        [p["values"][parameter] for p in on_line],
+        [p["dev_metric"] for p in on_line],
+        "o-",
+        color=colour,
+        linewidth=1,
+    )
+    if off_line:
+        xs, ys = [p["values"][parameter] for p in off_line], [p["dev_metric"] for p in off_line]
+        axis.plot(xs, ys, "o", color=colour, alpha=0.3)
+    for point in points:
+        if point.get("point") == sweep.get("chosen_point"):
+            axis.plot(
+                point["values"][parameter], point["dev_metric"], "*", color="black", markersize=12
+            )
+    numbers = [p["values"][parameter] for p in points]
+    numbers = [x for x in numbers if isinstance(x, (int, float))]
     if numbers and min(numbers) > 0 and max(numbers) / min(numbers) >= 10:
         axis.set_xscale("log")
     axis.set_xlabel(tex_safe(parameter))
@@ -235,5 +252,6 @@ def sweep_sensitivity(layout: StudyLayout, results: dict, sweeps: dict) -> Path 
             _sensitivity_panel(axis, sweep, sweep["swept"][column], colours.get(label, "C0"))
             axis.set_title(tex_safe(label), fontsize=9, color=colours.get(label, "C0"))
             if column == 0:
-                axis.set_ylabel(tex_safe(sweep.get("metric", "dev metric")), fontsize=7)
+                metric = textwrap.fill(sweep.get("metric", "dev metric"), 28)
+                axis.set_ylabel(tex_safe(metric), fontsize=7)
     return _save(figure, layout.plots / "sweep_sensitivity.png")
