@@ -182,7 +182,9 @@ def test_rows_are_means_over_seeds_and_name_the_gold_reward(study):
     assert rows["start"]["stats"]["kl"] == 0.0 and rows["start"]["per_seed"] == []
     assert results["gold"] == "VADER compound sentiment"
     text = (study.root / "report.md").read_text()
-    assert "gold reward (VADER compound sentiment)" in text
+    assert "| gold reward (VADER compound sentiment) |" in text  # Table 3's column
+    assert "decided by the gold reward (VADER compound sentiment)" in text  # the ranking's
+    assert "| row | gold reward (VADER compound sentiment) | answer |" in text  # the examples'
     assert "means over 2 seeds" in text
     assert "| dpo | 75.0 | 0.700 | 3.00 | 65.0 (n=50) |" in text
     assert (

@@ -133,11 +133,24 @@ def small_sample_warning(results: dict, name: str) -> str | None:
     )
 
 
+def describe_evaluation(results: dict, evaluation: dict) -> str:
+    """How an evaluation decides, naming the gold reward when it is the judge."""
+    judge = evaluation["judge"]
+    if judge == "gold" and results.get("gold"):
+        judge = f"the gold reward ({results['gold']})"
+    else:
+        judge = f"the {judge} judge"
+    if evaluation["kind"] == "mt-bench":
+        return f"MT-Bench answers graded 1-10 by {judge}"
+    return f"each answer against {evaluation['baseline']}'s, decided by {judge}"
+
+
 def ranking_section(layout: StudyLayout, results: dict) -> list[tuple]:
     blocks = []
     for evaluation in results["evaluations"]:
         name = evaluation["name"]
         blocks.append(("h", f"Which method is best on {name}?"))
+        blocks.append(("p", f"{name}: {describe_evaluation(results, evaluation)}."))
         if name not in results["ranking"]:
             blocks.append(
                 ("p", f"No ranking for {name} yet (rank/{name}/ranking.json is missing).")
@@ -308,7 +321,7 @@ def examples_section(results: dict) -> list[tuple]:
     gold = results.get("gold")
     for example in results["examples"]:
         blocks.append(("p", f"Prompt {example['id']} ({example['why']}): {example['prompt']}"))
-        header = ["row", *(["gold"] if gold else []), "answer"]
+        header = ["row", *([f"gold reward ({gold})"] if gold else []), "answer"]
         rows = [
             [_name(results, a["label"]), *([number(a["gold"], 2)] if gold else []), a["response"]]
             for a in example["answers"]
