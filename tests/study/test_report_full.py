@@ -10,6 +10,7 @@ import matplotlib
 import pytest
 import yaml
 
+from preftune.cli import main
 from preftune.experiments import plots
 from preftune.experiments.layout import StudyLayout, write_json_atomic
 from preftune.experiments.report import build_report
@@ -248,6 +249,11 @@ def test_settings_and_cost(study):
     assert "| dpo | beta, lr | 3 | beta=0.1, lr=0.0001 | 0.600 | 10 |" in text
     assert (study.root / "plots" / "sweep_sensitivity.png").is_file()
     assert "<details><summary>runs/dpo/seed-0/config.yaml</summary>" in text
+
+
+def test_report_command_prints_which_method_is_best(study, capsys):
+    assert main(["report", str(study.root)]) == 0
+    assert "On gold, dpo ranks first" in capsys.readouterr().out
 
 
 def test_tied_top_tier_says_the_data_cannot_separate_them():

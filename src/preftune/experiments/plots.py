@@ -3,7 +3,7 @@
 - training curves: one panel per method and logged series, each on its own scale, so no
   method is flattened by another's range;
 - the reward-vs-KL frontier (the DPO paper's figure 2): mean gold reward against the sampled
-  KL from the start, with the KL's 95% interval;
+  KL from the start, with the KL's 95% interval (with seeds: the mean, each seed faint);
 - win rates with their 95% confidence intervals, one chart per pairwise evaluation;
 - sweep sensitivity: the dev metric against each swept value (the other settings at their
   chosen values; other points faint), the chosen point starred.
@@ -134,6 +134,13 @@ def reward_vs_kl(
         return None
     colours = method_colours(results)
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for row in results["rows"]:  # with seeds: each seed faint, the mean with the legend entry
+        for seed in row.get("per_seed") or []:
+            stats = seed.get("stats") or {}
+            if stats.get("kl") is not None and stats.get("gold_reward") is not None:
+                axis.plot(
+                    stats["kl"], stats["gold_reward"], ".", color=colours[row["label"]], alpha=0.35
+                )
     for label, stats in points:
         low, high = stats.get("kl_ci_low"), stats.get("kl_ci_high")
         error = None

@@ -151,23 +151,26 @@ def ranking_section(layout: StudyLayout, results: dict) -> list[tuple]:
         name = evaluation["name"]
         blocks.append(("h", f"Which method is best on {name}?"))
         blocks.append(("p", f"{name}: {describe_evaluation(results, evaluation)}."))
-        if name not in results["ranking"]:
-            blocks.append(
-                ("p", f"No ranking for {name} yet (rank/{name}/ranking.json is missing).")
-            )
-            continue
-        details = results["ranking_details"][name]
-        blocks.append(("table", *ranking_table(results, name)))
-        if details.get("heatmap"):
-            caption = f"Head to head on {name}: row's win rate against column"
-            blocks.append(("image", layout.root / details["heatmap"], caption))
-        sentence = best_sentence(results, name)
-        if sentence:
-            blocks.append(("p", sentence))
-        warnings = list(details.get("warnings") or [])
+        blocks += _ranking_blocks(layout, results, name)
+        warnings = list((results["ranking_details"].get(name) or {}).get("warnings") or [])
         warnings += [w for w in [small_sample_warning(results, name)] if w]
         if warnings:
             blocks.append(("list", [f"Warning: {w}" for w in warnings]))
+    return blocks
+
+
+def _ranking_blocks(layout: StudyLayout, results: dict, name: str) -> list[tuple]:
+    """The ranking table, the head-to-head heatmap and the sentence that reads them."""
+    if name not in results["ranking"]:
+        return [("p", f"No ranking for {name} yet (rank/{name}/ranking.json is missing).")]
+    blocks = [("table", *ranking_table(results, name))]
+    heatmap = results["ranking_details"][name].get("heatmap")
+    if heatmap:
+        caption = f"Head to head on {name}: row's win rate against column"
+        blocks.append(("image", layout.root / heatmap, caption))
+    sentence = best_sentence(results, name)
+    if sentence:
+        blocks.append(("p", sentence))
     return blocks
 
 
