@@ -24,7 +24,7 @@ from preftune.experiments import evaluation, onpolicy
 from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 from preftune.experiments.report import build_report
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 
 class StudyRunner:
