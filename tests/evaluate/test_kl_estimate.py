@@ -8,7 +8,7 @@ from preftune.evaluate.likelihood import kl_from_reference
 from preftune.experiments.config import study_from_dict
 from preftune.experiments.evaluation import kl_sample_count, write_stats
 from preftune.generate import generate
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 from preftune.testing import build_tiny_model
 
 

@@ -13,7 +13,7 @@ import random
 
 from preftune.experiments.layout import START, StudyLayout
 from preftune.experiments.seed_paths import seeded, study_seeds
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 DISAGREEING = 3
 RANDOM = 2

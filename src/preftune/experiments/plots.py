@@ -15,6 +15,7 @@ legends or axis ticks, never annotations that can overprint. Text is passed thro
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from preftune.experiments.dynamics import SERIES, read_metrics  # noqa: E402
 from preftune.experiments.layout import SFT, START, StudyLayout  # noqa: E402
 from preftune.experiments.seed_paths import seeded, study_seeds  # noqa: E402
+from preftune.io import atomic_write_bytes  # noqa: E402
 
 CURVES = (
     "loss",
@@ -62,11 +64,12 @@ def display_name(results: dict, label: str) -> str:
 
 
 def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The figure as a PNG, written atomically (a reader never sees half an image)."""
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110)
     plt.close(figure)
-    return path
+    return atomic_write_bytes(path, image.getvalue())
 
 
 def _values(rows: list[dict], name: str) -> tuple[list[int], list[float]]:

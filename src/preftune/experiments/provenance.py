@@ -14,7 +14,7 @@ import yaml
 
 from preftune.experiments.layout import StudyLayout, read_json
 from preftune.experiments.seed_paths import seeded, study_seeds
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 # Files that hold no generated answers: training logs and the judges' decisions.
 NOT_GENERATED = {"metrics.jsonl", "judgments.jsonl"}

@@ -15,9 +15,10 @@ import html
 from pathlib import Path
 
 from preftune.experiments import sections
-from preftune.experiments.layout import StudyLayout, write_json_atomic
+from preftune.experiments.layout import StudyLayout
 from preftune.experiments.report_settings import settings_section
 from preftune.experiments.results import collect, read_study_config
+from preftune.io import atomic_write_json, atomic_write_text
 
 
 def _intro(results: dict) -> str:
@@ -141,8 +142,10 @@ def build_report(study_dir: str | Path) -> dict:
     """Write results.json, plots/, report.md and report.html; return the collected results."""
     layout = StudyLayout(Path(study_dir))
     results = collect(layout)
-    write_json_atomic(layout.root / "results.json", results)
+    atomic_write_json(layout.root / "results.json", results)
     blocks = _blocks(layout, results, read_study_config(layout))
-    (layout.root / "report.md").write_text(_markdown(blocks, layout.root))
-    (layout.root / "report.html").write_text(_html(blocks, f"preftune study {results['study']}"))
+    atomic_write_text(layout.root / "report.md", _markdown(blocks, layout.root))
+    atomic_write_text(
+        layout.root / "report.html", _html(blocks, f"preftune study {results['study']}")
+    )
     return results
