@@ -14,7 +14,7 @@ from preftune.cli import main
 from preftune.experiments import plots
 from preftune.experiments.layout import StudyLayout, write_json_atomic
 from preftune.experiments.report import build_report
-from preftune.experiments.sections import best_sentence
+from preftune.experiments.sections import best_sentence, small_sample_warning
 
 SIMPO = "simpo-$b$"  # a label with mathtext markers: plots must draw it as written
 HACKED = "a beautiful silver finish and a beautiful silver finish"
@@ -94,13 +94,16 @@ RANKING = {
         {"label": "start", "score": 0.3, "ci_low": 0.2, "ci_high": 0.4, "tier": 3, "n": 4},
     ],
     "head_to_head": {
-        "dpo": {SIMPO: _head(0.8, 0.01, True), "start": _head(0.9, 0.001, True)},
+        "dpo": {
+            SIMPO: {**_head(0.8, 0.01, True), "p_holm": 0.02},
+            "start": _head(0.9, 0.001, True),
+        },
         SIMPO: {"start": _head(0.7, 0.03, True)},
     },
     "method": {"test": "paired sign test, Holm"},
     "seeds": 2,
     "n_prompts": 4,
-    "warnings": ["one prompt had no answer from start"],
+    "warnings": ["fewer than 20 prompts in a comparison: the intervals are wide"],
 }
 SWEEP = {
     "metric": "gold reward on dev",
@@ -204,8 +207,8 @@ def test_ranking_comes_first_with_its_heatmap_sentence_and_warnings(study):
     assert (
         "On gold, dpo ranks first (score 0.700 [0.600, 0.800]); it beats every other method" in text
     )
-    assert "Warning: one prompt had no answer from start" in text
-    assert "only 4 prompts (fewer than 20)" in text
+    assert "Warning: fewer than 20 prompts in a comparison: the intervals are wide" in text
+    assert "judged a row on only" not in text  # the ranking's own warning is not repeated
 
 
 def test_claims_are_tested_against_the_head_to_head(study):
@@ -216,7 +219,8 @@ def test_claims_are_tested_against_the_head_to_head(study):
     assert reverse["supported"] is False and reverse["win_rate"] == pytest.approx(0.2)
     assert claims["dpo beats simpo"]["error"] == "not of the form 'x > y'"
     text = (study.root / "report.md").read_text()
-    assert r"dpo > simpo-\$b\$ on gold: supported (win rate 80.0% [70.0, 90.0], p = 0.0100)" in text
+    claim = r"dpo > simpo-\$b\$ on gold: supported (win rate 80.0% [70.0, 90.0], p = 0.0100, "
+    assert claim + "Holm-adjusted p = 0.0200)" in text
     assert r"simpo-\$b\$ > dpo on gold: not supported by the data" in text
 
 
@@ -254,6 +258,13 @@ def test_settings_and_cost(study):
 def test_report_command_prints_which_method_is_best(study, capsys):
     assert main(["report", str(study.root)]) == 0
     assert "On gold, dpo ranks first" in capsys.readouterr().out
+
+
+def test_without_a_ranking_few_judged_prompts_are_warned_of():
+    results = {"rows": [{"evaluations": {"e": {"n": 12}}}, {"evaluations": {"e": None}}]}
+    assert "judged a row on only 12 prompts (fewer than 20)" in small_sample_warning(results, "e")
+    results["rows"][0]["evaluations"]["e"]["n"] = 20
+    assert small_sample_warning(results, "e") is None
 
 
 def test_tied_top_tier_says_the_data_cannot_separate_them():

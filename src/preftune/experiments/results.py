@@ -185,6 +185,11 @@ def head_to_head(table: dict, x: str, y: str) -> dict | None:
     return flipped
 
 
+def beats(figures: dict | None) -> bool:
+    """Whether a head-to-head entry says its row wins: significant, win rate above one half."""
+    return bool(figures and figures.get("significant")) and (figures.get("win_rate") or 0) > 0.5
+
+
 def evaluate_claim(claim: str, rankings: dict) -> dict:
     """A claim "x > y": supported on an evaluation when x beats y there with a significant
     paired test and a win rate above one half."""
@@ -198,10 +203,9 @@ def evaluate_claim(claim: str, rankings: dict) -> dict:
         if figures is None:
             verdicts[name] = {"supported": None, "reason": f"no head-to-head of {x} and {y}"}
             continue
-        supported = bool(figures.get("significant")) and (figures.get("win_rate") or 0) > 0.5
         verdicts[name] = {
-            "supported": supported,
-            **{k: figures.get(k) for k in ("win_rate", "ci_low", "ci_high", "p_value")},
+            "supported": beats(figures),
+            **{k: figures.get(k) for k in ("win_rate", "ci_low", "ci_high", "p_value", "p_holm")},
             "significant": bool(figures.get("significant")),
         }
     return {"claim": claim, "x": x, "y": y, "evaluations": verdicts}

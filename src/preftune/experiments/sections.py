@@ -15,7 +15,14 @@ import yaml
 from preftune.experiments import plots
 from preftune.experiments.dynamics import SERIES
 from preftune.experiments.layout import START, StudyLayout
-from preftune.experiments.results import FEW_PROMPTS, KL_GREEDY, KL_SAMPLED, head_to_head, kl_kind
+from preftune.experiments.results import (
+    FEW_PROMPTS,
+    KL_GREEDY,
+    KL_SAMPLED,
+    beats,
+    head_to_head,
+    kl_kind,
+)
 
 KL_NOTES = {
     KL_SAMPLED: "KL: mean of log π(y) − log π_start(y) over answers sampled from each model at "
@@ -86,11 +93,6 @@ def ranking_table(results: dict, name: str) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
-def _beats(table: dict, x: str, y: str) -> bool:
-    figures = head_to_head(table, x, y) or {}
-    return bool(figures.get("significant")) and (figures.get("win_rate") or 0) > 0.5
-
-
 def best_sentence(results: dict, name: str) -> str | None:
     """One sentence answering "which method is best on this evaluation?", from the ranking."""
     ranking, table = results["ranking"].get(name) or [], results["head_to_head"].get(name, {})
@@ -104,7 +106,7 @@ def best_sentence(results: dict, name: str) -> str | None:
     score = interval(best.get("score"), best.get("ci_low"), best.get("ci_high"))
     lead = f"On {name}, {_name(results, best['label'])} ranks first (score {score})"
     others = [entry["label"] for entry in ranking[1:]]
-    unbeaten = [y for y in others if not _beats(table, best["label"], y)]
+    unbeaten = [y for y in others if not beats(head_to_head(table, best["label"], y))]
     if not others:
         return lead + "."
     if not unbeaten:
@@ -113,22 +115,14 @@ def best_sentence(results: dict, name: str) -> str | None:
     return lead + f"; its head-to-head against {names} is not significant."
 
 
-def prompt_count(results: dict, name: str) -> int | None:
-    """How many prompts an evaluation compared: the ranking's n_prompts, else the rows' n."""
-    counted = (results["ranking_details"].get(name) or {}).get("n_prompts")
-    if counted is not None:
-        return counted
-    ns = [(row["evaluations"].get(name) or {}).get("n") for row in results["rows"]]
-    ns = [n for n in ns if n is not None]
-    return min(ns) if ns else None
-
-
 def small_sample_warning(results: dict, name: str) -> str | None:
-    count = prompt_count(results, name)
+    """A warning when the fewest prompts a row was judged on is under FEW_PROMPTS."""
+    counts = [(row["evaluations"].get(name) or {}).get("n") for row in results["rows"]]
+    count = min((n for n in counts if n is not None), default=None)
     if count is None or count >= FEW_PROMPTS:
         return None
     return (
-        f"{name} compares only {count} prompts (fewer than {FEW_PROMPTS}): intervals are wide "
+        f"{name} judged a row on only {count:g} prompts (fewer than {FEW_PROMPTS}): intervals are wide "
         "and small differences cannot be told apart."
     )
 
@@ -152,8 +146,10 @@ def ranking_section(layout: StudyLayout, results: dict) -> list[tuple]:
         blocks.append(("h", f"Which method is best on {name}?"))
         blocks.append(("p", f"{name}: {describe_evaluation(results, evaluation)}."))
         blocks += _ranking_blocks(layout, results, name)
-        warnings = list((results["ranking_details"].get(name) or {}).get("warnings") or [])
-        warnings += [w for w in [small_sample_warning(results, name)] if w]
+        if name in results["ranking"]:  # the ranking warns of small samples itself
+            warnings = list(results["ranking_details"][name].get("warnings") or [])
+        else:
+            warnings = [w for w in [small_sample_warning(results, name)] if w]
         if warnings:
             blocks.append(("list", [f"Warning: {w}" for w in warnings]))
     return blocks
@@ -197,6 +193,8 @@ def claim_verdict(verdict: dict) -> str:
         f"[{percent(verdict.get('ci_low'))}, {percent(verdict.get('ci_high'))}], "
         f"p = {number(verdict.get('p_value'), 4)}"
     )
+    if verdict.get("p_holm") is not None:
+        figures += f", Holm-adjusted p = {number(verdict['p_holm'], 4)}"
     said = "supported" if verdict["supported"] else "not supported by the data"
     return f"{said} ({figures})"
 
