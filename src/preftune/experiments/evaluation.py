@@ -60,7 +60,7 @@ def write_stats(config: StudyConfig, samples: Path, start_model, out: Path, *, m
         "kl": 0.0,
         "kl_ci_low": 0.0,
         "kl_ci_high": 0.0,
-        "kl_n": count,
+        "kl_n": 0 if model is None else count,
         "kl_estimate": KL_SAMPLED if count else KL_GREEDY,
     }
     if model is not None:  # answers carry their log-prob under the model that wrote them
