@@ -165,7 +165,7 @@ def study(tmp_path):
     figure = matplotlib.pyplot.figure(figsize=(1, 1))
     figure.savefig(rank / "head_to_head.png")
     write_json_atomic(layout.root / "sweeps" / "dpo" / "sweep.json", SWEEP)
-    stages = [{"name": "train dpo", "seconds": 100.0}, {"name": "judge dpo", "seconds": 20.5}]
+    stages = [{"name": "train dpo", "seconds": 100.0}, {"name": "rank on gold", "seconds": 20.5}]
     write_json_atomic(layout.root / "timings.json", {"stages": stages})
     build_report(layout.root)
     return layout
@@ -243,13 +243,13 @@ def test_settings_and_cost(study):
     results = _results(study)
     assert results["cost"]["generated_tokens"] == TOKENS * len(PROMPTS) * len(ANSWERS)
     assert results["cost"]["judge_requests"] == len(PROMPTS) * 4  # 2 methods x 2 seeds
-    assert results["cost"]["seconds_by_kind"] == {"train": 100.0, "judge": 20.5}
+    assert results["cost"]["seconds_total"] == 120.5
     assert [run["path"] for run in results["settings"]["runs"]][:2] == [
         "runs/dpo/seed-0/config.yaml",
         "runs/dpo/seed-1/config.yaml",
     ]
     text = (study.root / "report.md").read_text()
-    assert "Wall time 120 s (train 100 s, judge 20 s); 140 generated tokens" in text
+    assert "Wall time 120 s over 2 stages (below); 140 generated tokens" in text
     assert "| dpo | beta, lr | 3 | beta=0.1, lr=0.0001 | 0.600 | 10 |" in text
     assert (study.root / "plots" / "sweep_sensitivity.png").is_file()
     assert "<details><summary>runs/dpo/seed-0/config.yaml</summary>" in text

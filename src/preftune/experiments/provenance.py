@@ -77,17 +77,11 @@ def judge_requests(root: Path) -> int:
 
 
 def cost(layout: StudyLayout) -> dict:
-    """Wall time per stage and per kind of stage (its first word: train, sample, judge...),
-    tokens generated and judge requests."""
+    """Wall time of every stage that ran (and their total), tokens generated, judge requests."""
     stages = (read_json(layout.root / "timings.json") or {}).get("stages", [])
-    by_kind: dict[str, float] = {}
-    for stage in stages:
-        kind = str(stage.get("name", "")).split(" ")[0] or "other"
-        by_kind[kind] = by_kind.get(kind, 0.0) + float(stage.get("seconds") or 0.0)
     return {
         "stages": stages,
-        "seconds_by_kind": by_kind,
-        "seconds_total": sum(by_kind.values()),
+        "seconds_total": sum(float(stage.get("seconds") or 0.0) for stage in stages),
         "generated_tokens": generated_tokens(layout.root),
         "judge_requests": judge_requests(layout.root),
     }
