@@ -1,7 +1,7 @@
 """The report's figures, drawn from collected results and metrics files (matplotlib, Agg).
 
-- training curves: one panel per method and logged series, each on its own scale, so no
-  method is flattened by another's range;
+- training curves: one panel per method (row) and logged series (column), each on its own
+  scale, so no method is flattened by another's range;
 - the reward-vs-KL frontier (the DPO paper's figure 2): mean gold reward against the sampled
   KL from the start, with the KL's 95% interval (with seeds: the mean, each seed faint);
 - win rates with their 95% confidence intervals, one chart per pairwise evaluation;
@@ -95,7 +95,8 @@ def _training_logs(layout: StudyLayout, results: dict, seed: int | None) -> dict
 
 
 def training_curves(layout: StudyLayout, results: dict, study: dict) -> Path | None:
-    """A grid: one row per logged series, one column per method, each panel on its own scale."""
+    """A grid: one row per method, one column per logged series, each panel on its own scale
+    (the grid grows downwards with the number of methods, as a page does)."""
     logs = _training_logs(layout, results, study_seeds(study)[0])
     logs = {label: rows for label, rows in logs.items() if rows}
     panels = [name for name in CURVES if any(_values(rows, name)[1] for rows in logs.values())]
@@ -103,23 +104,26 @@ def training_curves(layout: StudyLayout, results: dict, study: dict) -> Path | N
         return None
     colours = method_colours(results)
     figure, axes = plt.subplots(
-        len(panels),
         len(logs),
-        figsize=(2.6 * len(logs) + 0.8, 1.9 * len(panels) + 0.6),
+        len(panels),
+        figsize=(2.7 * len(panels) + 0.6, 1.9 * len(logs) + 0.6),
         squeeze=False,
-        sharex="col",
+        sharex="row",
     )
-    for column, (label, rows) in enumerate(logs.items()):
-        axes[0, column].set_title(tex_safe(display_name(results, label)), color=colours[label])
+    for column, name in enumerate(panels):
+        axes[0, column].set_title(name, fontsize=9)
         axes[-1, column].set_xlabel("step")
-        for line, name in enumerate(panels):
-            axis = axes[line, column]
+    for line, (label, rows) in enumerate(logs.items()):
+        axes[line, 0].set_ylabel(tex_safe(display_name(results, label)), color=colours[label])
+        for column, name in enumerate(panels):
             steps, values = _values(rows, name)
+            axis = axes[line, column]
             if values:
                 axis.plot(steps, values, color=colours[label], linewidth=1.1)
+            else:
+                axis.text(0.5, 0.5, "not logged", ha="center", va="center", color="grey")
+                axis.set_yticks([])
             axis.tick_params(labelsize=7)
-            if column == 0:
-                axis.set_ylabel(name, fontsize=8)
     return _save(figure, layout.plots / "training_curves.png")
 
 
