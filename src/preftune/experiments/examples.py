@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from preftune.data.messages import prompt_text, response_text
 from preftune.experiments.layout import START, StudyLayout
 from preftune.experiments.seed_paths import seeded, study_seeds
 from preftune.io import read_jsonl
@@ -28,14 +29,6 @@ def _answers(layout: StudyLayout, study: dict, labels: list[str]) -> dict[str, d
         if rows:
             found[label] = {str(row["id"]): row for row in rows}
     return found
-
-
-def prompt_text(prompt) -> str:
-    """A prompt as text: a chat's last user message, or the string itself."""
-    if isinstance(prompt, list):
-        users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
-        return str(users[-1] if users else prompt)
-    return str(prompt)
 
 
 def _gold_scores(task: str | None, answers: dict) -> dict[str, dict[str, float]] | None:
@@ -104,7 +97,7 @@ def pick(layout: StudyLayout, study: dict, results: dict, gold_task: str | None)
             "answers": [
                 {
                     "label": label,
-                    "response": rows[prompt_id]["response"],
+                    "response": response_text(rows[prompt_id]["response"]),
                     "gold": None if gold is None else gold[label][prompt_id],
                 }
                 for label, rows in answers.items()
