@@ -293,3 +293,23 @@ def test_every_method_keeps_one_colour_and_labels_are_drawn_as_written(study):
     assert len({colours[row["label"]] for row in results["rows"]}) == len(results["rows"])
     assert plots.tex_safe("$x$") == r"\$x\$"
     assert re.search(r"plots/training_curves\.png", (study.root / "report.md").read_text())
+
+
+def test_an_evaluation_named_with_dollars_is_drawn(tmp_path):
+    results = {
+        "start": "start",
+        "evaluations": [{"name": "cost $1 $ judge", "kind": "pairwise", "baseline": "start"}],
+        "rows": [
+            {"label": "start", "evaluations": {"cost $1 $ judge": None}},
+            {
+                "label": r"a$\nosuch$",
+                "evaluations": {
+                    "cost $1 $ judge": {"win_rate": 0.6, "ci_low": 0.5, "ci_high": 0.7}
+                },
+            },
+        ],
+    }
+    [(path, name)] = plots.win_rate_bars(StudyLayout(tmp_path), results)
+    assert (
+        path.is_file() and path.name == "win_rate_cost__1___judge.png" and name == "cost $1 $ judge"
+    )
