@@ -3,15 +3,23 @@
 ```
 <study>/study.yaml                       the resolved study config
 <study>/data/train.jsonl                 on-policy scored lists (built-in task studies)
-<study>/data/heldout.jsonl               the held-out prompts {"id", "prompt"[, "response"]}
-<study>/runs/<label>/                    a training run (metrics.jsonl, final/, summary.json)
-<study>/eval/<label>/samples.jsonl       greedy answers on the held-out prompts
-<study>/eval/<label>/stats.json          gold reward, KL from the start, length, repetition
-<study>/eval/<label>/<evaluation>/       results.json + judgments.jsonl of one evaluation
+<study>/data/heldout.jsonl               the test prompts {"id", "prompt"[, "response", "rejected"]}
+<study>/data/dev.jsonl                   dev prompts, disjoint from the test prompts (sweeps)
+<study>/data/preference_pairs.jsonl      held-out pairs {"id", "prompt", "chosen", "rejected"}
+<study>/runs/<label>[/seed-<s>]/         a training run (metrics.jsonl, final/, summary.json)
+<study>/eval/<label>[/seed-<s>]/samples.jsonl     greedy answers on the test prompts
+<study>/eval/<label>[/seed-<s>]/stats.json        gold reward, KL from the start, length...
+<study>/eval/<label>[/seed-<s>]/preference.json   held-out preference accuracy (implicit reward)
+<study>/eval/<label>[/seed-<s>]/<evaluation>/     results.json + judgments.jsonl of one evaluation
+<study>/rank/<evaluation>/               ranking.json, ranking.md, head_to_head.png
+<study>/sweeps/<label>/sweep.json        a method's sweep: every point's dev metric, the chosen one
+<study>/sweeps/<label>/<point>/          the point's training run and its dev answers
+<study>/timings.json                     {"stages": [{"name", "seconds", "when"}]}, stages run
 <study>/failures/<label>.json            why a row failed: {"step", "error"}
 <study>/done/<step>                      completion markers: a finished step is never redone
 <study>/report.md, report.html, results.json, plots/*.png
 ```
+`[/seed-<s>]` appears only when the study has `seeds`; `start` never varies by seed.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _seeded(folder: Path, seed: int | None) -> Path:
+    return folder if seed is None else folder / f"seed-{seed}"
+
+
 @dataclass(frozen=True)
 class StudyLayout:
     root: Path
@@ -55,20 +67,46 @@ class StudyLayout:
     def heldout(self) -> Path:
         return self.root / "data" / "heldout.jsonl"
 
-    def run(self, label: str) -> Path:
-        return self.root / "runs" / label
+    @property
+    def dev(self) -> Path:
+        return self.root / "data" / "dev.jsonl"
 
-    def eval_dir(self, label: str) -> Path:
-        return self.root / "eval" / label
+    @property
+    def preference_pairs(self) -> Path:
+        return self.root / "data" / "preference_pairs.jsonl"
 
-    def samples(self, label: str) -> Path:
-        return self.eval_dir(label) / "samples.jsonl"
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
 
-    def stats(self, label: str) -> Path:
-        return self.eval_dir(label) / "stats.json"
+    @staticmethod
+    def seeds(study: dict) -> list[int | None]:
+        """The seeds of a study's method rows: [None] (paths without seed-<s>) for one seed."""
+        return list(study.get("seeds") or [None])
 
-    def judged(self, label: str, evaluation: str) -> Path:
-        return self.eval_dir(label) / evaluation
+    def run(self, label: str, seed: int | None = None) -> Path:
+        return _seeded(self.root / "runs" / label, seed)
+
+    def eval_dir(self, label: str, seed: int | None = None) -> Path:
+        return _seeded(self.root / "eval" / label, seed)
+
+    def samples(self, label: str, seed: int | None = None) -> Path:
+        return self.eval_dir(label, seed) / "samples.jsonl"
+
+    def stats(self, label: str, seed: int | None = None) -> Path:
+        return self.eval_dir(label, seed) / "stats.json"
+
+    def preference(self, label: str, seed: int | None = None) -> Path:
+        return self.eval_dir(label, seed) / "preference.json"
+
+    def judged(self, label: str, evaluation: str, seed: int | None = None) -> Path:
+        return self.eval_dir(label, seed) / evaluation
+
+    def ranking(self, evaluation: str) -> Path:
+        return self.root / "rank" / evaluation
+
+    def sweep(self, label: str) -> Path:
+        return self.root / "sweeps" / label
 
     def failure(self, label: str) -> Path:
         return self.root / "failures" / f"{label}.json"

@@ -1,0 +1,113 @@
+"""Rank a study's rows on one evaluation from what the study already wrote.
+
+A unit of comparison is (seed, prompt id); `start` has seed None (it does not vary by seed).
+- Gold judges: each answer's gold score, so every pair of rows is compared for free.
+- MT-Bench: each question's grade (the mean of its two turns), compared like scores.
+- LLM judges, `pairs: anchored`: each row's judgments against the baseline, already paid for;
+  the baseline row (`start` when it is the baseline) scores 0.5 on every prompt.
+- LLM judges, `pairs: all`: every pair of rows judged on every prompt, into rank/<evaluation>/.
+`preftune.evaluate.rank` turns the outcomes into ranking.json (two-level bootstrap intervals,
+paired tests) and ranking.md / head_to_head.png beside it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import fmean
+
+from preftune.evaluate.win_rate import OUTCOME
+from preftune.experiments.config import Evaluation, StudyConfig
+from preftune.experiments.evaluation import build_study_judge
+from preftune.experiments.layout import SFT, START, StudyLayout
+from preftune.generate.jsonl import read_jsonl
+
+Row = tuple[str, int | None]  # (label, seed): one set of answers
+
+
+def answers(layout: StudyLayout, row: Row) -> list[dict]:
+    """The row's answers, one per prompt (the first sample), each tagged with its seed."""
+    label, seed = row
+    first: dict[str, dict] = {}
+    for answer in read_jsonl(layout.samples(label, seed)):
+        first.setdefault(str(answer["id"]), {**answer, "seed": seed})
+    return list(first.values())
+
+
+def rank_evaluation(
+    config: StudyConfig, spec: Evaluation, layout: StudyLayout, rows: list[Row], log=print
+) -> dict | None:
+    """Write rank/<evaluation>/ for `rows` (those with answers); returns ranking.json's dict."""
+    from preftune.evaluate.rank import (
+        judge_all_pairs,
+        outcomes_from_scores,
+        rank,
+        write_ranking,
+    )
+
+    out = layout.ranking(spec.name)
+    if spec.kind == "mt-bench":
+        outcomes = outcomes_from_scores(_mtbench_scores(layout, spec, rows))
+    elif spec.judge.type == "gold":
+        outcomes = outcomes_from_scores(_gold_scores(config, spec, layout, rows))
+    elif spec.pairs == "all":
+        entries = defaultdict(list)
+        for row in rows:
+            entries[row[0]].extend(answers(layout, row))
+        judge = build_study_judge(config, spec)
+        outcomes = judge_all_pairs(dict(entries), judge, out, log=log)
+    else:
+        outcomes = _anchored_outcomes(spec, layout, rows)
+    labels = list(dict.fromkeys(label for label, _ in rows))
+    result = rank(outcomes, labels, seed=config.seed)
+    write_ranking(result, out, title=f"Ranking on {spec.name}")
+    return result
+
+
+def _gold_scores(config, spec, layout, rows) -> dict[str, dict]:
+    judge = build_study_judge(config, spec)
+    scores: dict[str, dict] = defaultdict(dict)
+    for row in rows:
+        for answer in answers(layout, row):
+            unit = (row[1], str(answer["id"]))
+            scores[row[0]][unit] = judge.score(answer["prompt"], answer["response"])
+    return dict(scores)
+
+
+def _mtbench_scores(layout, spec, rows) -> dict[str, dict]:
+    scores: dict[str, dict] = defaultdict(dict)
+    for label, seed in rows:
+        by_question = defaultdict(list)
+        for grade in read_jsonl(layout.judged(label, spec.name, seed) / "grades.jsonl"):
+            if grade["score"] is not None:
+                by_question[str(grade["id"])].append(grade["score"])
+        for question, grades in by_question.items():
+            scores[label][(seed, question)] = fmean(grades)
+    return dict(scores)
+
+
+def _anchored_outcomes(spec, layout, rows) -> dict[str, dict]:
+    """Each row's outcome against the baseline per unit, from its judgments.jsonl (the last
+    decision about its current answer to each prompt; failed decisions left out)."""
+    outcomes: dict[str, dict] = defaultdict(dict)
+    for row in rows:
+        label, seed = row
+        if label == START and spec.baseline in (START, SFT):
+            outcomes[label] = {(seed, str(a["id"])): 0.5 for a in answers(layout, row)}
+            continue
+        current = {str(a["id"]): a["response"] for a in answers(layout, row)}
+        for decision in read_jsonl(layout.judged(label, spec.name, seed) / "judgments.jsonl"):
+            prompt_id = str(decision["id"])
+            if decision["winner"] in OUTCOME and current.get(prompt_id) == decision["response_a"]:
+                outcomes[label][(seed, prompt_id)] = OUTCOME[decision["winner"]]
+    return dict(outcomes)
+
+
+def judge_requests(spec: Evaluation, rows: int, seeds: int, prompts: int) -> int:
+    """Comparisons an evaluation asks of its judge: each method row (per seed) against the
+    baseline, plus, with `pairs: all`, every pair of rows on every prompt and seed."""
+    if spec.kind == "mt-bench" or spec.judge.type == "gold":
+        return 0
+    anchored = (rows - 1) * seeds * prompts + (0 if spec.baseline in (START, SFT) else prompts)
+    if spec.pairs == "anchored":
+        return anchored
+    return anchored + rows * (rows - 1) // 2 * seeds * prompts
