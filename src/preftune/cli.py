@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "preference training with any method",
     "generate": "sample responses from a model or run",
     "judge": "judge samples against a baseline: win rate with confidence interval",
+    "rank": "rank several models' samples: head-to-head win rates, intervals, tests, tiers",
     "compare": "the comparative study: SFT, many methods, sampling, judging, report",
     "report": "rebuild a study's report from what is on disk",
 }

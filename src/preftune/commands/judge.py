@@ -20,6 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use each prompt's preferred response in this preference data file as the baseline",
     )
 
+    add_judge_arguments(parser)
+
+    mtbench = parser.add_argument_group("MT-Bench")
+    mtbench.add_argument(
+        "--mtbench", action="store_true", help="answer and grade the 80 MT-Bench questions"
+    )
+    mtbench.add_argument("--model", help="model to answer MT-Bench with (run folder, path, Hub id)")
+    mtbench.add_argument("--limit", type=int, help="only the first N questions")
+    add_sampling_arguments(parser)
+    parser.set_defaults(max_new_tokens=None)
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The judge options, shared by `preftune judge` and `preftune rank`."""
     judge = parser.add_argument_group("judge")
     judge.add_argument("--judge", required=True, choices=JUDGES)
     judge.add_argument("--gold", help="gold function for --judge gold (e.g. vader-sentiment)")
@@ -45,17 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     judge.add_argument("--max-retries", type=int, default=4)
 
-    mtbench = parser.add_argument_group("MT-Bench")
-    mtbench.add_argument(
-        "--mtbench", action="store_true", help="answer and grade the 80 MT-Bench questions"
-    )
-    mtbench.add_argument("--model", help="model to answer MT-Bench with (run folder, path, Hub id)")
-    mtbench.add_argument("--limit", type=int, help="only the first N questions")
-    add_sampling_arguments(parser)
-    parser.set_defaults(max_new_tokens=None)
 
-
-def _judge(args: argparse.Namespace):
+def judge_from_args(args: argparse.Namespace):
+    """The judge the options of `add_judge_arguments` describe."""
     from preftune.judges import build_judge
 
     return build_judge(
@@ -78,7 +84,7 @@ def _run_mtbench(args: argparse.Namespace) -> dict:
 
     if not args.model:
         raise ConfigError("--mtbench needs --model (the model that answers the questions)")
-    judge = _judge(args)
+    judge = judge_from_args(args)
     options = sampling_options(args)
     options["max_new_tokens"] = args.max_new_tokens or 512
     answers = generate_answers(args.model, args.out, limit=args.limit, **options)
@@ -93,7 +99,7 @@ def _run_win_rate(args: argparse.Namespace) -> dict:
     if not args.samples or bool(args.baseline) == bool(args.baseline_data):
         raise ConfigError("give --samples and exactly one of --baseline / --baseline-data")
     baseline = args.baseline or preferred_responses(args.baseline_data)
-    return win_rate(args.samples, baseline, _judge(args), args.out, seed=args.seed)
+    return win_rate(args.samples, baseline, judge_from_args(args), args.out, seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
