@@ -184,7 +184,8 @@ class Evaluation(_Strict):
     "sft": the SFT model's; "reference": the held-out data's preferred response; or a samples
     .jsonl file, e.g. a fixed model's answers as in Arena-Hard). `prompts` defaults to the
     study's held-out data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions
-    (1-10) and needs no baseline or prompts.
+    (1-10) and needs no baseline or prompts. A baseline file must exist when the study starts
+    (`missing_baseline_files`), so a config can be checked before the file is fetched.
     """
 
     name: str
@@ -200,12 +201,10 @@ class Evaluation(_Strict):
     @model_validator(mode="after")
     def _checked(self):
         _check_name("name", self.name)
-        if self.baseline not in BASELINES and not (
-            self.baseline.endswith(".jsonl") and Path(self.baseline).is_file()
-        ):
+        if self.baseline not in BASELINES and not self.baseline.endswith(".jsonl"):
             raise ValueError(
-                f"baseline: {self.baseline!r} is not one of {list(BASELINES)} nor an existing "
-                ".jsonl file of answers"
+                f"baseline: {self.baseline!r} is not one of {list(BASELINES)} nor a .jsonl file "
+                "of answers"
             )
         return self
 
@@ -295,6 +294,11 @@ class StudyConfig(_Strict):
         same_task = dev is not None and dev.task is not None and heldout.task == dev.task
         if same_task and (dev.split or "dev") == (heldout.split or "heldout"):
             raise ValueError("data.dev: the dev split is the test split; use split 'dev'")
+
+    def missing_baseline_files(self) -> list[str]:
+        """Baseline .jsonl files the evaluations name that do not exist (yet)."""
+        files = [e.baseline for e in self.evaluation.evaluations if e.baseline not in BASELINES]
+        return [path for path in files if not Path(path).is_file()]
 
     @property
     def dev_source(self) -> DataSource | None:

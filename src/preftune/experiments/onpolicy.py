@@ -43,14 +43,12 @@ def write_heldout(config: StudyConfig, path: Path) -> list[dict]:
 
 
 def write_dev(config: StudyConfig, path: Path, test_rows: list[dict]) -> list[dict]:
-    """The dev prompts (sweeps, preference pairs); ConfigError when one is a test prompt."""
+    """The dev prompts (sweeps, preference pairs); ConfigError when one is a test prompt (the
+    same text: ids are positional in a data file, so they say nothing across sources)."""
     source = config.dev_source
     rows = read_prompts(config, source, "dev", source.limit)
-    test_ids = {row["id"] for row in test_rows}
-    test_prompts = {json.dumps(row["prompt"]) for row in test_rows}
-    shared = [
-        r["id"] for r in rows if r["id"] in test_ids or json.dumps(r["prompt"]) in test_prompts
-    ]
+    test_prompts = {json.dumps(row["prompt"], sort_keys=True) for row in test_rows}
+    shared = [r["id"] for r in rows if json.dumps(r["prompt"], sort_keys=True) in test_prompts]
     if shared:
         raise ConfigError(
             f"data.dev: {len(shared)} dev prompts are also test prompts (first: {shared[0]}); "

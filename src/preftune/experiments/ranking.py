@@ -1,7 +1,8 @@
 """Rank a study's rows on one evaluation from what the study already wrote.
 
 A unit of comparison is (seed, prompt id); `start` has seed None (it does not vary by seed).
-- Gold judges: each answer's gold score, so every pair of rows is compared for free.
+- Gold and reward-model judges: each answer's score, so every pair of rows is compared for
+  free.
 - MT-Bench: each question's grade (the mean of its two turns), compared like scores.
 - LLM judges, `pairs: anchored`: each row's judgments against the baseline, already paid for;
   the baseline row (`start` when it is the baseline) scores 0.5 on every prompt.
@@ -22,6 +23,7 @@ from preftune.experiments.layout import SFT, START, StudyLayout
 from preftune.generate.jsonl import read_jsonl
 
 Row = tuple[str, int | None]  # (label, seed): one set of answers
+SCORING_JUDGES = ("gold", "reward-model")  # judges that score each answer on its own
 
 
 def answers(layout: StudyLayout, row: Row) -> list[dict]:
@@ -37,40 +39,33 @@ def rank_evaluation(
     config: StudyConfig, spec: Evaluation, layout: StudyLayout, rows: list[Row], log=print
 ) -> dict | None:
     """Write rank/<evaluation>/ for `rows` (those with answers); returns ranking.json's dict."""
-    from preftune.evaluate.rank import (
-        judge_all_pairs,
-        outcomes_from_scores,
-        rank,
-        write_ranking,
-    )
+    from preftune.evaluate.rank import outcomes_from_scores, rank
+    from preftune.evaluate.rank_judging import judge_all_pairs, score_entries
+    from preftune.evaluate.rank_report import write_ranking
 
     out = layout.ranking(spec.name)
     if spec.kind == "mt-bench":
         outcomes = outcomes_from_scores(_mtbench_scores(layout, spec, rows))
-    elif spec.judge.type == "gold":
-        outcomes = outcomes_from_scores(_gold_scores(config, spec, layout, rows))
-    elif spec.pairs == "all":
-        entries = defaultdict(list)
-        for row in rows:
-            entries[row[0]].extend(answers(layout, row))
+    elif spec.judge.type in SCORING_JUDGES:
         judge = build_study_judge(config, spec)
-        outcomes = judge_all_pairs(dict(entries), judge, out, log=log)
-    else:
-        outcomes = _anchored_outcomes(spec, layout, rows)
+        outcomes = outcomes_from_scores(score_entries(_entries(layout, rows), judge))
+    elif spec.pairs == "all":
+        judge = build_study_judge(config, spec)
+        outcomes = judge_all_pairs(_entries(layout, rows), judge, out, log=log)
+    else:  # each row's outcome against the baseline, compared like a score
+        outcomes = outcomes_from_scores(_anchored_outcomes(spec, layout, rows))
     labels = list(dict.fromkeys(label for label, _ in rows))
     result = rank(outcomes, labels, seed=config.seed)
     write_ranking(result, out, title=f"Ranking on {spec.name}")
     return result
 
 
-def _gold_scores(config, spec, layout, rows) -> dict[str, dict]:
-    judge = build_study_judge(config, spec)
-    scores: dict[str, dict] = defaultdict(dict)
+def _entries(layout: StudyLayout, rows: list[Row]) -> dict[str, list[dict]]:
+    """Each label's answers over its seeds (rows tagged with "seed")."""
+    entries: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        for answer in answers(layout, row):
-            unit = (row[1], str(answer["id"]))
-            scores[row[0]][unit] = judge.score(answer["prompt"], answer["response"])
-    return dict(scores)
+        entries[row[0]].extend(answers(layout, row))
+    return dict(entries)
 
 
 def _mtbench_scores(layout, spec, rows) -> dict[str, dict]:
@@ -103,11 +98,13 @@ def _anchored_outcomes(spec, layout, rows) -> dict[str, dict]:
 
 
 def judge_requests(spec: Evaluation, rows: int, seeds: int, prompts: int) -> int:
-    """Comparisons an evaluation asks of its judge: each method row (per seed) against the
-    baseline, plus, with `pairs: all`, every pair of rows on every prompt and seed."""
-    if spec.kind == "mt-bench" or spec.judge.type == "gold":
+    """Judge requests of an evaluation at most (both orders of each comparison): each method
+    row (per seed) against the baseline, plus, with `pairs: all`, every pair of rows on every
+    prompt and seed. MT-Bench grades and gold scores are not counted (no comparisons)."""
+    from preftune.evaluate.rank_judging import REQUESTS_PER_COMPARISON
+
+    if spec.kind == "mt-bench" or spec.judge.type in SCORING_JUDGES:
         return 0
     anchored = (rows - 1) * seeds * prompts + (0 if spec.baseline in (START, SFT) else prompts)
-    if spec.pairs == "anchored":
-        return anchored
-    return anchored + rows * (rows - 1) // 2 * seeds * prompts
+    every_pair = rows * (rows - 1) // 2 * seeds * prompts if spec.pairs == "all" else 0
+    return REQUESTS_PER_COMPARISON * (anchored + every_pair)

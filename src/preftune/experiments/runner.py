@@ -30,7 +30,7 @@ from preftune.errors import ConfigError, PreftuneError
 from preftune.experiments import evaluation, onpolicy
 from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json, write_json_atomic
-from preftune.experiments.ranking import judge_requests, rank_evaluation
+from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
 from preftune.experiments.report import build_report
 from preftune.generate.jsonl import read_jsonl
 
@@ -50,6 +50,12 @@ class StudyRunner:
     # -- the pipeline -------------------------------------------------------------------
 
     def run(self) -> dict:
+        missing = self.config.missing_baseline_files()
+        if missing:
+            raise ConfigError(
+                f"evaluation baseline file '{missing[0]}' does not exist; the study needs it to "
+                "judge against, so nothing was started"
+            )
         self._claim_folder()
         self._say_plan()
         began = time.perf_counter()
@@ -130,9 +136,9 @@ class StudyRunner:
                 )
         for spec in config.evaluation.evaluations:
             requests = judge_requests(spec, rows, seeds, prompts)
-            how = "gold scores" if spec.judge.type == "gold" else spec.kind
-            if spec.kind == "pairwise" and spec.judge.type != "gold":
-                how = f"pairs: {spec.pairs}"
+            how = f"pairs: {spec.pairs}"
+            if spec.kind == "mt-bench" or spec.judge.type in SCORING_JUDGES:
+                how = "MT-Bench grades" if spec.kind == "mt-bench" else "scores: all pairs"
             self._say(f"  rank on {spec.name} ({how}): {requests} judge requests at most")
 
     def _claim_folder(self) -> None:
