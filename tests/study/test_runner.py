@@ -185,12 +185,25 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
     pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
     raw = tiny_study(tiny_model_dir, methods=("dpo",))
     raw["sft"] = {"train": {"lr": 1e-3}}
-    raw["data"] = {"train": {"path": str(pairs)}, "heldout": {"path": str(pairs), "limit": 3}}
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        "".join(
+            json.dumps({"prompt": f"review book {i}", "chosen": "fine", "rejected": "bad"}) + "\n"
+            for i in range(2)
+        )
+    )
+    raw["data"] = {
+        "train": {"path": str(pairs)},
+        "heldout": {"path": str(pairs), "limit": 3},
+        "dev": {"path": str(dev)},
+    }
+    raw["methods"][0]["sweep"] = {"lr": [1e-3]}
     raw["evaluation"]["kl_samples"] = 2
     raw["evaluation"]["evaluations"] = [
         {
             "name": "vs-chosen",
             "baseline": "reference",
+            "pairs": "all",
             "judge": {"type": "hf-llm", "model": str(tiny_model_dir)},
         }
     ]
@@ -210,6 +223,16 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
     assert len(read_jsonl(layout.eval_dir("dpo") / "kl_samples.jsonl")) == 2
     report = (out / "report.md").read_text()
     assert "| sft |" in report and "Monte-Carlo estimate of KL" in report
+    # Without a gold reward the sweep is scored by the evaluation's judge against the start's
+    # answers on the dev prompts; the test data's own pairs test DPO's implicit reward.
+    sweep = json.loads((layout.sweep("dpo") / "sweep.json").read_text())
+    assert sweep["metric"].startswith("win rate against start") and sweep["chosen"] == {"lr": 1e-3}
+    assert len(read_jsonl(layout.sweep("start") / "dev_samples.jsonl")) == 2
+    preference = json.loads(layout.preference("dpo").read_text())
+    assert preference["n"] == 3 and preference["pairs_source"] == "test data"
+    ranking = json.loads((layout.ranking("vs-chosen") / "ranking.json").read_text())
+    assert {row["label"] for row in ranking["ranking"]} == {"start", "dpo"}
+    assert (layout.ranking("vs-chosen") / "judgments.jsonl").is_file()  # every pair judged
 
 
 def test_two_seeds_and_a_sweep_tune_on_dev_and_rank_on_test_prompts(

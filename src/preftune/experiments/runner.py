@@ -135,11 +135,14 @@ class StudyRunner:
                     f"{list(entry.sweep)}, scored on the dev prompts"
                 )
         for spec in config.evaluation.evaluations:
-            requests = judge_requests(spec, rows, seeds, prompts)
-            how = f"pairs: {spec.pairs}"
-            if spec.kind == "mt-bench" or spec.judge.type in SCORING_JUDGES:
-                how = "MT-Bench grades" if spec.kind == "mt-bench" else "scores: all pairs"
-            self._say(f"  rank on {spec.name} ({how}): {requests} judge requests at most")
+            if spec.kind == "mt-bench":
+                how = "per-question MT-Bench grades, all pairs"
+            elif spec.judge.type in SCORING_JUDGES:
+                how = f"{spec.judge.type} scores, all pairs, no judge requests"
+            else:
+                requests = judge_requests(spec, rows, seeds, prompts)
+                how = f"pairs: {spec.pairs}, {requests} judge requests at most"
+            self._say(f"  rank on {spec.name}: {how}")
 
     def _claim_folder(self) -> None:
         """Write study.yaml, or check that the folder holds this same study (resuming). A config
@@ -289,35 +292,42 @@ class StudyRunner:
         label, folder = entry.run_label, self.layout.sweep(entry.run_label)
         seed = self.seeds[0]
         prompts = read_jsonl(self.layout.dev)
-        points = []
-        for index, values in enumerate(entry.sweep_points()):
-            name = f"p{index}"
-            run = folder / name
-            step = f"sweep/{label}/{name}"
+        points = [(f"p{index}", values) for index, values in enumerate(entry.sweep_points())]
+        for name, values in points:
+            run, step = folder / name, f"sweep/{label}/{name}"
             self._train_once(
                 f"{step}/train", run, self._run_values(entry.at_point(values), run, seed)
             )
-            answers = run / "dev_samples.jsonl"
             self._once(
                 f"{step}/answers",
-                lambda run=run, answers=answers: evaluation.sample_answers(
-                    str(run), prompts, answers, self.config, seed
+                lambda run=run: evaluation.sample_answers(
+                    str(run), prompts, run / "dev_samples.jsonl", self.config, seed
                 ),
             )
-            metric, n, what = self._dev_metric(answers, run)
-            points.append({"point": name, "values": values, "dev_metric": metric, "dev_n": n})
-            self._say(f"  {label} {name} {values}: {what} {metric:.3f} (n={n})")
-        best = max(points, key=lambda point: point["dev_metric"])  # the first of equals
-        write_json_atomic(
-            folder / "sweep.json",
-            {
-                "metric": what,
-                "swept": list(entry.sweep),
-                "points": points,
-                "chosen": best["values"],
-                "chosen_point": best["point"],
-            },
-        )
+        self._once(f"sweep/{label}/chosen", lambda: self._choose(entry, points))
+
+    def _choose(self, entry: MethodEntry, points: list[tuple[str, dict]]) -> None:
+        """Score every point on the dev prompts and write sweep.json with the best one."""
+        label, folder = entry.run_label, self.layout.sweep(entry.run_label)
+        scored = []
+        for name, values in points:
+            metric, n, what = self._dev_metric(folder / name / "dev_samples.jsonl", folder / name)
+            scored.append({"point": name, "values": values, "dev_metric": metric, "dev_n": n})
+            self._say(f"  {label} {name} {values}: {what} {metric} (n={n})")
+        usable = [point for point in scored if point["dev_metric"] is not None]
+        if not usable:
+            raise PreftuneError(
+                f"sweep of {label}: no point has a dev metric (every judgment failed)"
+            )
+        best = max(usable, key=lambda point: point["dev_metric"])  # the first of equals
+        sweep = {
+            "metric": what,
+            "swept": list(entry.sweep),
+            "points": scored,
+            "chosen": best["values"],
+            "chosen_point": best["point"],
+        }
+        write_json_atomic(folder / "sweep.json", sweep)
         self._say(f"  {label}: chose {best['point']} {best['values']}")
 
     def _dev_metric(self, answers: Path, run: Path) -> tuple[float, int, str]:
