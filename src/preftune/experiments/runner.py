@@ -22,12 +22,11 @@ import traceback
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import fmean
 
 import yaml
 
 from preftune.errors import ConfigError, PreftuneError
-from preftune.experiments import evaluation, onpolicy
+from preftune.experiments import evaluation, onpolicy, sweep
 from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json, write_json_atomic
 from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
@@ -301,7 +300,7 @@ class StudyRunner:
             self._once(
                 f"{step}/answers",
                 lambda run=run: evaluation.sample_answers(
-                    str(run), prompts, run / "dev_samples.jsonl", self.config, seed
+                    str(run), prompts, run / sweep.DEV_ANSWERS, self.config, seed
                 ),
             )
         self._once(f"sweep/{label}/chosen", lambda: self._choose(entry, points))
@@ -311,50 +310,24 @@ class StudyRunner:
         label, folder = entry.run_label, self.layout.sweep(entry.run_label)
         scored = []
         for name, values in points:
-            metric, n, what = self._dev_metric(folder / name / "dev_samples.jsonl", folder / name)
+            metric, n, what = self._dev_metric(folder / name)
             scored.append({"point": name, "values": values, "dev_metric": metric, "dev_n": n})
             self._say(f"  {label} {name} {values}: {what} {metric} (n={n})")
-        usable = [point for point in scored if point["dev_metric"] is not None]
-        if not usable:
-            raise PreftuneError(
-                f"sweep of {label}: no point has a dev metric (every judgment failed)"
-            )
-        best = max(usable, key=lambda point: point["dev_metric"])  # the first of equals
-        sweep = {
-            "metric": what,
-            "swept": list(entry.sweep),
-            "points": scored,
-            "chosen": best["values"],
-            "chosen_point": best["point"],
-        }
-        write_json_atomic(folder / "sweep.json", sweep)
-        self._say(f"  {label}: chose {best['point']} {best['values']}")
+        result = sweep.summary(entry, scored, what)
+        write_json_atomic(folder / "sweep.json", result)
+        self._say(f"  {label}: chose {result['chosen_point']} {result['chosen']}")
 
-    def _dev_metric(self, answers: Path, run: Path) -> tuple[float, int, str]:
-        """(value, n, what it is) of one sweep point's dev answers: the mean gold reward in a
-        task study, else the win rate against the starting model's dev answers, judged by the
-        first pairwise evaluation's judge."""
-        rows = read_jsonl(answers)
+    def _dev_metric(self, point: Path) -> tuple[float | None, int, str]:
         if self.config.gold_task is not None:
-            from preftune.tasks import get_task
-
-            gold = get_task(self.config.gold_task).gold
-            value = fmean(gold(row["prompt"], row["response"]) for row in rows)
-            return value, len(rows), "mean gold reward on the dev prompts"
-        from preftune.evaluate.win_rate import win_rate
-
-        spec = next(e for e in self.config.evaluation.evaluations if e.kind == "pairwise")
-        start_answers = self.layout.sweep(START) / "dev_samples.jsonl"
+            return sweep.mean_gold(self.config, point / sweep.DEV_ANSWERS)
+        start_answers = self.layout.sweep(START) / sweep.DEV_ANSWERS
         self._once(
             "sweep/start/answers",
             lambda: evaluation.sample_answers(
                 self.start_model(), read_jsonl(self.layout.dev), start_answers, self.config
             ),
         )
-        judge = evaluation.build_study_judge(self.config, spec)
-        figures = win_rate(answers, start_answers, judge, run / "dev-judged", seed=self.config.seed)
-        what = f"win rate against start on the dev prompts ({spec.name}'s judge)"
-        return figures["win_rate"], figures["n"], what
+        return sweep.win_rate_over_start(self.config, point, start_answers)
 
     # -- evaluation ----------------------------------------------------------------------
 
