@@ -45,7 +45,7 @@ def rank_evaluation(
 
     out = layout.ranking(spec.name)
     if spec.kind == "mt-bench":
-        outcomes = outcomes_from_scores(_mtbench_scores(layout, spec, rows))
+        outcomes = outcomes_from_scores(mtbench_scores(layout, spec, rows))
     elif spec.judge.type in SCORING_JUDGES:
         judge = build_study_judge(config, spec)
         outcomes = outcomes_from_scores(score_entries(_entries(layout, rows), judge))
@@ -53,7 +53,7 @@ def rank_evaluation(
         judge = build_study_judge(config, spec)
         outcomes = judge_all_pairs(_entries(layout, rows), judge, out, log=log)
     else:  # each row's outcome against the baseline, compared like a score
-        outcomes = outcomes_from_scores(_anchored_outcomes(spec, layout, rows))
+        outcomes = outcomes_from_scores(anchored_outcomes(spec, layout, rows))
     labels = list(dict.fromkeys(label for label, _ in rows))
     result = rank(outcomes, labels, seed=config.seed)
     write_ranking(result, out, title=f"Ranking on {spec.name}")
@@ -68,7 +68,7 @@ def _entries(layout: StudyLayout, rows: list[Row]) -> dict[str, list[dict]]:
     return dict(entries)
 
 
-def _mtbench_scores(layout, spec, rows) -> dict[str, dict]:
+def mtbench_scores(layout, spec, rows) -> dict[str, dict]:
     scores: dict[str, dict] = defaultdict(dict)
     for label, seed in rows:
         by_question = defaultdict(list)
@@ -80,7 +80,7 @@ def _mtbench_scores(layout, spec, rows) -> dict[str, dict]:
     return dict(scores)
 
 
-def _anchored_outcomes(spec, layout, rows) -> dict[str, dict]:
+def anchored_outcomes(spec, layout, rows) -> dict[str, dict]:
     """Each row's outcome against the baseline per unit, from its judgments.jsonl (the last
     decision about its current answer to each prompt; failed decisions left out)."""
     outcomes: dict[str, dict] = defaultdict(dict)
