@@ -71,8 +71,8 @@ def read_prompts(config: StudyConfig, source: DataSource, split: str, limit: int
     for group in groups:
         row = {"id": group.id, "prompt": group.prompt}
         scored = [r for r in group.responses if r.score is not None or r.label is not None]
-        if scored:
-            ordered = sorted(scored, key=_preference, reverse=True)
+        ordered = sorted(scored, key=_preference, reverse=True)
+        if ordered and (ordered[0].score is not None or ordered[0].label):
             row["response"] = _text(ordered[0].text)
             if len(ordered) > 1 and _preference(ordered[0]) > _preference(ordered[-1]):
                 row["rejected"] = _text(ordered[-1].text)

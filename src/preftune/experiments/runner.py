@@ -406,7 +406,11 @@ class StudyRunner:
         if len({label for label, _ in rows}) < 2:
             self._say(f"  rank on {spec.name}: fewer than two rows evaluated, no ranking")
             return
-        result = rank_evaluation(self.config, spec, self.layout, rows, log=self._say)
+        try:
+            result = rank_evaluation(self.config, spec, self.layout, rows, log=self._say)
+        except PreftuneError as error:  # e.g. rows that share no judged prompt
+            self._say(f"  rank on {spec.name}: no ranking: {error}")
+            return
         self._ran += 1
         best = result["ranking"][0]
         self._say(
