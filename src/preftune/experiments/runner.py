@@ -60,7 +60,7 @@ class StudyRunner:
         began = time.perf_counter()
         stages = self._stages()
         for index, (name, work) in enumerate(stages, start=1):
-            self._stage(f"[{index}/{len(stages)}] {name}", work)
+            self._stage(f"[{index}/{len(stages)}]", name, work)
         if self._skipped:
             kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self._skipped.items()))
             self._say(f"resumed: {sum(self._skipped.values())} finished steps skipped ({kinds})")
@@ -98,14 +98,14 @@ class StudyRunner:
             stages.append((f"rank on {spec.name}", lambda spec=spec: self._rank(spec)))
         return stages
 
-    def _stage(self, name: str, work) -> None:
+    def _stage(self, counter: str, name: str, work) -> None:
         began, ran = time.perf_counter(), self._ran
-        self._say(name)
+        self._say(f"{counter} {name}")
         work()
         if self._ran > ran:  # something was done, not only skipped: time it
             seconds = time.perf_counter() - began
-            self._say(f"{name}: {seconds:.0f} s")
-            self._record_timing(name.split("] ", 1)[-1], seconds)
+            self._say(f"{counter} {name}: {seconds:.0f} s")
+            self._record_timing(name, seconds)
 
     def _record_timing(self, name: str, seconds: float) -> None:
         timings = read_json(self.layout.timings) or {"stages": []}
