@@ -267,11 +267,14 @@ def test_two_seeds_and_a_sweep_tune_on_dev_and_rank_on_test_prompts(
         assert point["dev_metric"] == pytest.approx(fmean(len(a["response"]) for a in answers))
     best = max(sweep["points"], key=lambda p: p["dev_metric"])
     assert sweep["chosen"] == best["values"] and sweep["chosen_point"] == best["point"]
-    # Each method once per seed, the swept one with the chosen setting.
+    # Each method once per seed, the swept one with the chosen setting: its first seed is the
+    # chosen point's run, copied, not trained again.
     assert sorted(runs) == sorted(
         [str(layout.sweep("dpo") / p) for p in ("p0", "p1")]
-        + [str(layout.run(m, s)) for m in ("dpo", "simpo") for s in (0, 1)]
+        + [str(layout.run("dpo", 1))]
+        + [str(layout.run("simpo", s)) for s in (0, 1)]
     )
+    assert (layout.run("dpo", 0) / "final" / "config.json").is_file()
     for seed in (0, 1):
         trained = yaml.safe_load((layout.run("dpo", seed) / "config.yaml").read_text())
         assert trained["seed"] == seed and trained["hparams"] == sweep["chosen"]

@@ -252,13 +252,30 @@ class StudyRunner:
         return values
 
     def _train_method(self, entry: MethodEntry) -> None:
+        label = entry.run_label
         if entry.sweep:
-            chosen = read_json(self.layout.sweep(entry.run_label) / "sweep.json")
-            if chosen is None:
-                self._say(f"  {entry.run_label}: not trained, its sweep did not finish")
+            sweep_result = read_json(self.layout.sweep(label) / "sweep.json")
+            if sweep_result is None:
+                self._say(f"  {label}: not trained, its sweep did not finish")
                 return
-            entry = entry.at_point(chosen["chosen"])
-        self._train(entry.run_label, entry, self.seeds)
+            entry = entry.at_point(sweep_result["chosen"])
+            self._reuse_sweep_run(label, sweep_result["chosen_point"])
+        self._train(label, entry, self.seeds)
+
+    def _reuse_sweep_run(self, label: str, point: str) -> None:
+        """The chosen point trained exactly the first seed's run (same values, same seed):
+        its record is copied and its model moved there instead of training it again."""
+        seed, step = self.seeds[0], _step("train", label, self.seeds[0])
+        if self.layout.is_done(step):
+            return
+        source, target = self.layout.sweep(label) / point, self.layout.run(label, seed)
+        if (source / "final").is_dir():  # else a stopped earlier call already moved it
+            shutil.rmtree(target, ignore_errors=True)
+            ignored = shutil.ignore_patterns("final", sweep.DEV_ANSWERS, "dev-judged")
+            shutil.copytree(source, target, ignore=ignored)
+            shutil.move(source / "final", target / "final")
+        self.layout.mark_done(step)
+        self._ran += 1
 
     def _train(self, label: str, entry: MethodEntry, seeds: list, sft: bool = False) -> None:
         if self.layout.failure(label).exists():
