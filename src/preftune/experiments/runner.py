@@ -7,7 +7,8 @@ resume from their last checkpoint; samples and judgments files resume by id), an
 says how many. A failing method is recorded in `failures/` and the report, and the others go on.
 
 A method with a `sweep` trains every point of its grid (first seed) and scores it on the dev
-prompts; only the best point is trained per seed and tested, so tuning never sees a test prompt.
+prompts; the best point's run becomes the method's first-seed run, the other seeds train with
+its setting, and only those runs are tested, so tuning never sees a test prompt.
 
 All methods start from the same model, train with the same seed (same data order), and share
 precomputed reference log-probs: the trainer caches them on disk keyed by model, data and
