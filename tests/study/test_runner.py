@@ -16,7 +16,7 @@ from preftune.experiments import runner as runner_module
 from preftune.experiments.config import study_from_dict
 from preftune.experiments.layout import StudyLayout
 from preftune.experiments.runner import StudyRunner
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 
 def tiny_study(model_dir, methods=("dpo", "simpo")) -> dict:

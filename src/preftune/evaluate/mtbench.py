@@ -15,8 +15,8 @@ from pathlib import Path
 from statistics import fmean
 
 from preftune.errors import ConfigError, DataError
-from preftune.generate.jsonl import JsonlAppender, read_jsonl
 from preftune.generate.sampling import generate, load_for_generation
+from preftune.io import JsonlAppender, read_jsonl
 from preftune.judges.prompts import mtbench_data_dir
 from preftune.judges.runner import run_tasks
 from preftune.judges.store import judgment_key

@@ -18,7 +18,7 @@ from statistics import fmean
 from preftune.errors import DataError
 from preftune.evaluate.stats import bootstrap_ci, length_controlled_win_rate
 from preftune.evaluate.text_stats import length_unit, response_length, text_stats
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 from preftune.judges.runner import judge_pairs
 from preftune.judges.store import JudgmentStore
 

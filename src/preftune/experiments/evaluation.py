@@ -16,7 +16,7 @@ from preftune.errors import ConfigError
 from preftune.experiments.config import Evaluation, StudyConfig
 from preftune.experiments.layout import SFT, START, StudyLayout, write_json_atomic
 from preftune.experiments.results import KL_GREEDY, KL_SAMPLED
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 
 def sample_answers(

@@ -32,7 +32,7 @@ from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json, write_json_atomic
 from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
 from preftune.experiments.report import build_report
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 
 class StudyRunner:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from preftune.errors import DataError
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 RESPONSE_FIELDS = {"chosen", "rejected", "completion", "completions", "responses", "response"}
 

@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from preftune.errors import ConfigError
-from preftune.generate.jsonl import JsonlAppender, read_jsonl
 from preftune.generate.prompts import render_prompt
+from preftune.io import JsonlAppender, read_jsonl
 
 
 def resolve_model_path(path: str | Path) -> str:

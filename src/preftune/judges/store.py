@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from preftune.generate.jsonl import JsonlAppender, read_jsonl
+from preftune.io import JsonlAppender, read_jsonl
 from preftune.judges.base import Judgment
 
 
