@@ -17,7 +17,7 @@ from pathlib import Path
 from preftune.errors import DataError
 from preftune.evaluate.rank import Unit, match_units
 from preftune.evaluate.win_rate import OUTCOME
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 from preftune.judges.runner import judge_pairs
 from preftune.judges.store import JudgmentStore, judgment_key
 

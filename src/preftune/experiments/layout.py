@@ -25,22 +25,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from preftune.io import atomic_write_json
 
 START = "start"  # the row of the starting model (the SFT model when the study has SFT)
 SFT = "sft"
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=2, allow_nan=True)
-    os.replace(temporary, path)
+write_json_atomic = atomic_write_json  # the name the study's modules write JSON with
 
 
 def read_json(path: Path) -> dict | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from preftune.errors import ConfigError
 from preftune.experiments.config import DataSource, OnPolicy, StudyConfig
 from preftune.experiments.layout import StudyLayout
+from preftune.io import atomic_write_json, read_jsonl, write_jsonl
 from preftune.tasks import get_task
 
 
@@ -25,20 +26,13 @@ def _text(response) -> str:
     return "\n".join(m["content"] for m in response if m.get("role") == "assistant")
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
-    staging.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    staging.replace(path)
-
-
 def write_heldout(config: StudyConfig, path: Path) -> list[dict]:
     """The test prompts as {"id", "prompt"}, with the data set's preferred response under
     "response" (the "reference" baseline) and its least preferred under "rejected" when the
     source has responses. Without a `limit`, as many as the evaluation judges."""
     source = config.data.heldout
     rows = read_prompts(config, source, "heldout", source.limit or config.evaluation.num_prompts)
-    _write_jsonl(path, rows)
+    write_jsonl(path, rows)
     return rows
 
 
@@ -54,7 +48,7 @@ def write_dev(config: StudyConfig, path: Path, test_rows: list[dict]) -> list[di
             f"data.dev: {len(shared)} dev prompts are also test prompts (first: {shared[0]}); "
             "the dev split must be disjoint from data.heldout"
         )
-    _write_jsonl(path, rows)
+    write_jsonl(path, rows)
     return rows
 
 
@@ -94,8 +88,6 @@ def write_preference_pairs(
     `evaluation.preference_prompts`) two samples of the starting model per dev prompt, ordered
     by the gold reward (equal scores dropped; `load_start_model()` gives the model only then).
     Returns [] when neither applies."""
-    from preftune.generate.jsonl import read_jsonl
-
     rows = [
         {"id": r["id"], "prompt": r["prompt"], "chosen": r["response"], "rejected": r["rejected"]}
         for r in read_jsonl(layout.heldout)
@@ -110,13 +102,12 @@ def write_preference_pairs(
         )
     for row in rows:
         row["source"] = source
-    _write_jsonl(layout.preference_pairs, rows)
+    write_jsonl(layout.preference_pairs, rows)
     return rows
 
 
 def _sampled_pairs(config: StudyConfig, start_model, layout: StudyLayout, count: int):
     from preftune.generate import generate
-    from preftune.generate.jsonl import read_jsonl
 
     gold = get_task(config.gold_task).gold
     prompts = read_jsonl(layout.dev)[:count]
@@ -193,7 +184,7 @@ def write_scored_lists(config: StudyConfig, start_model, layout: StudyLayout) ->
         rows.append(
             {"id": prompt["id"], "prompt": prompt["prompt"], "responses": texts, "scores": scores}
         )
-    _write_jsonl(layout.train_data, rows)
+    write_jsonl(layout.train_data, rows)
     counts = {"prompts": len(prompts), "groups": len(rows), "dropped_prompts": dropped}
-    (layout.train_data.with_name("train_counts.json")).write_text(json.dumps(counts, indent=2))
+    atomic_write_json(layout.train_data.with_name("train_counts.json"), counts)
     return counts

@@ -20,7 +20,7 @@ from preftune.evaluate.win_rate import OUTCOME
 from preftune.experiments.config import Evaluation, StudyConfig
 from preftune.experiments.evaluation import build_study_judge
 from preftune.experiments.layout import SFT, START, StudyLayout
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 Row = tuple[str, int | None]  # (label, seed): one set of answers
 SCORING_JUDGES = ("gold", "reward-model")  # judges that score each answer on its own

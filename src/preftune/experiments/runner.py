@@ -32,7 +32,7 @@ from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json, write_json_atomic
 from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
 from preftune.experiments.report import build_report
-from preftune.io import read_jsonl
+from preftune.io import atomic_write_text, read_jsonl
 
 
 class StudyRunner:
@@ -154,7 +154,7 @@ class StudyRunner:
             if added:
                 labels = ", ".join(entry.run_label for entry in added)
                 self._say(f"adding {labels} to the study in {self.layout.root}")
-                self.layout.config.write_text(yaml.safe_dump(resolved, sort_keys=False))
+                atomic_write_text(self.layout.config, yaml.safe_dump(resolved, sort_keys=False))
             elif previous != resolved:
                 changed = sorted(k for k in resolved if previous.get(k) != resolved[k])
                 raise ConfigError(
@@ -166,7 +166,7 @@ class StudyRunner:
                 self._say(f"resuming the study in {self.layout.root}")
             return
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        self.layout.config.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        atomic_write_text(self.layout.config, yaml.safe_dump(resolved, sort_keys=False))
 
     def _once(self, step: str, work) -> bool:
         """Run `work` unless `step` finished before; True when it ran."""
@@ -445,7 +445,9 @@ class StudyRunner:
         except Exception as error:  # noqa: BLE001 - any failure of one method is reported
             message = f"{type(error).__name__}: {error}"
             self.layout.record_failure(label, step, message)
-            (self.layout.failure(label).with_suffix(".log")).write_text(traceback.format_exc())
+            atomic_write_text(
+                self.layout.failure(label).with_suffix(".log"), traceback.format_exc()
+            )
             self._say(f"  {label} failed at {step}: {message} (the study goes on)")
 
 

@@ -13,7 +13,7 @@ from statistics import fmean
 
 from preftune.errors import PreftuneError
 from preftune.experiments.config import MethodEntry, StudyConfig
-from preftune.generate.jsonl import read_jsonl
+from preftune.io import read_jsonl
 
 DEV_ANSWERS = "dev_samples.jsonl"  # a point's (or the start's) greedy answers to the dev prompts
 
