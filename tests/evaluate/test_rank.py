@@ -215,7 +215,7 @@ def test_bad_labels_are_refused(labels, message):
 def test_missing_pairs_and_bad_outcomes_are_refused():
     with pytest.raises(ConfigError, match="no outcomes for 'a' vs 'c'"):
         rank({("a", "b"): units([1.0])}, ["a", "b", "c"])
-    with pytest.raises(DataError, match="'a' and 'b' share no prompts"):
+    with pytest.raises(DataError, match="'a' and 'b' have no prompt"):
         rank({("a", "b"): {}}, ["a", "b"])
     with pytest.raises(DataError, match="outcome 0.7"):
         rank({("a", "b"): units([0.7])}, ["a", "b"])

@@ -153,26 +153,9 @@ def test_anchored_cli_derives_the_head_to_head_from_outcomes_against_the_baselin
     strong = write_samples(tmp_path / "strong.jsonl", [f"good {i}" for i in range(n)])
     weak = write_samples(tmp_path / "weak.jsonl", [f"bad {i}" for i in range(n)])
     base = write_samples(tmp_path / "base.jsonl", [f"so-so {i}" for i in range(n)])
-    args = [
-        "--samples",
-        strong,
-        "--samples",
-        weak,
-        "--pairs",
-        "anchored",
-        "--baseline",
-        base,
-        "--judge",
-        "openai",
-        "--judge-model",
-        "m",
-        "--base-url",
-        server.base_url,
-        "--out",
-        str(tmp_path / "out"),
-        "--bootstrap",
-        "100",
-    ]
+    options = f"--pairs anchored --baseline {base} --judge openai --judge-model m --bootstrap 100"
+    args = ["--samples", strong, "--samples", weak, *options.split()]
+    args += ["--base-url", server.base_url, "--out", str(tmp_path / "out")]
     assert rank_cli(*args) == 0
     assert len(server.requests) == 2 * n * 2  # each entry vs the baseline, both orders
     assert "8 for the judge, 0 cached: 16 judge requests" in capsys.readouterr().out

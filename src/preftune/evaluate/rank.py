@@ -112,7 +112,7 @@ def _oriented_pairs(outcomes: Outcomes, labels: list[str]) -> dict[tuple[str, st
         else:
             raise ConfigError(f"there are no outcomes for '{x}' vs '{y}'")
         if not units:
-            raise DataError(f"'{x}' and '{y}' share no prompts to compare")
+            raise DataError(f"'{x}' and '{y}' have no prompt they were compared on")
         for unit, value in units.items():
             if value not in _OUTCOMES:
                 raise DataError(f"outcome {value!r} of '{x}' vs '{y}' on {unit} is not 1, 0.5 or 0")
@@ -253,6 +253,8 @@ def rank(
     0.0
     """
     check_labels(labels)
+    if bootstrap < 1:
+        raise ConfigError(f"bootstrap must be at least 1 draw, got {bootstrap}")
     pairs = _oriented_pairs(outcomes, labels)
     all_units = [unit for units in pairs.values() for unit in units]
     seeds = sorted({s for s, _ in all_units if s is not None}) or [None]
