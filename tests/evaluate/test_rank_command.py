@@ -8,7 +8,7 @@ import pytest
 
 from preftune.cli import main
 from preftune.evaluate.rank_judging import judge_all_pairs, score_entries
-from preftune.judges import GoldJudge, register_gold
+from preftune.judges import GoldJudge, compare_by_scores, register_gold
 
 from .test_openai_judge import make_judge, prefers_good
 
@@ -173,3 +173,47 @@ def test_an_unseeded_entry_meets_every_seed_of_a_seeded_one(tmp_path):
     ]
     scores = score_entries({"start": start, "tuned": tuned}, GoldJudge(count_good, "count"))
     assert scores == {"start": {(None, "q0"): 1.0}, "tuned": {(0, "q0"): 2.0, (1, "q0"): 0.0}}
+
+
+class CountingJudge:
+    """Prefers the answer containing "good"; stops the run (like Ctrl-C) after `budget` calls."""
+
+    identity = "counting-judge"
+
+    def __init__(self, budget: int | None = None):
+        self.calls, self.budget = 0, budget
+
+    def compare(self, prompt, a, b):
+        if self.budget is not None and self.calls >= self.budget:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return compare_by_scores(count_good(prompt, a), count_good(prompt, b))
+
+
+def test_an_interrupted_run_resumes_and_seeds_are_compared_seed_by_seed(tmp_path):
+    def rows(texts, seed=None):
+        return [
+            {
+                "id": f"q{i}",
+                "prompt": f"question {i}",
+                "response": t,
+                **({"seed": seed} if seed is not None else {}),
+            }
+            for i, t in enumerate(texts)
+        ]
+
+    entries = {
+        "start": rows(["meh 0", "meh 1"]),
+        "tuned": rows(["good 0", "good 1"], seed=0) + rows(["bad 0", "good good 1"], seed=1),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        judge_all_pairs(entries, CountingJudge(budget=3), tmp_path, log=lambda line: None)
+    resumed = CountingJudge()
+    outcomes = judge_all_pairs(entries, resumed, tmp_path, log=lambda line: None)
+    assert resumed.calls == 1  # 4 comparisons, 3 already on disk
+    assert outcomes[("tuned", "start")] == {
+        (0, "q0"): 1.0,
+        (0, "q1"): 1.0,
+        (1, "q0"): 0.5,
+        (1, "q1"): 1.0,
+    }
