@@ -217,3 +217,15 @@ def test_an_interrupted_run_resumes_and_seeds_are_compared_seed_by_seed(tmp_path
         (1, "q0"): 0.5,
         (1, "q1"): 1.0,
     }
+
+
+def test_a_local_llm_judge_ranks_from_the_command_line(tmp_path, tiny_model_dir):
+    a = write_samples(tmp_path / "a.jsonl", ["yes", "no", "maybe"])
+    b = write_samples(tmp_path / "b.jsonl", ["no", "yes", "maybe"])
+    out = tmp_path / "out"
+    args = ["--samples", a, "--samples", b, "--judge", "hf-llm", "--bootstrap", "50"]
+    assert rank_cli(*args, "--judge-model", str(tiny_model_dir), "--out", str(out)) == 0
+    h2h = json.loads((out / "ranking.json").read_text())["head_to_head"]
+    assert h2h["a"]["b"]["win_rate"] + h2h["b"]["a"]["win_rate"] == pytest.approx(1.0)
+    assert h2h["a"]["b"]["ties"] >= 1  # "maybe" vs "maybe" is a tie without asking
+    assert len((out / "judgments.jsonl").read_text().splitlines()) == 2
