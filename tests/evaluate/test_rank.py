@@ -10,6 +10,7 @@ import pytest
 
 from preftune.errors import ConfigError, DataError
 from preftune.evaluate import rank as rank_module
+from preftune.evaluate import rank_report
 from preftune.evaluate.rank import (
     bootstrap_p_value,
     check_labels,
@@ -32,6 +33,7 @@ def binomial_two_sided(wins: int, losses: int) -> float:
 
 def test_the_docstring_examples_run():
     assert doctest.testmod(rank_module).failed == 0
+    assert doctest.testmod(rank_report).failed == 0
 
 
 @pytest.mark.parametrize("wins,losses", [(8, 2), (10, 0), (5, 5), (3, 9), (0, 0)])
@@ -169,6 +171,20 @@ def test_several_seeds_resample_seeds_too():
     assert cell["p_value"] == 1.0 and result["seeds"] == 2 and result["n_prompts"] == 30
 
 
+def test_entries_without_seeds_keep_the_plain_interval_among_seeded_entries():
+    """Seeds only scale the weights of a pair that does not vary by seed, so its interval
+    is the per-prompt one; resampling prompts anew within each seed would narrow it."""
+    ab = units([1.0] * 12 + [0.0] * 8 + [0.5] * 5)
+    plain = rank({("a", "b"): ab}, ["a", "b"], bootstrap=500)["head_to_head"]["a"]["b"]
+    seeded = {**units([1.0] * 25, seed=0), **units([0.0] * 25, seed=1), **units([1.0] * 25, seed=2)}
+    study = rank(
+        {("a", "b"): ab, ("a", "c"): seeded, ("b", "c"): seeded}, ["a", "b", "c"], bootstrap=500
+    )
+    mixed = study["head_to_head"]["a"]["b"]
+    assert study["seeds"] == 3 and mixed["test"] == "sign"
+    assert (mixed["ci_low"], mixed["ci_high"]) == pytest.approx((plain["ci_low"], plain["ci_high"]))
+
+
 def test_bootstrap_p_value_by_hand():
     import numpy as np
 
@@ -199,7 +215,7 @@ def test_bad_labels_are_refused(labels, message):
 def test_missing_pairs_and_bad_outcomes_are_refused():
     with pytest.raises(ConfigError, match="no outcomes for 'a' vs 'c'"):
         rank({("a", "b"): units([1.0])}, ["a", "b", "c"])
-    with pytest.raises(DataError, match="'a' and 'b' share no prompts"):
+    with pytest.raises(DataError, match="'a' and 'b' have no prompt"):
         rank({("a", "b"): {}}, ["a", "b"])
     with pytest.raises(DataError, match="outcome 0.7"):
         rank({("a", "b"): units([0.7])}, ["a", "b"])

@@ -8,7 +8,7 @@ import pytest
 
 from preftune.cli import main
 from preftune.evaluate.rank_judging import judge_all_pairs, score_entries
-from preftune.judges import GoldJudge, register_gold
+from preftune.judges import GoldJudge, compare_by_scores, register_gold
 
 from .test_openai_judge import make_judge, prefers_good
 
@@ -153,26 +153,9 @@ def test_anchored_cli_derives_the_head_to_head_from_outcomes_against_the_baselin
     strong = write_samples(tmp_path / "strong.jsonl", [f"good {i}" for i in range(n)])
     weak = write_samples(tmp_path / "weak.jsonl", [f"bad {i}" for i in range(n)])
     base = write_samples(tmp_path / "base.jsonl", [f"so-so {i}" for i in range(n)])
-    args = [
-        "--samples",
-        strong,
-        "--samples",
-        weak,
-        "--pairs",
-        "anchored",
-        "--baseline",
-        base,
-        "--judge",
-        "openai",
-        "--judge-model",
-        "m",
-        "--base-url",
-        server.base_url,
-        "--out",
-        str(tmp_path / "out"),
-        "--bootstrap",
-        "100",
-    ]
+    options = f"--pairs anchored --baseline {base} --judge openai --judge-model m --bootstrap 100"
+    args = ["--samples", strong, "--samples", weak, *options.split()]
+    args += ["--base-url", server.base_url, "--out", str(tmp_path / "out")]
     assert rank_cli(*args) == 0
     assert len(server.requests) == 2 * n * 2  # each entry vs the baseline, both orders
     assert "8 for the judge, 0 cached: 16 judge requests" in capsys.readouterr().out
@@ -190,3 +173,59 @@ def test_an_unseeded_entry_meets_every_seed_of_a_seeded_one(tmp_path):
     ]
     scores = score_entries({"start": start, "tuned": tuned}, GoldJudge(count_good, "count"))
     assert scores == {"start": {(None, "q0"): 1.0}, "tuned": {(0, "q0"): 2.0, (1, "q0"): 0.0}}
+
+
+class CountingJudge:
+    """Prefers the answer containing "good"; stops the run (like Ctrl-C) after `budget` calls."""
+
+    identity = "counting-judge"
+
+    def __init__(self, budget: int | None = None):
+        self.calls, self.budget = 0, budget
+
+    def compare(self, prompt, a, b):
+        if self.budget is not None and self.calls >= self.budget:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return compare_by_scores(count_good(prompt, a), count_good(prompt, b))
+
+
+def test_an_interrupted_run_resumes_and_seeds_are_compared_seed_by_seed(tmp_path):
+    def rows(texts, seed=None):
+        return [
+            {
+                "id": f"q{i}",
+                "prompt": f"question {i}",
+                "response": t,
+                **({"seed": seed} if seed is not None else {}),
+            }
+            for i, t in enumerate(texts)
+        ]
+
+    entries = {
+        "start": rows(["meh 0", "meh 1"]),
+        "tuned": rows(["good 0", "good 1"], seed=0) + rows(["bad 0", "good good 1"], seed=1),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        judge_all_pairs(entries, CountingJudge(budget=3), tmp_path, log=lambda line: None)
+    resumed = CountingJudge()
+    outcomes = judge_all_pairs(entries, resumed, tmp_path, log=lambda line: None)
+    assert resumed.calls == 1  # 4 comparisons, 3 already on disk
+    assert outcomes[("tuned", "start")] == {
+        (0, "q0"): 1.0,
+        (0, "q1"): 1.0,
+        (1, "q0"): 0.5,
+        (1, "q1"): 1.0,
+    }
+
+
+def test_a_local_llm_judge_ranks_from_the_command_line(tmp_path, tiny_model_dir):
+    a = write_samples(tmp_path / "a.jsonl", ["yes", "no", "maybe"])
+    b = write_samples(tmp_path / "b.jsonl", ["no", "yes", "maybe"])
+    out = tmp_path / "out"
+    args = ["--samples", a, "--samples", b, "--judge", "hf-llm", "--bootstrap", "50"]
+    assert rank_cli(*args, "--judge-model", str(tiny_model_dir), "--out", str(out)) == 0
+    h2h = json.loads((out / "ranking.json").read_text())["head_to_head"]
+    assert h2h["a"]["b"]["win_rate"] + h2h["b"]["a"]["win_rate"] == pytest.approx(1.0)
+    assert h2h["a"]["b"]["ties"] >= 1  # "maybe" vs "maybe" is a tie without asking
+    assert len((out / "judgments.jsonl").read_text().splitlines()) == 2

@@ -8,14 +8,14 @@ model) has seed None and meets every seed of the other entry.
 Statistics (docs/ranking.md says why each was chosen):
 
 - win rate: mean outcome over the pair's units (ties count half);
-- interval: percentile bootstrap (Efron & Tibshirani 1993, ch. 13) with a two-level
-  resampling: seeds with replacement, then prompts with replacement within each drawn seed.
-  With one seed this is the plain bootstrap over prompts. The same draws serve every pair,
-  so the score intervals keep the pairs' correlation;
+- interval: percentile bootstrap (Efron & Tibshirani 1993, ch. 13) over seeds and prompts:
+  seeds with replacement and prompts with replacement, the same prompt draw for every drawn
+  seed (`_bootstrap_weights`). With one seed this is the plain bootstrap over prompts. The
+  same draws serve every pair, so the score intervals keep the pairs' correlation;
 - test: the exact two-sided sign test (scipy.stats.binomtest on wins vs losses, ties
-  dropped) when the pair spans at most one seed; with several seeds the two-level bootstrap
+  dropped) when the pair spans at most one seed; with several seeds the bootstrap
   p-value 2·min(P*(win rate <= 1/2), P*(win rate >= 1/2)), with the +1 correction of
-  Davison & Hinkley (1997, eq. 4.11);
+  Monte Carlo tests (Davison & Hinkley 1997, section 4.2);
 - Holm's step-down correction (statsmodels' multipletests) across all unordered pairs;
 - score: the mean head-to-head win rate against all other entries.
 """
@@ -112,7 +112,7 @@ def _oriented_pairs(outcomes: Outcomes, labels: list[str]) -> dict[tuple[str, st
         else:
             raise ConfigError(f"there are no outcomes for '{x}' vs '{y}'")
         if not units:
-            raise DataError(f"'{x}' and '{y}' share no prompts to compare")
+            raise DataError(f"'{x}' and '{y}' have no prompt they were compared on")
         for unit, value in units.items():
             if value not in _OUTCOMES:
                 raise DataError(f"outcome {value!r} of '{x}' vs '{y}' on {unit} is not 1, 0.5 or 0")
@@ -121,14 +121,25 @@ def _oriented_pairs(outcomes: Outcomes, labels: list[str]) -> dict[tuple[str, st
 
 
 def _bootstrap_weights(n_seeds: int, n_prompts: int, draws: int, seed: int) -> np.ndarray:
-    """(draws, n_seeds * n_prompts) counts of each (seed, prompt) cell in each two-level
-    resample: n_seeds seeds with replacement, then n_prompts prompts within each."""
+    """(draws, n_seeds * n_prompts) weight of each (seed, prompt) cell in each resample:
+    seeds with replacement and prompts with replacement, one prompt draw for all seeds.
+
+    Prompts are crossed with seeds (every seed answers the same prompts), so both are
+    resampled as independent factors (Owen 2007, the pigeonhole bootstrap); drawing prompts
+    anew within each seed would count one prompt under k seeds as k independent prompts.
+    The prompt draws come first, so they do not depend on the number of seeds.
+    """
     rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, n_seeds, size=(draws, n_seeds, 1))
-    prompts = rng.integers(0, n_prompts, size=(draws, n_seeds, n_prompts))
-    cells = n_seeds * n_prompts
-    flat = (seeds * n_prompts + prompts + np.arange(draws)[:, None, None] * cells).ravel()
-    return np.bincount(flat, minlength=draws * cells).reshape(draws, cells).astype(float)
+    prompts = rng.integers(0, n_prompts, size=(draws, n_prompts))
+    seeds = rng.integers(0, n_seeds, size=(draws, n_seeds))
+    weights = _counts(seeds, n_seeds)[:, :, None] * _counts(prompts, n_prompts)[:, None, :]
+    return weights.reshape(draws, -1).astype(float)
+
+
+def _counts(indices: np.ndarray, size: int) -> np.ndarray:
+    """How often each of `size` items was drawn, per row of `indices`."""
+    offsets = np.arange(len(indices))[:, None] * size
+    return np.bincount((indices + offsets).ravel(), minlength=len(indices) * size).reshape(-1, size)
 
 
 def _grid(units: dict[Unit, float], seed_index: dict, prompt_index: dict) -> np.ndarray:
@@ -242,6 +253,8 @@ def rank(
     0.0
     """
     check_labels(labels)
+    if bootstrap < 1:
+        raise ConfigError(f"bootstrap must be at least 1 draw, got {bootstrap}")
     pairs = _oriented_pairs(outcomes, labels)
     all_units = [unit for units in pairs.values() for unit in units]
     seeds = sorted({s for s, _ in all_units if s is not None}) or [None]
@@ -300,9 +313,9 @@ def rank(
         "method": {
             "score": "mean head-to-head win rate against every other entry (ties count half)",
             "ci": f"{level:.0%} percentile bootstrap, {bootstrap} draws, seed {seed}: seeds "
-            "with replacement, then prompts with replacement within each seed",
+            "and prompts with replacement (one prompt draw for all seeds)",
             "p_value": "exact two-sided sign test (ties dropped) when a pair spans one seed; "
-            "two-level bootstrap p-value with several seeds",
+            "bootstrap p-value over seeds and prompts with several seeds",
             "correction": f"Holm across all {len(cells)} pairs at alpha {alpha}",
             "tier": "a new tier starts at an entry the current tier's leader beats significantly",
             "bootstrap": bootstrap,

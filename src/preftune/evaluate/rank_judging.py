@@ -37,7 +37,7 @@ def read_samples(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise DataError("no such samples file", source=str(path))
     rows = read_jsonl(path, tolerate_torn_tail=False)
-    lines = [n for n, text in enumerate(path.read_text().splitlines(), 1) if text.strip()]
+    lines = [n for n, text in enumerate(path.read_text().split("\n"), 1) if text.strip()]
     for row, line in zip(rows, lines, strict=False):
         missing = next((field for field in REQUIRED_FIELDS if field not in row), None)
         if missing:
