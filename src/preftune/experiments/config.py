@@ -132,7 +132,11 @@ class MethodEntry(_Strict):
         return self.label or self.method
 
     def sweep_points(self) -> list[dict]:
-        """The grid of `sweep` in order, each point a {key: value} dict ([] without a sweep)."""
+        """The grid of `sweep` in order, each point a {key: value} dict ([] without a sweep).
+
+        >>> MethodEntry(method="dpo", sweep={"beta": [0.1, 0.5], "lr": [1e-4]}).sweep_points()
+        [{'beta': 0.1, 'lr': 0.0001}, {'beta': 0.5, 'lr': 0.0001}]
+        """
         if not self.sweep:
             return []
         keys = list(self.sweep)

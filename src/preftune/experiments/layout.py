@@ -75,7 +75,13 @@ class StudyLayout:
 
     @staticmethod
     def seeds(study: dict) -> list[int | None]:
-        """The seeds of a study's method rows: [None] (paths without seed-<s>) for one seed."""
+        """The seeds of a study's method rows: [None] (paths without seed-<s>) for one seed.
+
+        >>> StudyLayout.seeds({"seeds": [0, 1]}), StudyLayout.seeds({"seed": 3})
+        ([0, 1], [None])
+        >>> StudyLayout(Path("s")).samples("dpo", 1).as_posix()
+        's/eval/dpo/seed-1/samples.jsonl'
+        """
         return list(study.get("seeds") or [None])
 
     def run(self, label: str, seed: int | None = None) -> Path:
