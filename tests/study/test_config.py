@@ -64,6 +64,9 @@ def test_sweep_points_are_the_grid_in_order_and_set_hparams_or_training():
         }
     ).methods[0]
     assert entry.sweep_points() == [{"beta": 0.1, "lr": 1e-4}, {"beta": 0.5, "lr": 1e-4}]
+    sweep = yaml.safe_load("lr: [1e-4, 3.0e-4]")  # YAML 1.1 reads 1e-4 (no dot) as text
+    raw = {**_raw(), "methods": [{"method": "dpo", "sweep": sweep}], "claims": []}
+    assert study_from_dict(raw).methods[0].sweep == {"lr": [1e-4, 3e-4]}
     point = entry.at_point({"beta": 0.5, "lr": 1e-4})
     assert point.hparams == {"beta": 0.5} and point.train == {"lr": 1e-4} and point.sweep is None
 

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from preftune.errors import ConfigError
 
@@ -26,6 +33,15 @@ RESERVED_LABELS = ("start", "sft")  # rows of every study, never a method's labe
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CLAIM_PATTERN = re.compile(r"\s*(\S+)\s*>\s*(\S+)\s*")
 SWEEP_TRAIN_KEYS = ("lr",)  # training settings a sweep may vary besides the hyperparameters
+
+
+def _number_or_text(value):
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _check_name(where: str, name: str) -> None:
@@ -126,6 +142,14 @@ class MethodEntry(_Strict):
     hparams: dict = Field(default_factory=dict)
     train: dict = Field(default_factory=dict)
     sweep: dict[str, list[float | int | str | bool]] | None = None
+
+    @field_validator("sweep")
+    @classmethod
+    def _numbers(cls, sweep):
+        """YAML 1.1 reads `1e-4` (no dot) as text: such values are numbers here."""
+        if sweep is None:
+            return None
+        return {key: [_number_or_text(v) for v in values] for key, values in sweep.items()}
 
     @property
     def run_label(self) -> str:
