@@ -37,7 +37,7 @@ def answers(layout: StudyLayout, row: Row) -> list[dict]:
 
 def rank_evaluation(
     config: StudyConfig, spec: Evaluation, layout: StudyLayout, rows: list[Row], log=print
-) -> dict | None:
+) -> dict:
     """Write rank/<evaluation>/ for `rows` (those with answers); returns ranking.json's dict."""
     from preftune.evaluate.rank import outcomes_from_scores, rank
     from preftune.evaluate.rank_judging import judge_all_pairs, score_entries
