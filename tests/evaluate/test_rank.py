@@ -188,14 +188,43 @@ def test_entries_without_seeds_keep_the_plain_interval_among_seeded_entries():
 def test_bootstrap_p_value_by_hand():
     import numpy as np
 
-    draws = np.array([0.6] * 97 + [0.5] + [0.4] * 2)  # 3 at or below 1/2 of 100
-    assert bootstrap_p_value(draws) == pytest.approx(2 * (3 + 1) / 101)
+    draws = np.array([0.6, 0.7, 0.8, 0.7])  # sd (n - 1) = sqrt(0.02 / 3)
+    z = (0.7 - 0.5) / math.sqrt(0.02 / 3)
+    assert bootstrap_p_value(0.7, draws) == pytest.approx(math.erfc(z / math.sqrt(2)))
+    assert math.isnan(bootstrap_p_value(1.0, np.array([1.0, 1.0])))
 
 
 def test_several_seeds_with_a_consistent_winner_are_significant():
+    """Every unit a win: the draws do not vary, so the test is the sign test on 50 units."""
     outcomes = {**units([1.0] * 25, seed=0), **units([1.0] * 25, seed=1)}
     cell = rank({("a", "b"): outcomes}, ["a", "b"], bootstrap=999)["head_to_head"]["a"]["b"]
-    assert cell["p_value"] == pytest.approx(2 / 1000) and cell["significant"] is True
+    assert cell["p_value"] == pytest.approx(2 / 2**50) and cell["significant"] is True
+
+
+def crossed_bootstrap_variance(grid):
+    """Exact variance of the resampled mean of a full k x n grid when seeds (a) and prompts
+    (b) are drawn as independent multinomials: E[a a^T] = I + (1 - 1/k) J (likewise for b),
+    so Var = (tr(E[aa^T] V E[bb^T] V^T) - (1^T V 1)^2) / (k n)^2."""
+    import numpy as np
+
+    grid = np.asarray(grid, dtype=float)
+    k, n = grid.shape
+    seeds = np.eye(k) + (1 - 1 / k) * np.ones((k, k))
+    prompts = np.eye(n) + (1 - 1 / n) * np.ones((n, n))
+    second_moment = np.trace(seeds @ grid @ prompts @ grid.T)
+    return (second_moment - grid.sum() ** 2) / (k * n) ** 2
+
+
+def test_several_seeds_test_with_the_bootstrap_standard_error():
+    """Seed 0: 20 wins 10 losses; seed 1: 18 wins 12 losses (aligned prompts).
+    p = 2·Φ(-|w - 1/2| / se), se from the exact crossed-bootstrap variance."""
+    seed0, seed1 = [1.0] * 20 + [0.0] * 10, [1.0] * 18 + [0.0] * 12
+    seeded = {**units(seed0, seed=0), **units(seed1, seed=1)}
+    cell = rank({("a", "b"): seeded}, ["a", "b"], bootstrap=4000)["head_to_head"]["a"]["b"]
+    assert cell["win_rate"] == pytest.approx(38 / 60) and cell["test"] == "bootstrap"
+    se = math.sqrt(crossed_bootstrap_variance([seed0, seed1]))
+    expected = math.erfc(abs(38 / 60 - 0.5) / se / math.sqrt(2))
+    assert cell["p_value"] == pytest.approx(expected, rel=0.15)
 
 
 @pytest.mark.parametrize(

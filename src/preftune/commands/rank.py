@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--title", default="Ranking", help="heading of ranking.md")
     parser.add_argument("--out", required=True, help="folder for ranking.json/.md/.png")
-    add_judge_arguments(parser)
+    add_judge_arguments(parser, required=True)
 
 
 def _labels(args: argparse.Namespace) -> list[str]:

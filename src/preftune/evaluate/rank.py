@@ -10,12 +10,12 @@ Statistics (docs/ranking.md says why each was chosen):
 - win rate: mean outcome over the pair's units (ties count half);
 - interval: percentile bootstrap (Efron & Tibshirani 1993, ch. 13) over seeds and prompts:
   seeds with replacement and prompts with replacement, the same prompt draw for every drawn
-  seed (`_bootstrap_weights`). With one seed this is the plain bootstrap over prompts. The
+  seed (`_bootstrap_counts`). With one seed this is the plain bootstrap over prompts. The
   same draws serve every pair, so the score intervals keep the pairs' correlation;
 - test: the exact two-sided sign test (scipy.stats.binomtest on wins vs losses, ties
-  dropped) when the pair spans at most one seed; with several seeds the bootstrap
-  p-value 2·min(P*(win rate <= 1/2), P*(win rate >= 1/2)), with the +1 correction of
-  Monte Carlo tests (Davison & Hinkley 1997, section 4.2);
+  dropped) when the pair spans at most one seed; with several seeds the normal test with
+  the bootstrap standard error, 2·Φ(-|win rate - 1/2| / se), whose p-values are not
+  limited to multiples of 1/draws (Holm over 55 pairs needs p < 0.0009);
 - Holm's step-down correction (statsmodels' multipletests) across all unordered pairs;
 - score: the mean head-to-head win rate against all other entries.
 """
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from itertools import combinations, permutations
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 from statsmodels.stats.multitest import multipletests
 
 from preftune.errors import ConfigError, DataError
@@ -120,9 +120,12 @@ def _oriented_pairs(outcomes: Outcomes, labels: list[str]) -> dict[tuple[str, st
     return pairs
 
 
-def _bootstrap_weights(n_seeds: int, n_prompts: int, draws: int, seed: int) -> np.ndarray:
-    """(draws, n_seeds * n_prompts) weight of each (seed, prompt) cell in each resample:
-    seeds with replacement and prompts with replacement, one prompt draw for all seeds.
+def _bootstrap_counts(
+    n_seeds: int, n_prompts: int, draws: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """How often each seed (draws, n_seeds) and each prompt (draws, n_prompts) is drawn in
+    each resample: seeds with replacement and prompts with replacement, one prompt draw for
+    all seeds, so cell (s, p) weighs seed_count[s] * prompt_count[p].
 
     Prompts are crossed with seeds (every seed answers the same prompts), so both are
     resampled as independent factors (Owen 2007, the pigeonhole bootstrap); drawing prompts
@@ -132,14 +135,14 @@ def _bootstrap_weights(n_seeds: int, n_prompts: int, draws: int, seed: int) -> n
     rng = np.random.default_rng(seed)
     prompts = rng.integers(0, n_prompts, size=(draws, n_prompts))
     seeds = rng.integers(0, n_seeds, size=(draws, n_seeds))
-    weights = _counts(seeds, n_seeds)[:, :, None] * _counts(prompts, n_prompts)[:, None, :]
-    return weights.reshape(draws, -1).astype(float)
+    return _counts(seeds, n_seeds), _counts(prompts, n_prompts)
 
 
 def _counts(indices: np.ndarray, size: int) -> np.ndarray:
     """How often each of `size` items was drawn, per row of `indices`."""
     offsets = np.arange(len(indices))[:, None] * size
-    return np.bincount((indices + offsets).ravel(), minlength=len(indices) * size).reshape(-1, size)
+    flat = np.bincount((indices + offsets).ravel(), minlength=len(indices) * size)
+    return flat.reshape(-1, size).astype(float)
 
 
 def _grid(units: dict[Unit, float], seed_index: dict, prompt_index: dict) -> np.ndarray:
@@ -151,13 +154,17 @@ def _grid(units: dict[Unit, float], seed_index: dict, prompt_index: dict) -> np.
             grid[:, prompt_index[prompt]] = value
         else:
             grid[seed_index[seed], prompt_index[prompt]] = value
-    return grid.ravel()
+    return grid
 
 
-def _resampled_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    present = ~np.isnan(values)
+def _resampled_means(grid: np.ndarray, counts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The weighted mean outcome of the grid's present cells in each resample."""
+    seed_counts, prompt_counts = counts
+    present = ~np.isnan(grid)
+    totals = seed_counts * (prompt_counts @ np.where(present, grid, 0.0).T)
+    sizes = seed_counts * (prompt_counts @ present.astype(float).T)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (weights @ np.where(present, values, 0.0)) / (weights @ present)
+        return totals.sum(axis=1) / sizes.sum(axis=1)
 
 
 def _interval(estimate: float, draws: np.ndarray, level: float) -> tuple[float, float]:
@@ -177,12 +184,19 @@ def sign_test(wins: int, losses: int) -> float:
     return float(binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
 
 
-def bootstrap_p_value(draws: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of win rate = 1/2: twice the smaller share of resampled
-    win rates on either side of 1/2, with the +1 correction (never exactly 0)."""
-    finite = draws[~np.isnan(draws)]
-    below, above = np.sum(finite <= 0.5), np.sum(finite >= 0.5)
-    return float(min(1.0, 2 * (min(below, above) + 1) / (len(finite) + 1)))
+def bootstrap_p_value(estimate: float, draws: np.ndarray) -> float:
+    """Two-sided p-value of win rate = 1/2 from the bootstrap standard error:
+    2·Φ(-|estimate - 1/2| / se), se the standard deviation of the resampled win rates
+    (Efron & Tibshirani 1993, ch. 6). NaN when the draws do not vary (then every unit has
+    the same outcome and the caller falls back to the sign test).
+
+    >>> round(bootstrap_p_value(0.6, np.array([0.55, 0.65])), 4)  # se = 0.0707, z = 1.414
+    0.1573
+    """
+    spread = float(np.nanstd(draws, ddof=1))
+    if spread == 0.0:
+        return float("nan")
+    return float(norm.sf(abs(estimate - 0.5) / spread) * 2)
 
 
 def _head_to_head(units: dict[Unit, float], draws: np.ndarray, level: float) -> dict:
@@ -201,8 +215,14 @@ def _head_to_head(units: dict[Unit, float], draws: np.ndarray, level: float) -> 
         "n": len(values),
         "prompts": len({prompt for _, prompt in units}),
         "test": "bootstrap" if several_seeds else "sign",
-        "p_value": bootstrap_p_value(draws) if several_seeds else sign_test(wins, losses),
+        "p_value": _paired_p_value(estimate, draws, wins, losses, several_seeds),
     }
+
+
+def _paired_p_value(estimate, draws, wins: int, losses: int, several_seeds: bool) -> float:
+    """The bootstrap test with several seeds (seed variation counts), else the sign test."""
+    p_value = bootstrap_p_value(estimate, draws) if several_seeds else float("nan")
+    return sign_test(wins, losses) if np.isnan(p_value) else p_value
 
 
 def _mirror(cell: dict) -> dict:
@@ -261,11 +281,11 @@ def rank(
     prompts = sorted({p for _, p in all_units})
     seed_index = {s: i for i, s in enumerate(seeds)}
     prompt_index = {p: i for i, p in enumerate(prompts)}
-    weights = _bootstrap_weights(len(seeds), len(prompts), bootstrap, seed)
+    counts = _bootstrap_counts(len(seeds), len(prompts), bootstrap, seed)
 
     draws, cells = {}, {}
     for (x, y), units in pairs.items():
-        draws[(x, y)] = _resampled_means(_grid(units, seed_index, prompt_index), weights)
+        draws[(x, y)] = _resampled_means(_grid(units, seed_index, prompt_index), counts)
         cells[(x, y)] = _head_to_head(units, draws[(x, y)], level)
     reject, adjusted, _, _ = multipletests(
         [cell["p_value"] for cell in cells.values()], alpha=alpha, method="holm"
@@ -315,7 +335,7 @@ def rank(
             "ci": f"{level:.0%} percentile bootstrap, {bootstrap} draws, seed {seed}: seeds "
             "and prompts with replacement (one prompt draw for all seeds)",
             "p_value": "exact two-sided sign test (ties dropped) when a pair spans one seed; "
-            "bootstrap p-value over seeds and prompts with several seeds",
+            "with several seeds 2*Phi(-|win rate - 1/2| / bootstrap standard error)",
             "correction": f"Holm across all {len(cells)} pairs at alpha {alpha}",
             "tier": "a new tier starts at an entry the current tier's leader beats significantly",
             "bootstrap": bootstrap,

@@ -17,7 +17,7 @@ from pathlib import Path
 from preftune.errors import DataError
 from preftune.evaluate.rank import Unit, match_units
 from preftune.evaluate.win_rate import OUTCOME
-from preftune.io import read_jsonl
+from preftune.io import read_numbered_jsonl, require_fields
 from preftune.judges.runner import judge_pairs
 from preftune.judges.store import JudgmentStore, judgment_key
 
@@ -36,18 +36,15 @@ def read_samples(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError("no such samples file", source=str(path))
-    rows = read_jsonl(path, tolerate_torn_tail=False)
-    lines = [n for n, text in enumerate(path.read_text().split("\n"), 1) if text.strip()]
-    for row, line in zip(rows, lines, strict=False):
-        missing = next((field for field in REQUIRED_FIELDS if field not in row), None)
-        if missing:
-            raise DataError("missing", source=f"{path}:{line}", field=missing)
+    numbered = read_numbered_jsonl(path, tolerate_torn_tail=False)
+    if not numbered:
+        raise DataError("has no samples", source=str(path))
+    require_fields(path, numbered, REQUIRED_FIELDS)
+    for line, row in numbered:
         seed = row.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise DataError(f"{seed!r} is not an integer", source=f"{path}:{line}", field="seed")
-    if not rows:
-        raise DataError("has no samples", source=str(path))
-    return rows
+    return [row for _, row in numbered]
 
 
 def by_unit(rows: list[dict]) -> dict[Unit, dict]:

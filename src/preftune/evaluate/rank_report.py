@@ -3,23 +3,10 @@ and head_to_head.png (the win-rate matrix as a heatmap, matplotlib with the Agg 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-from preftune.experiments.layout import write_json_atomic
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(temporary)` beside `path`, then a rename: a reader never sees half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+from preftune.io import atomic_write, atomic_write_json, atomic_write_text
 
 
 def _percent(value: float) -> str:
@@ -77,7 +64,7 @@ def _cell(cell: dict) -> str:
     return _percent(cell["win_rate"]) + ("*" if cell["significant"] else "")
 
 
-def head_to_head_heatmap(result: dict, path: Path) -> None:
+def head_to_head_heatmap(result: dict, stream: IO[bytes]) -> None:
     """Win rate of each row entry against each column entry, best entry first."""
     import matplotlib
 
@@ -104,7 +91,7 @@ def head_to_head_heatmap(result: dict, path: Path) -> None:
     axes.set_title("win rate % of row vs column (* significant after Holm)")
     figure.colorbar(image, ax=axes, label="win rate")
     figure.tight_layout()
-    figure.savefig(path, dpi=110, format="png")
+    figure.savefig(stream, dpi=110, format="png")
     plt.close(figure)
 
 
@@ -121,7 +108,6 @@ def write_ranking(result: dict, out_dir: Path, *, title: str = "Ranking") -> Non
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "ranking.json", result)
-    markdown = ranking_markdown(result, title)
-    _write_atomic(out_dir / "ranking.md", lambda path: path.write_text(markdown))
-    _write_atomic(out_dir / "head_to_head.png", lambda path: head_to_head_heatmap(result, path))
+    atomic_write_json(out_dir / "ranking.json", result)
+    atomic_write_text(out_dir / "ranking.md", ranking_markdown(result, title))
+    atomic_write(out_dir / "head_to_head.png", lambda stream: head_to_head_heatmap(result, stream))
