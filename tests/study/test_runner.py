@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from statistics import fmean
 
 import pytest
+import yaml
 
 import preftune.tasks as tasks
 from preftune.errors import ConfigError
@@ -78,11 +80,11 @@ def judging_fails_once(monkeypatch):
     real = evaluation.judge_row
     failed = []
 
-    def judge_row(config, spec, samples, model, layout, label):
+    def judge_row(config, spec, samples, model, layout, label, seed=None):
         if label == "dpo" and not failed:
             failed.append(label)
             raise ConnectionError("judge unreachable")
-        return real(config, spec, samples, model, layout, label)
+        return real(config, spec, samples, model, layout, label, seed)
 
     monkeypatch.setattr(evaluation, "judge_row", judge_row)
     return failed
@@ -125,8 +127,9 @@ def test_tiny_study_end_to_end_with_failures_and_a_resume(
     lines.clear()
     results = StudyRunner(config, out, log=lines.append).run()
     assert calls == ["dpo", "simpo", "simpo"]
-    assert any("train/dpo: done earlier" in line for line in lines)
-    assert any("samples/dpo: done earlier" in line for line in lines)
+    skipped = [line for line in lines if "finished steps skipped" in line]
+    assert len(skipped) == 1 and "train 1" in skipped[0] and "samples 2" in skipped[0]
+    assert not any("done earlier" in line for line in lines)
     rows = {row["label"]: row for row in results["rows"]}
     assert {label: row["status"] for label, row in rows.items()} == {
         "start": "ok",
@@ -159,7 +162,7 @@ def test_adding_methods_to_a_finished_study_runs_only_the_new_ones(
     results = StudyRunner(extended, out, log=lines.append).run()
     assert calls == ["dpo", "ipo"]
     assert any("adding ipo to the study" in line for line in lines)
-    assert any("samples/dpo: done earlier" in line for line in lines)
+    assert any("finished steps skipped" in line and "samples 2" in line for line in lines)
     assert [row["label"] for row in results["rows"]] == ["start", "dpo", "ipo"]
     assert "ipo" in (out / "study.yaml").read_text()
 
@@ -182,12 +185,25 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
     pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
     raw = tiny_study(tiny_model_dir, methods=("dpo",))
     raw["sft"] = {"train": {"lr": 1e-3}}
-    raw["data"] = {"train": {"path": str(pairs)}, "heldout": {"path": str(pairs), "limit": 3}}
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        "".join(
+            json.dumps({"prompt": f"review book {i}", "chosen": "fine", "rejected": "bad"}) + "\n"
+            for i in range(2)
+        )
+    )
+    raw["data"] = {
+        "train": {"path": str(pairs)},
+        "heldout": {"path": str(pairs), "limit": 3},
+        "dev": {"path": str(dev)},
+    }
+    raw["methods"][0]["sweep"] = {"lr": [1e-3]}
     raw["evaluation"]["kl_samples"] = 2
     raw["evaluation"]["evaluations"] = [
         {
             "name": "vs-chosen",
             "baseline": "reference",
+            "pairs": "all",
             "judge": {"type": "hf-llm", "model": str(tiny_model_dir)},
         }
     ]
@@ -207,3 +223,91 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
     assert len(read_jsonl(layout.eval_dir("dpo") / "kl_samples.jsonl")) == 2
     report = (out / "report.md").read_text()
     assert "| sft |" in report and "Monte-Carlo estimate of KL" in report
+    # Without a gold reward the sweep is scored by the evaluation's judge against the start's
+    # answers on the dev prompts; the test data's own pairs test DPO's implicit reward.
+    sweep = json.loads((layout.sweep("dpo") / "sweep.json").read_text())
+    assert sweep["metric"].startswith("win rate against start") and sweep["chosen"] == {"lr": 1e-3}
+    assert len(read_jsonl(layout.sweep("start") / "dev_samples.jsonl")) == 2
+    preference = json.loads(layout.preference("dpo").read_text())
+    assert preference["n"] == 3 and preference["pairs_source"] == "test data"
+    ranking = json.loads((layout.ranking("vs-chosen") / "ranking.json").read_text())
+    assert {row["label"] for row in ranking["ranking"]} == {"start", "dpo"}
+    assert (layout.ranking("vs-chosen") / "judgments.jsonl").is_file()  # every pair judged
+
+
+def test_two_seeds_and_a_sweep_tune_on_dev_and_rank_on_test_prompts(
+    tmp_path, tiny_model_dir, length_gold, monkeypatch
+):
+    runs = []
+    real = runner_module.run_training
+    monkeypatch.setattr(
+        runner_module,
+        "run_training",
+        lambda values: runs.append(f"{values['output_dir']}/{values['run_name']}") or real(values),
+    )
+    raw = tiny_study(tiny_model_dir, ("dpo", "simpo"))
+    raw["seeds"] = [0, 1]
+    raw["methods"][0]["sweep"] = {"beta": [0.1, 0.5]}
+    raw["data"]["dev"] = {"task": "sentiment", "split": "dev", "limit": 4}
+    raw["evaluation"]["preference_prompts"] = 4
+    raw["claims"] = ["dpo > simpo"]
+    out, lines = tmp_path / "study", []
+    StudyRunner(study_from_dict(raw), out, log=lines.append).run()
+    layout = StudyLayout(out)
+
+    assert any("plan: 3 rows (start + 2 methods), seeds [0, 1], 4 test prompts" in x for x in lines)
+    dev, test = read_jsonl(layout.dev), read_jsonl(layout.heldout)
+    assert len(dev) == 4 and not {r["prompt"] for r in dev} & {r["prompt"] for r in test}
+    # The sweep: two points trained with the first seed, scored on the dev answers only.
+    sweep = json.loads((layout.sweep("dpo") / "sweep.json").read_text())
+    assert [p["values"] for p in sweep["points"]] == [{"beta": 0.1}, {"beta": 0.5}]
+    for point in sweep["points"]:
+        answers = read_jsonl(layout.sweep("dpo") / point["point"] / "dev_samples.jsonl")
+        assert {a["id"] for a in answers} == {r["id"] for r in dev}
+        assert point["dev_metric"] == pytest.approx(fmean(len(a["response"]) for a in answers))
+    best = max(sweep["points"], key=lambda p: p["dev_metric"])
+    assert sweep["chosen"] == best["values"] and sweep["chosen_point"] == best["point"]
+    # Each method once per seed, the swept one with the chosen setting: its first seed is the
+    # chosen point's run, copied, not trained again.
+    assert sorted(runs) == sorted(
+        [str(layout.sweep("dpo") / p) for p in ("p0", "p1")]
+        + [str(layout.run("dpo", 1))]
+        + [str(layout.run("simpo", s)) for s in (0, 1)]
+    )
+    assert (layout.run("dpo", 0) / "final" / "config.json").is_file()
+    for seed in (0, 1):
+        trained = yaml.safe_load((layout.run("dpo", seed) / "config.yaml").read_text())
+        assert trained["seed"] == seed and trained["hparams"] == sweep["chosen"]
+        assert len(read_jsonl(layout.samples("simpo", seed))) == 4
+    # The ranking pools seeds and prompts; start (no seed) meets every seed.
+    ranking = json.loads((layout.ranking("gold") / "ranking.json").read_text())
+    assert ranking["seeds"] == 2 and ranking["n_prompts"] == 4
+    assert {row["label"] for row in ranking["ranking"]} == {"start", "dpo", "simpo"}
+    start = {r["id"]: len(r["response"]) for r in read_jsonl(layout.samples("start"))}
+    outcomes = [
+        1.0
+        if len(r["response"]) > start[r["id"]]
+        else 0.5
+        if len(r["response"]) == start[r["id"]]
+        else 0.0
+        for seed in (0, 1)
+        for r in read_jsonl(layout.samples("dpo", seed))
+    ]
+    assert ranking["head_to_head"]["dpo"]["start"]["win_rate"] == pytest.approx(fmean(outcomes))
+    # Held-out preference accuracy for the implicit reward of DPO (SimPO has none).
+    pairs = read_jsonl(layout.preference_pairs)
+    assert pairs and all(len(p["chosen"]) > len(p["rejected"]) for p in pairs)
+    for seed in (0, 1):
+        accuracy = json.loads(layout.preference("dpo", seed).read_text())
+        assert accuracy["n"] == len(pairs) and 0.0 <= accuracy["accuracy"] <= 1.0
+        assert accuracy["beta"] == sweep["chosen"]["beta"]
+        assert not layout.preference("simpo", seed).exists()
+    stages = [stage["name"] for stage in json.loads(layout.timings.read_text())["stages"]]
+    assert "sweep dpo (2 points, dev prompts)" in stages and "rank on gold" in stages
+
+    # A rerun trains nothing and says so in one line.
+    runs.clear()
+    lines.clear()
+    StudyRunner(study_from_dict(raw), out, log=lines.append).run()
+    assert runs == []
+    assert len([line for line in lines if "finished steps skipped" in line]) == 1

@@ -8,13 +8,13 @@ from preftune.errors import ConfigError
 from preftune.tasks import get_task, sentiment
 
 
-def test_splits_are_disjoint_and_cover_a_few_hundred_prompts():
-    train = sentiment.prompts("train")
-    heldout = sentiment.prompts("heldout")
-    assert len(train) + len(heldout) >= 300
-    assert len(heldout) >= 50
-    assert not {p["id"] for p in train} & {p["id"] for p in heldout}
-    assert not {p["prompt"] for p in train} & {p["prompt"] for p in heldout}
+def test_splits_are_disjoint_and_leave_room_for_100_test_and_50_dev_prompts():
+    splits = {name: sentiment.prompts(name) for name in sentiment.SPLITS}
+    assert len(splits["heldout"]) >= 100 and len(splits["dev"]) >= 50
+    assert len(splits["train"]) >= 300
+    for first, second in (("train", "heldout"), ("train", "dev"), ("dev", "heldout")):
+        assert not {p["id"] for p in splits[first]} & {p["id"] for p in splits[second]}
+        assert not {p["prompt"] for p in splits[first]} & {p["prompt"] for p in splits[second]}
 
 
 def test_a_limit_takes_a_prefix_so_smaller_studies_nest_in_larger_ones():

@@ -1,25 +1,66 @@
 """The study config: one model, an optional SFT step, one data set, many methods, evaluations.
 
 A study trains every method from the same starting model (the SFT result, or the model itself)
-with the same data order and seed, then judges each method's greedy answers on held-out prompts
-against a baseline. Settings under `train` are shared by every run and map onto
-`preftune.config.TrainConfig`; a method's own `train` entries override them for that method.
+with the same data order and seed (once per seed of `seeds`), then judges each method's greedy
+answers on held-out prompts against a baseline and ranks the rows on every evaluation. Settings
+under `train` are shared by every run and map onto `preftune.config.TrainConfig`; a method's own
+`train` entries override them for that method, and its `sweep` tunes them on the dev prompts.
 Every error names the field it is about.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from preftune.errors import ConfigError
 
 BASELINES = ("start", "sft", "reference")  # or a path to a samples .jsonl file
-LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESERVED_LABELS = ("start", "sft")  # rows of every study, never a method's label
+# Labels and evaluation names become folder names: letters, digits, "._-", no leading dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+CLAIM_PATTERN = re.compile(r"\s*(\S+)\s*>\s*(\S+)\s*")
+SWEEP_TRAIN_KEYS = ("lr",)  # training settings a sweep may vary besides the hyperparameters
+
+
+def _number_or_text(value):
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _check_name(where: str, name: str) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"{where}: {name!r} must be letters, digits, '.', '_' or '-' (a folder name)"
+        )
+
+
+def parse_claim(claim: str) -> tuple[str, str]:
+    """("dpo", "slic") from "dpo > slic"; ValueError when it is not of the form `x > y`.
+
+    >>> parse_claim("dpo > slic")
+    ('dpo', 'slic')
+    """
+    match = CLAIM_PATTERN.fullmatch(claim)
+    if not match or match.group(1) == match.group(2):
+        raise ValueError(f"{claim!r} is not of the form 'x > y' with two different row labels")
+    return match.group(1), match.group(2)
 
 
 class _Strict(BaseModel):
@@ -61,8 +102,12 @@ class OnPolicy(_Strict):
 
 
 class StudyData(_Strict):
+    """Training data, test prompts (`heldout`) and tuning prompts (`dev`, disjoint from the test
+    prompts; a task study takes the task's dev split when a sweep needs one)."""
+
     train: DataSource
     heldout: DataSource
+    dev: DataSource | None = None
     on_policy: OnPolicy | None = None
 
     @model_validator(mode="after")
@@ -72,6 +117,8 @@ class StudyData(_Strict):
                 "train data from a task has prompts only: add 'on_policy' to sample and score "
                 "responses from the starting model"
             )
+        if self.dev is not None and self.dev == self.heldout:
+            raise ValueError("dev: the dev prompts are the test prompts ('heldout'); split them")
         return self
 
 
@@ -83,16 +130,56 @@ class SFTStep(_Strict):
 
 
 class MethodEntry(_Strict):
-    """One method of the study; `label` names its run (default: the method name)."""
+    """One method of the study; `label` names its run (default: the method name).
+
+    `sweep` maps hyperparameters of the method (and `lr`) to the values to try: every point of
+    the grid trains and is scored on the dev prompts, and the best point is the one the study
+    trains and tests (its `hparams` / `train` entries are the rest of the setting).
+    """
 
     method: str
     label: str | None = None
     hparams: dict = Field(default_factory=dict)
     train: dict = Field(default_factory=dict)
+    sweep: dict[str, list[float | int | str | bool]] | None = None
+
+    @field_validator("sweep")
+    @classmethod
+    def _numbers(cls, sweep):
+        """YAML 1.1 reads `1e-4` (no dot) as text: such values are numbers here."""
+        if sweep is None:
+            return None
+        return {key: [_number_or_text(v) for v in values] for key, values in sweep.items()}
 
     @property
     def run_label(self) -> str:
         return self.label or self.method
+
+    def sweep_points(self) -> list[dict]:
+        """The grid of `sweep` in order, each point a {key: value} dict ([] without a sweep).
+
+        >>> MethodEntry(method="dpo", sweep={"beta": [0.1, 0.5], "lr": [1e-4]}).sweep_points()
+        [{'beta': 0.1, 'lr': 0.0001}, {'beta': 0.5, 'lr': 0.0001}]
+        """
+        if not self.sweep:
+            return []
+        keys = list(self.sweep)
+        return [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*self.sweep.values())
+        ]
+
+    def at_point(self, values: dict) -> MethodEntry:
+        """This entry with a sweep point's values set (hyperparameters, or `train` settings)."""
+        hparams = {**self.hparams, **{k: v for k, v in values.items() if k in self.hparams_of}}
+        train = {**self.train, **{k: v for k, v in values.items() if k in SWEEP_TRAIN_KEYS}}
+        return self.model_copy(update={"hparams": hparams, "train": train, "sweep": None})
+
+    @property
+    def hparams_of(self) -> set[str]:
+        from preftune.losses import METHODS
+
+        return set(METHODS[self.method].hparams)
 
 
 class JudgeSpec(BaseModel):
@@ -125,7 +212,8 @@ class Evaluation(_Strict):
     "sft": the SFT model's; "reference": the held-out data's preferred response; or a samples
     .jsonl file, e.g. a fixed model's answers as in Arena-Hard). `prompts` defaults to the
     study's held-out data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions
-    (1-10) and needs no baseline or prompts.
+    (1-10) and needs no baseline or prompts. A baseline file must exist when the study starts
+    (`missing_baseline_files`), so a config can be checked before the file is fetched.
     """
 
     name: str
@@ -133,6 +221,20 @@ class Evaluation(_Strict):
     judge: JudgeSpec
     baseline: str = "start"
     prompts: DataSource | None = None
+    # How the ranking compares rows with an LLM judge: "anchored" reuses each row's judgments
+    # against the baseline; "all" judges every pair of rows on every prompt (R(R-1)/2 times as
+    # many requests). Gold judges always compare all pairs (scores cost nothing).
+    pairs: Literal["anchored", "all"] = "anchored"
+
+    @model_validator(mode="after")
+    def _checked(self):
+        _check_name("name", self.name)
+        if self.baseline not in BASELINES and not self.baseline.endswith(".jsonl"):
+            raise ValueError(
+                f"baseline: {self.baseline!r} is not one of {list(BASELINES)} nor a .jsonl file "
+                "of answers"
+            )
+        return self
 
 
 class EvalSettings(_Strict):
@@ -143,6 +245,9 @@ class EvalSettings(_Strict):
     # KL(π ‖ π_start); null (the default): every evaluated prompt; 0 uses the log-ratio on the
     # greedy answers instead (no extra sampling, not a KL).
     kl_samples: int | None = Field(default=None, ge=0)
+    # Task studies: dev prompts sampled twice by the starting model and ordered by the gold
+    # reward into held-out pairs for the preference accuracy of implicit rewards (0: none).
+    preference_prompts: int = Field(default=0, ge=0)
     evaluations: list[Evaluation] = Field(min_length=1)
 
 
@@ -150,6 +255,10 @@ class StudyConfig(_Strict):
     name: str = "study"
     model: str
     seed: int = 0
+    # Train and evaluate every method once per seed (same data; init, order and sampling
+    # differ); the ranking then resamples seeds and prompts together. None: one run, `seed`.
+    seeds: list[int] | None = Field(default=None, min_length=1)
+    claims: list[str] = Field(default_factory=list)  # orderings the report checks: "dpo > slic"
     sft: SFTStep | None = None
     data: StudyData
     train: dict = Field(default_factory=dict)
@@ -159,6 +268,10 @@ class StudyConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self):
         _check_methods(self.methods)
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: {self.seeds} repeats a seed")
+        self._check_claims()
+        self._check_dev_split()
         if self.sft and self.sft.data is None and self.data.train.task is not None:
             raise ValueError(
                 "sft.data: the training data of a task study is sampled from the SFT model, "
@@ -178,6 +291,56 @@ class StudyConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"evaluation.evaluations: names must be unique, got {names}")
         return self
+
+    def _check_claims(self) -> None:
+        rows = [RESERVED_LABELS[0]] + [m.run_label for m in self.methods]
+        for index, claim in enumerate(self.claims):
+            try:
+                labels = parse_claim(claim)
+            except ValueError as error:
+                raise ValueError(f"claims.{index}: {error}") from None
+            unknown = [label for label in labels if label not in rows]
+            if unknown:
+                raise ValueError(f"claims.{index}: {unknown} not rows of the study (rows: {rows})")
+
+    def _check_dev_split(self) -> None:
+        swept = [i for i, m in enumerate(self.methods) if m.sweep]
+        if swept and self.dev_source is None:
+            raise ValueError(
+                f"methods.{swept[0]}.sweep: a sweep is scored on dev prompts disjoint from the "
+                "test prompts: add data.dev (or use a task, which has a dev split)"
+            )
+        if (
+            swept
+            and self.gold_task is None
+            and not any(e.kind == "pairwise" for e in self.evaluation.evaluations)
+        ):
+            raise ValueError(
+                f"methods.{swept[0]}.sweep: the dev metric needs a gold task or a pairwise "
+                "evaluation"
+            )
+        dev, heldout = self.dev_source, self.data.heldout
+        same_task = dev is not None and dev.task is not None and heldout.task == dev.task
+        if same_task and (dev.split or "dev") == (heldout.split or "heldout"):
+            raise ValueError("data.dev: the dev split is the test split; use split 'dev'")
+
+    def missing_baseline_files(self) -> list[str]:
+        """Baseline .jsonl files the evaluations name that do not exist (yet)."""
+        files = [e.baseline for e in self.evaluation.evaluations if e.baseline not in BASELINES]
+        return [path for path in files if not Path(path).is_file()]
+
+    @property
+    def dev_source(self) -> DataSource | None:
+        """Where the dev prompts come from: data.dev, else a task's own dev split."""
+        if self.data.dev is not None:
+            return self.data.dev
+        task = self.data.heldout.task or self.data.train.task
+        return None if task is None else DataSource(task=task, split="dev")
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds: `seeds`, or [seed] for a one-seed study."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
 
     @property
     def gold_task(self) -> str | None:
@@ -199,24 +362,44 @@ def _check_methods(methods: list[MethodEntry]) -> None:
                 f"{where}.hparams: {unknown} not hyperparameters of '{entry.method}' "
                 f"(it has {sorted(METHODS[entry.method].hparams)})"
             )
-        if not LABEL_PATTERN.match(entry.run_label):
-            raise ValueError(f"{where}.label: '{entry.run_label}' must be letters, digits, . _ -")
+        _check_name(f"{where}.label", entry.run_label)
+        if entry.run_label in RESERVED_LABELS:
+            raise ValueError(
+                f"{where}.label: '{entry.run_label}' is a row every study has; choose another"
+            )
         if entry.run_label in labels[:index]:
             raise ValueError(f"{where}.label: '{entry.run_label}' names two methods; set 'label'")
+        unknown = sorted(set(entry.sweep or {}) - set(METHODS[entry.method].hparams))
+        unknown = [key for key in unknown if key not in SWEEP_TRAIN_KEYS]
+        if unknown:
+            raise ValueError(
+                f"{where}.sweep: {unknown} not hyperparameters of '{entry.method}' nor "
+                f"{list(SWEEP_TRAIN_KEYS)} (it has {sorted(METHODS[entry.method].hparams)})"
+            )
+        empty = [key for key, values in (entry.sweep or {}).items() if not values]
+        if empty:
+            raise ValueError(f"{where}.sweep.{empty[0]}: give at least one value")
 
 
 STUDY_SETS = ("model", "method", "hparams", "output_dir", "run_name", "resume")
 
 
 def train_values(
-    study: StudyConfig, model: str, entry: MethodEntry, overrides: dict, data: dict
+    study: StudyConfig,
+    model: str,
+    entry: MethodEntry,
+    overrides: dict,
+    data: dict,
+    seed: int | None = None,
 ) -> dict:
     """The TrainConfig fields of one run: the study's shared `train` settings, then the run's
-    own overrides, then what the study fixes (model, method, hyperparameters, seed)."""
+    own overrides, then what the study fixes (model, method, hyperparameters, seed: `seed`,
+    default the study's, sets the initialisation, the data order and sampling)."""
+    seed = study.seed if seed is None else seed
     values = {**study.train, **overrides}
-    values["data"] = {**data, "seed": study.seed, **study.train.get("data", {})}
+    values["data"] = {**data, "seed": seed, **study.train.get("data", {})}
     values["data"].update(overrides.get("data", {}))
-    values.update(model=model, method=entry.method, hparams=entry.hparams, seed=study.seed)
+    values.update(model=model, method=entry.method, hparams=entry.hparams, seed=seed)
     return values
 
 
@@ -229,7 +412,11 @@ def _check_training_settings(study: StudyConfig) -> None:
     from preftune.config import TrainConfig
 
     runs = [("sft.train", MethodEntry(method="sft"), study.sft.train)] if study.sft else []
-    runs += [(f"methods.{i}.train", m, m.train) for i, m in enumerate(study.methods)]
+    for index, method in enumerate(study.methods):
+        points = method.sweep_points() or [{}]
+        runs += [
+            (f"methods.{index}.train", method.at_point(p), method.at_point(p).train) for p in points
+        ]
     for where, entry, overrides in runs:
         for key in (*study.train, *overrides):
             if key in STUDY_SETS:

@@ -20,7 +20,9 @@ from preftune.experiments.results import KL_GREEDY, KL_SAMPLED
 from preftune.io import read_jsonl
 
 
-def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -> list[dict]:
+def sample_answers(
+    model, prompts: list[dict], out: Path, config: StudyConfig, seed: int | None = None
+) -> list[dict]:
     """Greedy answers (temperature 0, as in the seed study) to the held-out prompts."""
     from preftune.generate import generate
 
@@ -31,7 +33,7 @@ def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -
         max_new_tokens=config.evaluation.max_new_tokens,
         temperature=0.0,
         batch_size=config.evaluation.batch_size,
-        seed=config.seed,
+        seed=config.seed if seed is None else seed,
     )
 
 
@@ -136,11 +138,17 @@ def baseline_rows(spec: Evaluation, layout: StudyLayout) -> list[dict] | Path:
 
 
 def judge_row(
-    config: StudyConfig, spec: Evaluation, samples: Path, model, layout: StudyLayout, label: str
+    config: StudyConfig,
+    spec: Evaluation,
+    samples: Path,
+    model,
+    layout: StudyLayout,
+    label: str,
+    seed: int | None = None,
 ) -> dict:
-    """Run one evaluation of one row into <eval>/<label>/<evaluation>/: results.json for a
-    win rate, mtbench.json for MT-Bench (answers generated there, both turns)."""
-    out = layout.judged(label, spec.name)
+    """Run one evaluation of one row into <eval>/<label>[/seed-<s>]/<evaluation>/: results.json
+    for a win rate, mtbench.json for MT-Bench (answers generated there, both turns)."""
+    out = layout.judged(label, spec.name, seed)
     if spec.kind == "mt-bench":
         from preftune.evaluate.mtbench import generate_answers, grade_answers
 
@@ -160,3 +168,52 @@ def judge_row(
         out,
         seed=config.seed,
     )
+
+
+def has_implicit_reward(method: str) -> bool:
+    """Whether a method's loss is built on the reward β·log(π/π_ref) (DPO, eq. 5, and kin)."""
+    from preftune.losses import METHODS
+
+    spec = METHODS[method]
+    return spec.needs_reference and "beta" in spec.hparams
+
+
+def write_preference_accuracy(
+    config: StudyConfig, entry, pairs: list[dict], policy_path: Path, start_model, out: Path
+) -> dict:
+    """How often the implicit reward β·(log π − log π_start) orders a held-out pair as the data
+    do (Chen et al. 2024, "Preference learning algorithms do not learn preference rankings");
+    written to `out` as {"accuracy", "n", "beta", "pairs_source"}."""
+    from preftune.data.records import PromptGroup, Response
+    from preftune.data.tokenize import tokenize
+    from preftune.evaluate.likelihood import ranking_accuracy
+    from preftune.generate import load_for_generation
+    from preftune.losses import METHODS
+
+    reference, tokenizer = start_model
+    groups = [
+        PromptGroup(
+            row["prompt"], [Response(row["chosen"], 1.0), Response(row["rejected"], 0.0)], row["id"]
+        )
+        for row in pairs
+    ]
+    limits = {k: config.train[k] for k in ("max_prompt_length", "max_length") if k in config.train}
+    tokenized, _ = tokenize(groups, tokenizer, **limits)
+    beta = entry.hparams.get("beta", METHODS[entry.method].hparams["beta"])
+    policy, _, _ = load_for_generation(str(policy_path))
+    figures = ranking_accuracy(
+        policy,
+        tokenized,
+        reference=reference,
+        beta=beta,
+        batch_size=config.evaluation.batch_size,
+        pad_token_id=tokenizer.pad_token_id or 0,
+    )
+    result = {
+        "accuracy": figures["reward_accuracy"],
+        "n": figures["n"],
+        "beta": beta,
+        "pairs_source": pairs[0]["source"],
+    }
+    write_json_atomic(out, result)
+    return result

@@ -13,7 +13,6 @@ import random
 
 from preftune.data.messages import prompt_text, response_text
 from preftune.experiments.layout import START, StudyLayout
-from preftune.experiments.seed_paths import seeded, study_seeds
 from preftune.io import read_jsonl
 
 DISAGREEING = 3
@@ -22,10 +21,10 @@ RANDOM = 2
 
 def _answers(layout: StudyLayout, study: dict, labels: list[str]) -> dict[str, dict[str, dict]]:
     """label -> prompt id -> answer row (a method's first seed), for rows that have answers."""
-    seed = study_seeds(study)[0]
+    seed = StudyLayout.seeds(study)[0]
     found = {}
     for label in labels:
-        rows = read_jsonl(seeded(layout.eval_dir(label), label, seed) / "samples.jsonl")
+        rows = read_jsonl(layout.eval_dir(label, seed) / "samples.jsonl")
         if rows:
             found[label] = {str(row["id"]): row for row in rows}
     return found
@@ -50,10 +49,10 @@ def _judge_outcomes(layout: StudyLayout, study: dict, labels: list[str]) -> tupl
     pairwise = [e for e in study["evaluation"]["evaluations"] if e.get("kind") != "mt-bench"]
     if not pairwise:
         return "", {}
-    name, seed = pairwise[0]["name"], study_seeds(study)[0]
+    name, seed = pairwise[0]["name"], StudyLayout.seeds(study)[0]
     outcomes = {}
     for label in labels:
-        path = seeded(layout.eval_dir(label), label, seed) / name / "judgments.jsonl"
+        path = layout.eval_dir(label, seed) / name / "judgments.jsonl"
         decided = [row for row in read_jsonl(path) if row.get("winner") in OUTCOME]
         if decided:
             outcomes[label] = {str(row["id"]): OUTCOME[row["winner"]] for row in decided}

@@ -26,7 +26,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from preftune.experiments.dynamics import SERIES, read_metrics  # noqa: E402
 from preftune.experiments.layout import SFT, START, StudyLayout  # noqa: E402
-from preftune.experiments.seed_paths import seeded, study_seeds  # noqa: E402
 from preftune.io import atomic_write_bytes  # noqa: E402
 
 CURVES = (
@@ -89,7 +88,7 @@ def _training_logs(layout: StudyLayout, results: dict, seed: int | None) -> dict
     for row in results["rows"]:
         if "dynamics" in row:
             label = row["label"]
-            run = seeded(layout.run(SFT if label == START else label), label, seed)
+            run = layout.run(SFT if label == START else label, seed)
             logs[label] = read_metrics(run / "metrics.jsonl")
     return logs
 
@@ -97,7 +96,7 @@ def _training_logs(layout: StudyLayout, results: dict, seed: int | None) -> dict
 def training_curves(layout: StudyLayout, results: dict, study: dict) -> Path | None:
     """A grid: one row per method, one column per logged series, each panel on its own scale
     (the grid grows downwards with the number of methods, as a page does)."""
-    logs = _training_logs(layout, results, study_seeds(study)[0])
+    logs = _training_logs(layout, results, StudyLayout.seeds(study)[0])
     logs = {label: rows for label, rows in logs.items() if rows}
     panels = [name for name in CURVES if any(_values(rows, name)[1] for rows in logs.values())]
     if not panels:

@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 from preftune.experiments.layout import StudyLayout, read_json
-from preftune.experiments.seed_paths import seeded, study_seeds
 from preftune.io import read_jsonl
 
 # Files that hold no generated answers: training logs and the judges' decisions.
@@ -23,7 +22,7 @@ NOT_GENERATED = {"metrics.jsonl", "judgments.jsonl"}
 def _run_configs(layout: StudyLayout, label: str, seeds: list[int | None]) -> list[dict]:
     runs = []
     for seed in seeds:
-        path = seeded(layout.run(label), label, seed) / "config.yaml"
+        path = layout.run(label, seed) / "config.yaml"
         if path.is_file():
             runs.append(
                 {
@@ -38,7 +37,7 @@ def _run_configs(layout: StudyLayout, label: str, seeds: list[int | None]) -> li
 
 def settings(layout: StudyLayout, study: dict, labels: list[str]) -> dict:
     """The study's seed(s), every run's resolved config and every sweep, by label."""
-    seeds = study_seeds(study)
+    seeds = StudyLayout.seeds(study)
     runs = []
     if study.get("sft"):
         runs += _run_configs(layout, "sft", [None])

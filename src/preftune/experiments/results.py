@@ -18,7 +18,6 @@ from preftune.errors import ConfigError
 from preftune.experiments import examples, provenance
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
-from preftune.experiments.seed_paths import seeded, study_seeds
 
 KL_SAMPLED = "sampled"  # mean log π(y) − log π_start(y) over y ~ π (temperature 1): KL(π ‖ π_start)
 KL_GREEDY = "greedy log-ratio"  # the same over the greedy answers: cheaper, not a KL, any sign
@@ -115,7 +114,7 @@ def mean_over_seeds(figures: list[dict | None]) -> dict | None:
 
 
 def _per_seed(layout: StudyLayout, study: dict, label: str, seed: int | None) -> dict:
-    folder = seeded(layout.eval_dir(label), label, seed)
+    folder = layout.eval_dir(label, seed)
     stats = read_json(folder / "stats.json")
     return {
         "seed": seed,
@@ -130,7 +129,7 @@ def _per_seed(layout: StudyLayout, study: dict, label: str, seed: int | None) ->
 
 def _row(layout: StudyLayout, study: dict, label: str) -> dict:
     methods = {m.get("label") or m["method"]: m for m in study["methods"]}
-    seeds = [None] if label == START else study_seeds(study)
+    seeds = [None] if label == START else StudyLayout.seeds(study)
     per_seed = [_per_seed(layout, study, label, seed) for seed in seeds]
     stats = mean_over_seeds([s["stats"] for s in per_seed])
     failure = read_json(layout.failure(label))
@@ -149,8 +148,9 @@ def _row(layout: StudyLayout, study: dict, label: str) -> dict:
         "per_seed": per_seed if len(seeds) > 1 else [],
     }
     if label in methods or (label == START and study.get("sft")):
-        run = layout.run(SFT if label == START else label)
-        row["dynamics"] = describe_run(seeded(run, label, seeds[0]) / "metrics.jsonl")
+        row["dynamics"] = describe_run(
+            layout.run(SFT if label == START else label, seeds[0]) / "metrics.jsonl"
+        )
     return row
 
 
@@ -230,8 +230,9 @@ def collect(layout: StudyLayout) -> dict:
         "model": study.get("model"),
         "start": SFT if study.get("sft") else START,
         "gold": gold_title(study),
-        "seeds": len(study_seeds(study)),
-        "seed_list": [s for s in study_seeds(study) if s is not None] or [study.get("seed", 0)],
+        "seeds": len(StudyLayout.seeds(study)),
+        "seed_list": [s for s in StudyLayout.seeds(study) if s is not None]
+        or [study.get("seed", 0)],
         "evaluations": evaluations,
         "rows": [_row(layout, study, label) for label in row_labels(study)],
         "ranking": {name: r.get("ranking", []) for name, r in rankings.items()},

@@ -19,15 +19,18 @@ from pathlib import Path
 from preftune.errors import ConfigError
 
 TEMPLATES_FILE = Path(__file__).with_name("sentiment_prompts.json")
-CATALOGUE_SIZE = 400  # prompts in the task, both splits together
-HELDOUT_PERCENT = 25  # share of the catalogue kept out of training
-SPLITS = ("train", "heldout")
+CATALOGUE_SIZE = 600  # prompts in the task, every split together
+HELDOUT_PERCENT = 25  # share of the catalogue kept for the test (the held-out prompts)
+DEV_PERCENT = 10  # share kept for tuning (sweeps) and held-out preference pairs
+SPLITS = ("train", "dev", "heldout")
 
 
 def _split_of(prompt_id: str) -> str:
     """A prompt's split depends on its id only, so it never moves when sizes change."""
     bucket = int(hashlib.sha256(prompt_id.encode()).hexdigest(), 16) % 100
-    return "heldout" if bucket < HELDOUT_PERCENT else "train"
+    if bucket < HELDOUT_PERCENT:
+        return "heldout"
+    return "dev" if bucket < HELDOUT_PERCENT + DEV_PERCENT else "train"
 
 
 @functools.cache
@@ -49,7 +52,8 @@ def catalogue() -> tuple[dict, ...]:
 
 
 def prompts(split: str, limit: int | None = None) -> list[dict]:
-    """The first `limit` prompts of `split` ("train" or "heldout") as {"id", "prompt"} dicts."""
+    """The first `limit` prompts of `split` ("train", "dev" or "heldout", disjoint) as
+    {"id", "prompt"} dicts."""
     if split not in SPLITS:
         raise ConfigError(f"sentiment task: split '{split}' is not one of {list(SPLITS)}")
     rows = [{"id": p["id"], "prompt": p["prompt"]} for p in catalogue() if p["split"] == split]
