@@ -17,7 +17,7 @@ def test_table_lists_every_method_with_view_reference_and_defaults(capsys):
     for name, spec in METHODS.items():
         assert spec.view in rows[name]
         assert ("yes" if spec.needs_reference else "no") in rows[name].split()
-        for hparam, default in spec.hparams.items():
+        for hparam, default in spec.defaults.items():
             assert f"{hparam}={default}" in rows[name]
 
 

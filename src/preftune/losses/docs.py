@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from preftune.io import atomic_write_text
 from preftune.losses.dispatch import _function, _wpo_weights
 from preftune.losses.registry import METHODS, PAIR_MODIFIERS, WPO_PAPER, Hparam, MethodSpec
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.path} is out of date: run python -m preftune.losses.docs")
             return 1
         return 0
-    args.path.write_text(text, encoding="utf-8")
+    atomic_write_text(args.path, text)
     return 0
 
 

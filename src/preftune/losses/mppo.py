@@ -1,4 +1,4 @@
-"""MPPO (Xie et al. 2025, COLING 2025, arXiv 2412.15244): reference-free, the reward is the average
+"""MPPO (Xie et al. 2025, arXiv 2412.15244): reference-free, the reward is the average
 likelihood pbar(y) = exp(s / l); no beta.
 
 List-view functions take the ranked view ([G, R], best first by score, padding last) and

@@ -38,7 +38,11 @@ EXTRA_INPUTS = tuple(EXTRA_LAYOUTS)
 
 class UnknownOption(ConfigError, MethodDataError):
     """An unknown method, a hyperparameter it does not have or a value out of range: the
-    message names the method, the hyperparameter and what is accepted."""
+    message names the method, the hyperparameter (also in `hparam`) and what is accepted."""
+
+    def __init__(self, message: str, *, hparam: str | None = None):
+        super().__init__(message)
+        self.hparam = hparam
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,9 @@ WPO_PAPER = "Zhou et al. 2024 (WPO), arXiv 2406.11827"
 PAIR_MODIFIERS: Mapping[str, Hparam] = MappingProxyType(
     {
         "weighting": Hparam(
-            None, "'wpo' weighs each pair by how likely the policy is to produce it", choices=WEIGHTINGS
+            None,
+            "'wpo' weighs each pair by how likely the policy is to produce it",
+            choices=WEIGHTINGS,
         ),
         "wpo_alignment": _switch(
             True,
@@ -191,6 +197,7 @@ def check_hparams(spec: MethodSpec, given: Mapping) -> dict:
             raise UnknownOption(
                 f"method '{spec.name}' has no hyperparameter '{name}' "
                 f"(it takes: {', '.join(accepted) or 'none'})",
+                hparam=name,
             )
     checked = {}
     for name, value in {**spec.defaults, **given}.items():
@@ -198,11 +205,13 @@ def check_hparams(spec: MethodSpec, given: Mapping) -> dict:
             checked[name] = accepted[name].convert(value)
         except ValueError as error:
             raise UnknownOption(
-                f"method '{spec.name}': hyperparameter {name} must be {error}, got {value!r}"
+                f"method '{spec.name}': hyperparameter {name} must be {error}, got {value!r}",
+                hparam=name,
             ) from None
     if "wpo_alignment" in checked and checked.get("weighting") != "wpo":
         raise UnknownOption(
-            f"method '{spec.name}': hyperparameter wpo_alignment only applies with weighting 'wpo'"
+            f"method '{spec.name}': hyperparameter wpo_alignment only applies with weighting 'wpo'",
+            hparam="wpo_alignment",
         )
     return checked
 
@@ -221,7 +230,7 @@ def _spec(name, view, reference, hparams, paper, description, function, **rest) 
 
 
 DPO_PAPER = "Rafailov et al. 2023, arXiv 2305.18290"
-MPPO_PAPER = "Xie et al. 2025 (MPPO, COLING 2025), arXiv 2412.15244"
+MPPO_PAPER = "Xie et al. 2025 (MPPO), arXiv 2412.15244"
 RPO_PAPER = "Yin et al. 2024 (Relative PO), arXiv 2402.10958"
 KTO_PAPER = "Ethayarajh et al. 2024 (KTO), arXiv 2402.01306"
 _EPSILON_SMOOTHING = _number(0.1, "label smoothing: the share of labels taken as flipped", 0, 1)
@@ -231,7 +240,9 @@ _KTO = {
     "undesirable_weight": _positive(1.0, "lambda_U, the weight of undesirable examples"),
 }
 _RPO = {**BETA, "tau": _positive(0.5, "temperature of the prompt-similarity softmax")}
-_SCORE_MAX = {"score_max": _positive(10.0, "the top of the rating scale: target = score / score_max")}
+_SCORE_MAX = {
+    "score_max": _positive(10.0, "the top of the rating scale: target = score / score_max")
+}
 
 _SPECS = [
     _spec("sft", "chosen", False, {}, "SFT stage of " + DPO_PAPER,
@@ -323,7 +334,7 @@ _SPECS = [
     # --- binary feedback ---
     _spec("kto", "binary", True, _KTO, KTO_PAPER, "prospect-theoretic value, logistic",
           "binary:kto", needs=("labels",), extra_inputs=("kl_policy_logps", "kl_ref_logps")),
-    _spec("kto-tanh", "binary", True, _KTO, "KTO (" + KTO_PAPER + ") with a tanh value function",
+    _spec("kto-tanh", "binary", True, _KTO, KTO_PAPER + ", with a tanh value function",
           "KTO with a tanh value function",
           "binary:kto_tanh", needs=("labels",), extra_inputs=("kl_policy_logps", "kl_ref_logps")),
     _spec("bco", "binary", True, BETA, "Jung et al. 2024 (BCO), arXiv 2404.04656",
