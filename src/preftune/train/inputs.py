@@ -9,7 +9,9 @@ module provides exactly that, so the loop is the same for every method:
 - RPO's `prompt_embeddings` (L2-normalised sentence embeddings of each group's prompt);
 - offline PPO's per-token log-probs, reference log-probs, mask and critic `values`;
 - BCO's running reward mean (`reward_mean`), updated after every micro-batch;
-- the data's `margins` and `ties`.
+- the data's `margins` and `ties`;
+- for `weighting: wpo` with its (default) alignment, `log_collision`: per response, the sum
+  of log sum_v p(v)^2 over its tokens, from the policy's own forward pass.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ class RunningMean:
         return {"total": self.total, "count": self.count}
 
 
+def needs_collision(spec, hparams: dict | None) -> bool:
+    """Whether the policy pass must also return WPO's `log_collision` (aligned weighting on)."""
+    if spec.view != "pair":
+        return False
+    if hparams is None:
+        return True
+    return hparams.get("weighting") == "wpo" and hparams.get("wpo_alignment", True)
+
+
 class LossInputs:
     """Builds `compute(...)`'s keyword arguments for a method from a micro-batch."""
 
@@ -91,7 +102,10 @@ class LossInputs:
         companions: list[TokenizedGroup] | None = None,
         embeddings: dict[str, torch.Tensor] | None = None,
         reward_mean: RunningMean | None = None,
+        hparams: dict | None = None,
     ):
+        """`hparams`: the run's hyperparameters, to provide what their modifiers need (WPO's
+        aligned weight needs `log_collision`); None provides it to every pairwise method."""
         self.spec = spec
         self.extra = set(spec.extra_inputs)
         self.reference = reference
@@ -99,6 +113,7 @@ class LossInputs:
         self.companions = companions
         self.embeddings = embeddings
         self.reward_mean = reward_mean
+        self.collision = needs_collision(spec, hparams)
 
     @property
     def per_token(self) -> bool:
@@ -109,7 +124,10 @@ class LossInputs:
         `preftune.train.distributed.PolicyForward`. Several processes gather them after."""
         device = next(policy_forward.parameters()).device
         policy, values = policy_forward(
-            batch, per_token=self.per_token, pad_token_id=self.pad_token_id
+            batch,
+            per_token=self.per_token,
+            collision=self.collision,
+            pad_token_id=self.pad_token_id,
         )
         kwargs = {
             "policy_logps": policy.logps,
@@ -140,6 +158,8 @@ class LossInputs:
         for name in ("margins", "ties"):
             if name in self.extra and name in batch.extras:
                 kwargs[name] = batch.extras[name].to(device)
+        if self.collision:
+            kwargs["log_collision"] = policy.log_collision
         return kwargs
 
     def _kl_inputs(self, policy_forward, indices: list[int], device) -> dict:
