@@ -1,6 +1,6 @@
 """The training config: YAML plus `key=value` overrides, checked before any model loads.
 
-Defaults follow the common offline-alignment recipe (as in the DPO and KTO papers' code):
+Defaults follow the DPO authors' reference implementation (Rafailov et al. 2023):
 RMSprop, lr 5e-7, batch 64 prompt groups per optimizer step, 1 epoch, max prompt 256 tokens,
 max prompt + response 512, the method's own hyperparameter defaults (beta 0.1 for DPO...;
 see docs/methods.md). Every error names the key or file and what is allowed, on one line, and
