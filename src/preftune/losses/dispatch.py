@@ -58,7 +58,7 @@ def _split_keywords(spec: MethodSpec, keywords: dict) -> tuple[dict, dict, dict]
 
 
 def _wpo_weights(view: Responses, aligned: bool) -> torch.Tensor:
-    """WPO (Zhou et al. 2024, arXiv 2406.11827, Sec. 3): w(y_w) w(y_l) per pair, detached, with
+    """WPO (Zhou et al. 2024, arXiv 2406.11827): w(y_w) w(y_l) per pair, detached, with
 
     w(y) = exp((1/l) sum_t log[p(y_t) / sum_v p(v)^2])   (aligned: the paper's weight)
     w(y) = exp(s / l)                                     (aligned=False: unaligned)

@@ -71,7 +71,7 @@ reward; pbar = exp(s / l), the average likelihood (geometric mean of the token p
 in (0, 1]); s( ) in formulas is the logistic sigmoid. Formulas are written in plain text.
 """
 
-DEVIATIONS = """## Where preftune follows the paper rather than TRL
+DEVIATIONS = """## Where preftune departs from TRL or from the formula as printed
 
 - `ipo` sums the token log-ratios in Delta, as the IPO paper writes its loss; TRL's `ipo`
   averages them over the response tokens. `length_normalize: true` gives TRL's form.

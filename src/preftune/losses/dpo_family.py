@@ -25,7 +25,7 @@ def dpo(pairs: Responses, beta: float) -> LossTerms:
 
 
 def ipo(pairs: Responses, beta: float, length_normalize: bool) -> LossTerms:
-    """IPO (Azar et al. 2023, arXiv 2310.12036, Eq. 17): (Delta - 1/(2 beta))^2.
+    """IPO (Azar et al. 2023, arXiv 2310.12036): (Delta - 1/(2 beta))^2.
 
     Delta sums the token log-ratios, as the paper writes it; length_normalize builds it from
     rho / l instead (TRL's `ipo` loss averages the log-probs).
@@ -182,7 +182,7 @@ def sppo_hard(pairs: Responses, beta: float) -> LossTerms:
 
 
 def discopop(pairs: Responses, beta: float, tau: float) -> LossTerms:
-    """DiscoPOP / LRML (Lu et al. 2024, arXiv 2406.08414, Eq. 6), h = beta Delta:
+    """DiscoPOP / LRML (Lu et al. 2024, arXiv 2406.08414), h = beta Delta:
 
     (1 - s(h / tau)) (-log s(h)) + s(h / tau) exp(-h).
 

@@ -13,7 +13,7 @@ from preftune.losses.responses import LossTerms, Responses, chosen_minus_rejecte
 
 
 def slic(pairs: Responses, delta: float, lam: float) -> LossTerms:
-    """SLiC-HF (Zhao et al. 2023, arXiv 2305.10425, Eq. 3 with the NLL regulariser):
+    """SLiC-HF (Zhao et al. 2023, arXiv 2305.10425), calibration loss with the NLL regulariser:
 
     max(0, delta - s_w + s_l) - lam s_w, both terms per sequence (summed log-probs).
     """
