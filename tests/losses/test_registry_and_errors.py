@@ -206,6 +206,10 @@ def test_out_of_range_hyperparameters_raise():
         compute("rdpo", **pair(), epsilon=0.5)
     with pytest.raises(MethodDataError, match="'todo': hyperparameter alpha must be a finite"):
         compute("todo", **pair(), alpha=0.0)
+    with pytest.raises(
+        MethodDataError, match="'rpo': hyperparameter tau must be a finite number > 0"
+    ):
+        compute("rpo", **pair(), tau=0.0, prompt_embeddings=torch.eye(1, 2))
 
 
 @pytest.mark.parametrize("beta", [0.0, -0.1, float("nan"), float("inf"), torch.tensor(-1.0)])

@@ -91,7 +91,7 @@ class Hparam:
         return above and below
 
     def convert(self, value):
-        """`value` as the loss takes it (numbers as float), or UnknownOption."""
+        """`value` as the loss takes it (numbers as float); ValueError naming what is accepted."""
         if not self.accepts(value):
             raise ValueError(self.allowed())
         is_number = not (isinstance(self.default, bool) or self.choices)
