@@ -20,7 +20,7 @@ from preftune.io import atomic_write_text
 from preftune.losses.dispatch import _function, _wpo_weights
 from preftune.losses.registry import METHODS, PAIR_MODIFIERS, WPO_PAPER, Hparam, MethodSpec
 
-DOC_PATH = Path("docs") / "methods.md"
+DOC_PATH = Path(__file__).resolve().parents[3] / "docs" / "methods.md"  # in a checkout
 
 VIEW_TITLES = {
     "chosen": "Supervised fine-tuning (the `chosen` view: each group's preferred response)",
