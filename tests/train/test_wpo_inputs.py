@@ -1,4 +1,4 @@
-"""WPO's aligned weight gets its per-token statistic from the policy pass, and only when used."""
+"""WPO's aligned weight gets its per-token statistic from the policy pass of pairwise methods."""
 
 import json
 import math
@@ -11,16 +11,7 @@ from preftune.losses import METHODS, compute
 from preftune.models.engine import sequence_logps
 from preftune.train import train
 from preftune.train.distributed import PolicyForward
-from preftune.train.inputs import LossInputs, needs_collision
-
-
-def test_collision_is_computed_only_for_aligned_wpo_on_pairwise_methods():
-    dpo, kto = METHODS["dpo"], METHODS["kto"]
-    assert needs_collision(dpo, {"beta": 0.1, "weighting": "wpo"})
-    assert not needs_collision(dpo, {"beta": 0.1, "weighting": "wpo", "wpo_alignment": False})
-    assert not needs_collision(dpo, {"beta": 0.1})
-    assert not needs_collision(kto, None)
-    assert needs_collision(dpo, None)  # a caller that does not say gets what WPO may need
+from preftune.train.inputs import LossInputs
 
 
 def test_loss_inputs_pass_the_policy_collision_statistic(tiny_model):
@@ -29,7 +20,7 @@ def test_loss_inputs_pass_the_policy_collision_statistic(tiny_model):
         TokenizedGroup("b", [11], [[4, 2], [8, 16, 23, 2]], [None, None], [None, None]),
     ]
     batch = collate(groups)
-    inputs = LossInputs(METHODS["simpo"], hparams={"beta": 2.0, "weighting": "wpo"})
+    inputs = LossInputs(METHODS["simpo"])
     kwargs = inputs(PolicyForward(tiny_model), batch, [0, 1])
     expected = sequence_logps(tiny_model, batch, collision=True, layout="plain")
     torch.testing.assert_close(kwargs["log_collision"], expected.log_collision, atol=1e-5, rtol=0)
@@ -37,8 +28,9 @@ def test_loss_inputs_pass_the_policy_collision_statistic(tiny_model):
     lengths = expected.lengths.double()
     log_w = ((expected.logps.double() - expected.log_collision.double()) / lengths).sum(dim=1)
     assert metrics["wpo/weight"] == pytest.approx(log_w.exp().mean().item(), rel=1e-4)
-    plain = LossInputs(METHODS["simpo"], hparams={"beta": 2.0})
-    assert "log_collision" not in plain(PolicyForward(tiny_model), batch, [0, 1])
+    _, unweighted = compute("simpo", **kwargs, beta=2.0)  # the statistic is unused without WPO
+    assert "wpo/weight" not in unweighted
+    assert not LossInputs(METHODS["kto"]).collision  # only pairwise methods take WPO
 
 
 def test_dpo_trains_with_the_aligned_and_the_unaligned_wpo_weight(make_config, paired_file):

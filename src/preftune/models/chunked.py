@@ -24,6 +24,16 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return logits.float()
 
 
+def _lse_and_collision_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logsumexp(z) and log sum softmax(z)^2 = log sum e^{2(z - m)} - 2 log sum e^{z - m}
+    (m the row max), from one exponential of the chunk, computed in place (overwrites
+    `logits`): cheaper than `torch.logsumexp` alone."""
+    peak = logits.amax(dim=-1, keepdim=True)
+    shifted = logits.sub_(peak).exp_()
+    total = shifted.sum(dim=-1).log()
+    return peak.squeeze(-1) + total, shifted.square_().sum(dim=-1).log() - 2 * total
+
+
 class _ChunkedTokenLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk_size, collision):
@@ -33,12 +43,12 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             end = start + chunk_size
             logits = _logits(hidden[start:end], weight, bias)
-            lse[start:end] = torch.logsumexp(logits, dim=-1)
-            out[start:end] = (
-                logits.gather(-1, targets[start:end, None]).squeeze(-1) - lse[start:end]
-            )
+            target_logits = logits.gather(-1, targets[start:end, None]).squeeze(-1)
             if collision:
-                collisions[start:end] = torch.logsumexp(2 * logits, dim=-1) - 2 * lse[start:end]
+                lse[start:end], collisions[start:end] = _lse_and_collision_(logits)
+            else:
+                lse[start:end] = torch.logsumexp(logits, dim=-1)
+            out[start:end] = target_logits - lse[start:end]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.chunk_size = chunk_size
         ctx.mark_non_differentiable(collisions)

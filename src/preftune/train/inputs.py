@@ -10,8 +10,9 @@ module provides exactly that, so the loop is the same for every method:
 - offline PPO's per-token log-probs, reference log-probs, mask and critic `values`;
 - BCO's running reward mean (`reward_mean`), updated after every micro-batch;
 - the data's `margins` and `ties`;
-- for `weighting: wpo` with its (default) alignment, `log_collision`: per response, the sum
-  of log sum_v p(v)^2 over its tokens, from the policy's own forward pass.
+- for pairwise methods, `log_collision` (what `weighting: wpo`'s aligned weight divides by):
+  per response, the sum over its tokens of log sum_v p(v)^2, from the logits the policy pass
+  forms anyway (no measurable cost: see `preftune.models.chunked`).
 """
 
 from __future__ import annotations
@@ -81,15 +82,6 @@ class RunningMean:
         return {"total": self.total, "count": self.count}
 
 
-def needs_collision(spec, hparams: dict | None) -> bool:
-    """Whether the policy pass must also return WPO's `log_collision` (aligned weighting on)."""
-    if spec.view != "pair":
-        return False
-    if hparams is None:
-        return True
-    return hparams.get("weighting") == "wpo" and hparams.get("wpo_alignment", True)
-
-
 class LossInputs:
     """Builds `compute(...)`'s keyword arguments for a method from a micro-batch."""
 
@@ -102,10 +94,7 @@ class LossInputs:
         companions: list[TokenizedGroup] | None = None,
         embeddings: dict[str, torch.Tensor] | None = None,
         reward_mean: RunningMean | None = None,
-        hparams: dict | None = None,
     ):
-        """`hparams`: the run's hyperparameters, to provide what their modifiers need (WPO's
-        aligned weight needs `log_collision`); None provides it to every pairwise method."""
         self.spec = spec
         self.extra = set(spec.extra_inputs)
         self.reference = reference
@@ -113,7 +102,7 @@ class LossInputs:
         self.companions = companions
         self.embeddings = embeddings
         self.reward_mean = reward_mean
-        self.collision = needs_collision(spec, hparams)
+        self.collision = spec.view == "pair"  # for WPO's weighting, when a run uses it
 
     @property
     def per_token(self) -> bool:
