@@ -39,3 +39,27 @@ def test_check_mode_reports_a_stale_file(tmp_path):
     command = [sys.executable, "-m", "preftune.losses.docs", "--check", "--path", str(stale)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 1 and "out of date" in result.stdout
+
+
+def _project_texts():
+    folders = [ROOT / "src", ROOT / "docs", ROOT / "examples"]
+    files = [
+        p for folder in folders for p in folder.rglob("*") if p.suffix in {".py", ".md", ".yaml"}
+    ]
+    return {p: p.read_text(encoding="utf-8") for p in [*files, ROOT / "README.md"]}
+
+
+def test_the_project_cites_no_document_outside_it():
+    """Issue 21: code and docs pointed at notes the repository does not contain."""
+    for path, text in _project_texts().items():
+        if path.name == "README.md":
+            continue  # its study section is curated separately
+        for outside in ("METHODS.md", "PILOT.md", "DESIGN.md", "see docs: "):
+            assert outside not in text, f"{path} cites {outside}"
+
+
+def test_mppo_is_cited_with_one_year_everywhere():
+    """Issue 22: MPPO (arXiv 2412.15244) was 2024 in the registry and 2025 in the README."""
+    assert "Xie et al. 2025" in METHODS["mppo-pair-mnm"].paper
+    for path, text in _project_texts().items():
+        assert "Xie et al. 2024" not in text, path
