@@ -1,9 +1,10 @@
 """The training config: YAML plus `key=value` overrides, checked before any model loads.
 
-Defaults are the seed study's (METHODS.md section 1, its Table 1): RMSprop, lr 5e-7, batch 64
-prompt groups per optimizer step, 1 epoch, max prompt 256 tokens, max prompt + response 512,
-the method's own hyperparameter defaults (beta 0.1 for DPO...). Every error names the key and
-what is allowed, and is raised as `ConfigError` (the CLI prints it and exits with code 2).
+Defaults follow the DPO authors' reference implementation (Rafailov et al. 2023):
+RMSprop, lr 5e-7, batch 64 prompt groups per optimizer step, 1 epoch, max prompt 256 tokens,
+max prompt + response 512, the method's own hyperparameter defaults (beta 0.1 for DPO...;
+see docs/methods.md). Every error names the key or file and what is allowed, on one line, and
+is raised as `ConfigError` (the CLI prints it and exits with code 2).
 """
 
 from __future__ import annotations
@@ -13,14 +14,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, DataError
+from preftune.io import read_text
 
 DEMO_MODEL = "smollm2-135m-instruct"  # preftune.models.loading.DEMO_MODEL, without importing torch
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"  # RPO's default sentence embedder (models/embeddings.py)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_COMMON_HPARAMS = {"weighting": ("wpo",)}  # accepted by every pairwise method (WPO weighting)
+MAX_LR = 100.0  # above this a learning rate is a typo, not a setting
 
 
 class _Loader(yaml.SafeLoader):
@@ -41,7 +51,7 @@ def _yaml(text: str):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -74,7 +84,8 @@ class TrainConfig(_Strict):
     model: str = Field(description="Hub id, local folder, a previous run folder, or the demo model")
     method: str = Field(description="a name from `preftune methods`")
     hparams: dict[str, Any] = Field(
-        default_factory=dict, description="the method's, over its defaults"
+        default_factory=dict,
+        description="the method's, over its defaults (docs/methods.md); null = the default",
     )
     data: DataConfig
 
@@ -86,7 +97,7 @@ class TrainConfig(_Strict):
     )
 
     optimizer: Literal["rmsprop", "adamw", "sgd"] = "rmsprop"
-    lr: float = Field(5e-7, gt=0)
+    lr: float = Field(5e-7, gt=0, le=MAX_LR)
     scheduler: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="after warm-up: hold, or decay linearly / by cosine to 0"
     )
@@ -128,13 +139,14 @@ class TrainConfig(_Strict):
         return "no" if value is False else value  # YAML reads a bare `no` as false
 
     @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
+    def _check(self, info: ValidationInfo) -> TrainConfig:
         from preftune.losses import METHODS
 
         if self.method not in METHODS:
             raise ValueError(f"method '{self.method}' is not one of: {', '.join(sorted(METHODS))}")
         spec = METHODS[self.method]
-        self.__dict__["hparams"] = _resolve_hparams(self.method, spec, self.hparams)
+        inherited = (info.context or {}).get(INHERITED_HPARAMS)
+        self.__dict__["hparams"] = _resolve_hparams(spec, self.hparams, inherited)
         if not spec.needs_reference:
             self.__dict__["reference"] = None
         elif self.reference is None:
@@ -172,28 +184,29 @@ class TrainConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _resolve_hparams(method: str, spec, given: dict[str, Any]) -> dict[str, Any]:
-    allowed = dict(spec.hparams)
-    if spec.view == "pair":
-        allowed.update({name: None for name in _COMMON_HPARAMS})
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        valid = ", ".join(sorted(allowed)) or "none"
-        raise ValueError(
-            f"hparams: '{unknown[0]}' is not a hyperparameter of '{method}' (valid: {valid})"
-        )
-    for name, value in given.items():
-        if name in _COMMON_HPARAMS:
-            if value not in _COMMON_HPARAMS[name]:
-                raise ValueError(f"hparams.{name}: '{value}' is not one of {_COMMON_HPARAMS[name]}")
-            continue
-        default = allowed[name]
-        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"hparams.{name}: expected a number like {default!r}, got {value!r}")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"hparams.{name}: expected true or false, got {value!r}")
-    return {**spec.hparams, **given}
+INHERITED_HPARAMS = "inherited_hparams"  # validation context: (file, its method, its keys)
+
+
+def _resolve_hparams(spec, given: dict[str, Any], inherited=None) -> dict[str, Any]:
+    """The method's hyperparameters, checked against their one declaration in the registry.
+
+    A null value removes a setting (the default applies). `inherited` = (file, method, keys):
+    keys a config file written for another method passed on; an error about one says so.
+    """
+    from preftune.losses.registry import UnknownOption, check_hparams
+
+    given = {name: value for name, value in given.items() if value is not None}
+    try:
+        return check_hparams(spec, given)
+    except UnknownOption as error:
+        where = f"hparams.{error.hparam}"
+        note = ""
+        if inherited and error.hparam in inherited[2]:
+            note = (
+                f"; it comes from {inherited[0]}, written for method '{inherited[1]}': "
+                f"remove it with {where}=null"
+            )
+        raise ValueError(f"{where}: {error}{note}") from None
 
 
 def _looks_local(value: str) -> bool:
@@ -221,22 +234,40 @@ def _check_source(key: str, value: str) -> None:
         raise ValueError(f"{key}: '{value}' does not exist (a local file or folder, or a Hub id)")
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: where and what ("line 3, column 5: found a tab")."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """`a.b=value` strings into a nested dict; values are YAML (`lora=null`, `hparams.beta=0.2`)."""
+    """`a.b=value` strings into a nested dict; values are YAML (`lora=null`, `hparams.beta=0.2`).
+
+    >>> parse_overrides(["lr=1e-4", "hparams.beta=null"])
+    {'lr': 0.0001, 'hparams': {'beta': None}}
+    """
     nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        parts = key.split(".")
+        if not sep or not all(part.strip() for part in parts):
             raise ConfigError(
-                f"override '{item}': expected key=value (dotted keys for nested fields)"
+                f"override '{item}': expected key=value with a dotted key (e.g. hparams.beta=0.2)"
             )
-        *parents, leaf = key.split(".")
+        try:
+            value = _yaml(raw) if raw else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"override '{item}': the value is not valid YAML ({_yaml_problem(error)})"
+            ) from None
+        *parents, leaf = parts
         target = nested
         for part in parents:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
-        target[leaf] = _yaml(raw) if raw else ""
+        target[leaf] = value
     return nested
 
 
@@ -250,10 +281,14 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def build_train_config(values: dict[str, Any]) -> TrainConfig:
-    """Validate a plain dict into a TrainConfig; errors become one ConfigError naming each key."""
+def build_train_config(values: dict[str, Any], *, inherited=None) -> TrainConfig:
+    """Validate a plain dict into a TrainConfig; errors become one ConfigError naming each key.
+
+    `inherited` = (file, method, hparam names) when the config file was written for another
+    method than the one trained: an error about one of those hyperparameters says so.
+    """
     try:
-        return TrainConfig.model_validate(values)
+        return TrainConfig.model_validate(values, context={INHERITED_HPARAMS: inherited})
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
 
@@ -266,6 +301,8 @@ def _describe(error: ValidationError) -> str:
         if problem["type"] == "extra_forbidden":
             message = f"unknown key (allowed: {', '.join(_allowed_keys(problem['loc']))})"
         lines.append(f"{key}: {message}" if key else message)
+    if len(lines) == 1:
+        return f"invalid config: {lines[0]}"
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
@@ -283,21 +320,40 @@ def _is_model(candidate) -> bool:
     return isinstance(candidate, type) and issubclass(candidate, BaseModel)
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds; anything else is a ConfigError naming the file."""
+    try:
+        text = read_text(path, what="YAML config file")
+    except DataError as error:
+        raise ConfigError(f"--config: {error}") from None
+    try:
+        values = _yaml(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"--config: '{path}' is not valid YAML ({_yaml_problem(error)})"
+        ) from None
+    if values is None:
+        raise ConfigError(f"--config: '{path}' is empty; it needs at least model, method and data")
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config: '{path}' must hold a mapping of keys to values")
+    return values
+
+
 def load_train_config(
     path: str | Path | None, overrides: list[str] | None = None, **fixed: Any
 ) -> TrainConfig:
-    """Read a YAML config, apply `key=value` overrides, then `fixed` values (e.g. method="sft")."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"--config: file '{path}' does not exist")
-        try:
-            values = _yaml(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--config: '{path}' is not valid YAML: {error}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"--config: '{path}' must hold a mapping of keys to values")
-    values = _merge(values, parse_overrides(overrides or []))
+    """Read a YAML config, apply `key=value` overrides, then `fixed` values (e.g. method="sft").
+
+    When `fixed` trains another method than the file names, hyperparameters the file sets
+    for its own method are reported as such if the new method does not take them.
+    """
+    from_file = _read_config_file(Path(path)) if path is not None else {}
+    given = parse_overrides(overrides or [])
+    values = _merge(from_file, given)
     values = _merge(values, {key: value for key, value in fixed.items() if value is not None})
-    return build_train_config(values)
+    inherited = None
+    file_hparams = from_file.get("hparams")
+    if isinstance(file_hparams, dict) and from_file.get("method") != values.get("method"):
+        overridden = set(given.get("hparams") or {})
+        inherited = (str(path), from_file.get("method"), set(file_hparams) - overridden)
+    return build_train_config(values, inherited=inherited)

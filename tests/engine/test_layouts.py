@@ -61,6 +61,32 @@ def test_layout_matches_plain_values_and_gradients(tiny_model, layout, num_respo
         torch.testing.assert_close(param.grad, expected_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layout_matches_plain_collision_statistic(tiny_model, layout):
+    """WPO's per-response sum of log sum_v p(v)^2 is the same on every path."""
+    batch = collate(_ragged_groups(3))
+    expected = sequence_logps(tiny_model, batch, collision=True, layout="plain")
+    out = sequence_logps(tiny_model, batch, collision=True, layout=layout, chunk_size=5)
+    torch.testing.assert_close(out.log_collision, expected.log_collision, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.logps, expected.logps, atol=1e-5, rtol=0)
+    assert out.log_collision[2, 2] == 0  # the missing response
+    assert sequence_logps(tiny_model, batch, layout=layout).log_collision is None
+
+
+def test_plain_collision_statistic_by_hand(tiny_model):
+    """One response scored position by position from the model's full logits."""
+    prompt, response = [5, 9, 14], [21, 7, 2]
+    batch = collate([TokenizedGroup("g", prompt, [response], [None], [None])])
+    out = sequence_logps(tiny_model, batch, collision=True, layout="plain")
+    with torch.no_grad():
+        logits = tiny_model(input_ids=torch.tensor([prompt + response])).logits[0].double()
+    expected = sum(
+        torch.softmax(logits[len(prompt) - 1 + j], -1).pow(2).sum().log().item()
+        for j in range(len(response))
+    )
+    assert out.log_collision[0, 0].item() == pytest.approx(expected, abs=1e-5)
+
+
 def test_auto_layout_shares_prefix_under_sdpa(tiny_model, monkeypatch):
     seen = []
     monkeypatch.setattr(

@@ -17,7 +17,7 @@ def test_table_lists_every_method_with_view_reference_and_defaults(capsys):
     for name, spec in METHODS.items():
         assert spec.view in rows[name]
         assert ("yes" if spec.needs_reference else "no") in rows[name].split()
-        for hparam, default in spec.hparams.items():
+        for hparam, default in spec.defaults.items():
             assert f"{hparam}={default}" in rows[name]
 
 
@@ -28,6 +28,11 @@ def test_json_round_trips_the_registry(capsys):
     assert listed["kto"]["needs"] == ["labels"]
     assert listed["simpo"]["hparams"] == {"beta": 2.0, "gamma": 0.5}
     assert listed["dpo"]["needs_reference"] is True
+    assert listed["rdpo"]["hparam_details"]["epsilon"] == {
+        "default": 0.1,
+        "allowed": "a number in [0, 0.5)",
+        "doc": "the label flip rate",
+    }
 
 
 def test_view_filter(capsys):

@@ -8,6 +8,7 @@ import torch
 from preftune.errors import ConfigError, MethodDataError
 from preftune.losses import METHODS, compute
 from preftune.losses.dispatch import _function
+from preftune.losses.registry import check_hparams
 
 # Registry names and hyperparameter names, exactly as the issue lists them.
 ISSUE_HPARAMS = {
@@ -57,7 +58,7 @@ def test_every_method_of_the_issue_is_registered_with_its_hyperparameters():
     assert set(METHODS) >= ISSUE_NAMES
     for name, hparams in ISSUE_HPARAMS.items():
         assert set(METHODS[name].hparams) == hparams, name
-    assert METHODS["mppo-point-ce"].hparams["score_max"] == 10
+    assert METHODS["mppo-point-ce"].hparams["score_max"].default == 10
     for name in ("rpo", "rpo-unpaired"):
         assert set(METHODS[name].hparams) == {"beta", "tau"}
         assert "prompt_embeddings" in METHODS[name].extra_inputs
@@ -107,14 +108,14 @@ def test_unknown_hyperparameter_lists_the_valid_ones():
 
 
 def test_hyperparameters_must_be_numbers():
-    with pytest.raises(MethodDataError, match="beta must be a number"):
+    with pytest.raises(MethodDataError, match="beta must be a finite number > 0, got '0.1'"):
         compute("dpo", **pair(), beta="0.1")
-    with pytest.raises(MethodDataError, match="length_normalize must be true/false"):
+    with pytest.raises(MethodDataError, match="length_normalize must be true or false"):
         compute("ipo", **pair(), length_normalize=1.0)
 
 
 def test_weighting_is_only_for_pairwise_methods():
-    with pytest.raises(MethodDataError, match="unknown weighting"):
+    with pytest.raises(MethodDataError, match="weighting must be one of 'wpo', got 'wpoo'"):
         compute("dpo", **pair(), weighting="wpoo")
     singles = {"policy_logps": torch.tensor([[-1.0]]), "ref_logps": torch.tensor([[-1.0]])}
     with pytest.raises(MethodDataError, match="weighting"):
@@ -201,10 +202,42 @@ def test_rpo_unpaired_needs_both_kinds_of_feedback():
 
 
 def test_out_of_range_hyperparameters_raise():
-    with pytest.raises(MethodDataError, match="epsilon"):
+    with pytest.raises(MethodDataError, match=r"epsilon must be a number in \[0, 0.5\), got 0.5"):
         compute("rdpo", **pair(), epsilon=0.5)
-    with pytest.raises(MethodDataError, match="alpha must be > 0"):
+    with pytest.raises(MethodDataError, match="'todo': hyperparameter alpha must be a finite"):
         compute("todo", **pair(), alpha=0.0)
+    with pytest.raises(
+        MethodDataError, match="'rpo': hyperparameter tau must be a finite number > 0"
+    ):
+        compute("rpo", **pair(), tau=0.0, prompt_embeddings=torch.eye(1, 2))
+
+
+@pytest.mark.parametrize("beta", [0.0, -0.1, float("nan"), float("inf"), torch.tensor(-1.0)])
+def test_beta_must_be_a_positive_finite_number(beta):
+    """A beta <= 0 or NaN used to give a NaN loss or a silently inverted objective."""
+    with pytest.raises(
+        ConfigError, match="method 'dpo': hyperparameter beta must be a finite number > 0"
+    ):
+        compute("dpo", **pair(), beta=beta)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_hyperparameter_refuses_non_finite_values(name):
+    for hparam, declaration in METHODS[name].hparams.items():
+        if isinstance(declaration.default, (int, float)) and not isinstance(
+            declaration.default, bool
+        ):
+            with pytest.raises(ConfigError, match=f"'{name}': hyperparameter {hparam} must be"):
+                check_hparams(METHODS[name], {hparam: float("inf")})
+            assert check_hparams(METHODS[name], {})[hparam] == declaration.default
+
+
+def test_declared_ranges_read_as_intervals():
+    assert METHODS["rdpo"].hparams["epsilon"].allowed() == "a number in [0, 0.5)"
+    assert METHODS["exo"].hparams["epsilon"].allowed() == "a number in (0, 1)"
+    assert METHODS["dpo"].hparams["beta"].allowed() == "a finite number > 0"
+    assert METHODS["slic"].hparams["delta"].allowed() == "a finite number >= 0"
+    assert METHODS["ipo"].hparams["length_normalize"].allowed() == "true or false"
 
 
 def test_per_group_extras_take_one_value_per_group():

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from preftune.errors import MethodDataError
 from preftune.losses import METHODS, compute
 
 
@@ -254,12 +255,38 @@ def test_pair_metrics_are_floats_from_the_ranked_pairs():
     assert metrics["logps/rejected"] == pytest.approx(mean(p["s_l"] for p in PAIRS))
 
 
-def test_wpo_weights_each_pair_by_its_average_likelihoods():
-    loss, metrics = compute("dpo", **pair_tensors(), beta=0.5, weighting="wpo")
+def test_unaligned_wpo_weights_each_pair_by_its_average_likelihoods():
+    loss, metrics = compute("dpo", **pair_tensors(), beta=0.5, weighting="wpo", wpo_alignment=False)
     weights = [math.exp(mean_w(p) + mean_l(p)) for p in PAIRS]
     expected = mean(w * -log_sigmoid(0.5 * delta(p)) for w, p in zip(weights, PAIRS, strict=True))
     assert loss.item() == pytest.approx(expected, rel=1e-9)
     assert metrics["wpo/weight"] == pytest.approx(mean(weights))
+
+
+# Per response: the summed log sum_v p(v)^2 over its tokens (WPO's alignment), chosen first.
+COLLISION = [(-0.9, -2.1), (-0.3, -1.6), (-1.2, -0.8)]
+
+
+def test_aligned_wpo_divides_each_token_probability_by_its_collision_probability():
+    inputs = pair_tensors()
+    rows = [list(c) for c in COLLISION]
+    inputs["log_collision"] = torch.tensor(
+        [row[::-1] if g in SWAPPED else row for g, row in enumerate(rows)], dtype=torch.float64
+    )
+    loss, metrics = compute("dpo", **inputs, beta=0.5, weighting="wpo")
+    # w(y) = exp((1/l) sum_t [log p(y_t) - log sum_v p(v)^2]) = exp((s - c) / l)
+    weights = [
+        math.exp((p["s_w"] - c_w) / p["len_w"] + (p["s_l"] - c_l) / p["len_l"])
+        for p, (c_w, c_l) in zip(PAIRS, COLLISION, strict=True)
+    ]
+    expected = mean(w * -log_sigmoid(0.5 * delta(p)) for w, p in zip(weights, PAIRS, strict=True))
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    assert metrics["wpo/weight"] == pytest.approx(mean(weights))
+
+
+def test_aligned_wpo_without_the_collision_statistic_says_what_it_needs():
+    with pytest.raises(MethodDataError, match="log_collision.*wpo_alignment: false"):
+        compute("dpo", **pair_tensors(), beta=0.5, weighting="wpo")
 
 
 # ---------------------------------------------------------------- binary

@@ -35,7 +35,10 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--max-new-tokens", type=int, default=128)
     group.add_argument(
-        "--temperature", type=float, default=0.0, help="0 = greedy (the seed study's setting)"
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 = greedy (the usual setting for judged win rates)",
     )
     group.add_argument("--top-k", type=int, default=0, help="0 = off")
     group.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")

@@ -1,19 +1,26 @@
 """`preftune methods`: every alignment method with its data view, reference and hyperparameters.
 
-Reads only the registry's metadata, so it runs without importing torch.
+Reads only the registry's metadata, so it runs without importing torch (`--markdown`, which
+prints docs/methods.md with each loss's formula, imports the losses).
 """
 
 from __future__ import annotations
 
 import json
 
-from preftune.losses.registry import METHODS, WEIGHTINGS, WPO_PAPER
+from preftune.losses.registry import METHODS, PAIR_MODIFIERS, WEIGHTINGS, WPO_PAPER
 
 COLUMNS = ("method", "view", "reference", "hyperparameters (defaults)", "needs", "paper")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    output.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the methods reference (docs/methods.md): formulas, papers, defaults, data",
+    )
     parser.add_argument(
         "--view",
         choices=["pair", "binary", "list", "chosen"],
@@ -21,12 +28,20 @@ def add_arguments(parser) -> None:
     )
 
 
+def _hparams_json(hparams) -> dict:
+    return {
+        name: {"default": hparam.default, "allowed": hparam.allowed(), "doc": hparam.doc}
+        for name, hparam in hparams.items()
+    }
+
+
 def _as_json(spec) -> dict:
     return {
         "name": spec.name,
         "view": spec.view,
         "needs_reference": spec.needs_reference,
-        "hparams": dict(spec.hparams),
+        "hparams": spec.defaults,
+        "hparam_details": _hparams_json(spec.hparams),
         "needs": list(spec.needs),
         "extra_inputs": list(spec.extra_inputs),
         "optional_inputs": list(spec.optional_inputs),
@@ -36,7 +51,7 @@ def _as_json(spec) -> dict:
 
 
 def _row(spec) -> tuple[str, ...]:
-    hparams = ", ".join(f"{name}={value}" for name, value in spec.hparams.items()) or "-"
+    hparams = ", ".join(f"{name}={value}" for name, value in spec.defaults.items()) or "-"
     needs = ", ".join(
         [*spec.needs, *(i for i in spec.extra_inputs if i not in spec.optional_inputs)]
     )
@@ -65,17 +80,23 @@ def format_table(specs) -> str:
 
 def run(args) -> int:
     specs = [spec for spec in METHODS.values() if args.view in (None, spec.view)]
+    if args.markdown:
+        from preftune.losses.docs import render
+
+        print(render(specs), end="")
+        return 0
     if args.json:
-        print(
-            json.dumps(
-                {"methods": [_as_json(spec) for spec in specs], "weightings": {"wpo": WPO_PAPER}},
-                indent=2,
-            )
-        )
+        listing = {
+            "methods": [_as_json(spec) for spec in specs],
+            "weightings": {"wpo": WPO_PAPER},
+            "pair_modifiers": _hparams_json(PAIR_MODIFIERS),
+        }
+        print(json.dumps(listing, indent=2))
         return 0
     print(format_table(specs))
     print(
         f"\n{len(specs)} methods. Pairwise methods also take weighting="
-        f"{'/'.join(WEIGHTINGS)!r} ({WPO_PAPER}). needs: data fields and extra tensors required."
+        f"{'/'.join(WEIGHTINGS)!r} ({WPO_PAPER}). needs: data fields and extra tensors required. "
+        "Ranges, formulas and papers: preftune methods --markdown (docs/methods.md)."
     )
     return 0

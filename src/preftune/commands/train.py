@@ -6,7 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML training config (see docs: TrainConfig)")
+    parser.add_argument(
+        "--config", help="YAML training config (README, 'Training'; methods: docs/methods.md)"
+    )
     parser.add_argument("--method", help="overrides the config's method (see `preftune methods`)")
     add_run_arguments(parser)
 

@@ -1,4 +1,4 @@
-"""The canonical record every input format is read into (DESIGN.md, "The canonical record")."""
+"""The canonical record every input format is read into (docs/internals.md, "Records")."""
 
 from __future__ import annotations
 

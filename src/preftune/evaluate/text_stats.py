@@ -1,5 +1,5 @@
 """Cheap statistics of a set of responses that show reward hacking a gold score hides:
-length, truncation, repetition and diversity (PILOT.md)."""
+length, truncation, repetition and diversity."""
 
 from __future__ import annotations
 

@@ -65,7 +65,11 @@ def kto(
 def kto_tanh(
     singles: Responses, beta: float, desirable_weight: float, undesirable_weight: float
 ) -> LossTerms:
-    """KTO with v = tanh(r - z) | tanh(z - r), the seed study's proposal; otherwise as `kto`."""
+    """KTO with a tanh value function, v = tanh(r - z) | tanh(z - r); otherwise as `kto`.
+
+    tanh saturates like the logistic but is steeper at 0 and reaches -1 below the reference
+    point, so an undesirable response far above it costs up to 2 lambda instead of lambda.
+    """
     return _kto(singles, beta, desirable_weight, undesirable_weight, torch.tanh)
 
 

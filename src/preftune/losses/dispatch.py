@@ -1,4 +1,4 @@
-"""`compute`: the one entry point of the loss contract (DESIGN.md, "The loss contract")."""
+"""`compute`: the one entry point of the loss contract (docs/internals.md, docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from functools import cache
 
 import torch
 
-from preftune.errors import ConfigError, MethodDataError
+from preftune.errors import MethodDataError
 from preftune.losses.metrics import binary_metrics, ranked_metrics
-from preftune.losses.registry import METHODS, WEIGHTINGS, MethodSpec
+from preftune.losses.registry import (
+    METHODS,
+    PAIR_MODIFIERS,
+    MethodSpec,
+    UnknownOption,
+    check_hparams,
+)
 from preftune.losses.responses import LossTerms, Responses, pairs, prepare, ranked, singles
 
 VIEWS = {"pair": pairs, "list": ranked, "chosen": ranked, "binary": singles}
@@ -17,10 +23,6 @@ NEEDED = {
     "scores": "scores (a data set with scored responses)",
     "labels": "labels (binary desirable / undesirable feedback)",
 }
-
-
-class UnknownOption(ConfigError, MethodDataError):
-    """An unknown method, hyperparameter or keyword: the message lists the valid ones."""
 
 
 @cache
@@ -35,43 +37,48 @@ def _spec(name: str) -> MethodSpec:
     return METHODS[name]
 
 
-def _split_keywords(spec: MethodSpec, keywords: dict) -> tuple[dict, dict, str | None]:
-    """Separate hyperparameters (defaults filled in), extra tensors and the weighting."""
-    allowed = [*spec.hparams, *spec.extra_inputs] + (["weighting"] if spec.view == "pair" else [])
-    unknown = sorted(set(keywords) - set(allowed))
+def _split_keywords(spec: MethodSpec, keywords: dict) -> tuple[dict, dict, dict]:
+    """Separate hyperparameters (checked, defaults filled in), extra tensors and modifiers."""
+    unknown = sorted(set(keywords) - set(spec.accepted) - set(spec.inputs))
     if unknown:
         raise UnknownOption(
             f"method '{spec.name}' got unknown keyword(s) {', '.join(unknown)}; valid "
-            f"hyperparameters: {', '.join(spec.hparams) or 'none'}"
-            + (f"; extra inputs: {', '.join(spec.extra_inputs)}" if spec.extra_inputs else "")
-            + ("; weighting: 'wpo'" if spec.view == "pair" else "")
+            f"hyperparameters: {', '.join(spec.accepted) or 'none'}"
+            + (f"; extra inputs: {', '.join(spec.inputs)}" if spec.inputs else "")
         )
-    hparams = {}
-    for name, default in spec.hparams.items():
-        value = keywords.get(name, default)
-        kind = bool if isinstance(default, bool) else (int, float)
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise UnknownOption(
-                f"method '{spec.name}': hyperparameter {name} must be "
-                f"{'true/false' if kind is bool else 'a number'}, got {value!r}"
-            )
-        hparams[name] = value if kind is bool else float(value)
-    weighting = keywords.get("weighting")
-    if weighting not in (None, *WEIGHTINGS):
-        raise UnknownOption(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
-    extras = {name: keywords[name] for name in spec.extra_inputs if keywords.get(name) is not None}
-    return hparams, extras, weighting
+    given = {
+        name: value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+        for name, value in keywords.items()
+        if name in spec.accepted
+    }
+    hparams = check_hparams(spec, given)
+    modifiers = {name: hparams.pop(name) for name in PAIR_MODIFIERS if name in hparams}
+    extras = {name: keywords[name] for name in spec.inputs if keywords.get(name) is not None}
+    return hparams, extras, modifiers
 
 
-def _wpo_weights(view: Responses) -> torch.Tensor:
-    """WPO (Zhou et al. 2024, arXiv 2406.11827): w = exp(s_w/l_w + s_l/l_l) per pair, detached.
+def _wpo_weights(view: Responses, aligned: bool) -> torch.Tensor:
+    """WPO (Zhou et al. 2024, arXiv 2406.11827): w(y_w) w(y_l) per pair, detached, with
 
-    The product of the two responses' average token probabilities: pairs the current policy
-    finds likely weigh more, making off-policy preference data look closer to on-policy.
+    w(y) = exp((1/l) sum_t log[p(y_t) / sum_v p(v)^2])   (aligned: the paper's weight)
+    w(y) = exp(s / l)                                     (aligned=False: unaligned)
+
+    Pairs the current policy finds likely weigh more, making off-policy preference data look
+    closer to on-policy. The alignment divides each token's probability by the probability
+    that two draws from the policy at that position agree, so peaked and flat distributions
+    are weighed alike. Aligned weights need the extra input `log_collision` [G, R]: per
+    response, sum_t log sum_v p(v | x, y_<t)^2 (from `sequence_logps(..., collision=True)`).
     """
-    return view.mean_logps.sum(dim=1).exp().detach()
+    log_weights = view.logps
+    if aligned:
+        if "log_collision" not in view.extras:
+            raise MethodDataError(
+                f"method '{view.method}' with weighting 'wpo': the paper's aligned weight needs "
+                "log_collision [G, R] (sum over response tokens of log sum_v p(v)^2); pass it, "
+                "or set wpo_alignment: false for the unaligned weight exp(s / l)"
+            )
+        log_weights = log_weights - view.extras["log_collision"]
+    return (log_weights / view.lengths).sum(dim=1).exp().detach()
 
 
 def compute(
@@ -90,12 +97,13 @@ def compute(
     better; when given, the method ranks responses by them, otherwise column 0 of a pair is
     chosen), labels (bool, desirable) and mask (bool, which responses exist). Keywords are the
     method's hyperparameters (`METHODS[name].hparams`), its extra input tensors
-    (`METHODS[name].extra_inputs`) and, for pairwise methods, `weighting="wpo"`. Unknown
-    keywords raise. Returns the mean over groups (binary feedback: over responses) of the
+    (`METHODS[name].extra_inputs`) and, for pairwise methods, `weighting="wpo"` with
+    `wpo_alignment` and the extra input `log_collision`. Unknown keywords and values out of
+    a hyperparameter's declared range raise `UnknownOption`. Returns the mean over groups (binary feedback: over responses) of the
     method's loss, a scalar with gradients, and a dict of float metrics.
     """
     spec = _spec(name)
-    hparams, extras, weighting = _split_keywords(spec, keywords)
+    hparams, extras, modifiers = _split_keywords(spec, keywords)
     given = {"scores": scores, "labels": labels}
     for field in spec.needs:
         if given[field] is None:
@@ -109,8 +117,8 @@ def compute(
     terms: LossTerms = _function(spec.function)(view, **hparams)
     losses = terms.losses
     metrics = (binary_metrics if spec.view == "binary" else ranked_metrics)(view, terms)
-    if weighting == "wpo":
-        weights = _wpo_weights(view)
+    if modifiers.get("weighting") == "wpo":
+        weights = _wpo_weights(view, modifiers.get("wpo_alignment", True))
         losses = losses * weights
         metrics["wpo/weight"] = weights.double().mean().item()
     metrics.update(terms.metrics)

@@ -1,6 +1,9 @@
-"""Link functions: how a method turns a logit (a reward margin) into a loss."""
+"""Link functions: how a method turns a logit (a reward margin) into a loss, and the stable
+log-space arithmetic they share."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -19,3 +22,19 @@ def smoothed_logistic(logits: torch.Tensor, epsilon: torch.Tensor | float) -> to
 def hinge(logits: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     """max(0, margin - h)."""
     return torch.relu(margin - logits)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate everywhere (Maechler 2012, "Accurately computing
+    log(1 - exp(-|a|))"): log(-expm1(x)) above -log 2, log1p(-exp(x)) below.
+
+    x is capped at minus the smallest normal number, so x = 0 (a probability of exactly 1)
+    gives a large finite negative value instead of -inf.
+    """
+    x = torch.minimum(x, -x.new_tensor(torch.finfo(x.dtype).tiny))
+    near_zero = x > -math.log(2)
+    return torch.where(
+        near_zero,
+        torch.log(-torch.expm1(x.clamp(min=-math.log(2)))),
+        torch.log1p(-torch.exp(x.clamp(max=-math.log(2)))),
+    )

@@ -1,4 +1,4 @@
-"""The metrics every method logs (METHODS.md, last section), computed in one place.
+"""The metrics every method logs, computed in one place.
 
 rewards/* are the method's own implicit reward: beta * rho for reference-based methods, and
 for reference-free ones what the method contrasts (SimPO beta * s/l, ORPO the log odds, SLiC

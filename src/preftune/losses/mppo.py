@@ -1,4 +1,4 @@
-"""MPPO (Xie et al. 2024, arXiv 2412.15244): reference-free, the reward is the average
+"""MPPO (Xie et al. 2025, arXiv 2412.15244): reference-free, the reward is the average
 likelihood pbar(y) = exp(s / l); no beta.
 
 List-view functions take the ranked view ([G, R], best first by score, padding last) and
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from preftune.errors import MethodDataError
-from preftune.losses.links import logistic
+from preftune.losses.links import log1mexp, logistic
 from preftune.losses.responses import LossTerms, Responses, chosen_minus_rejected
 
 
@@ -37,8 +37,8 @@ def _targets(ranked: Responses, score_max: float) -> torch.Tensor:
 def point_ce(ranked: Responses, score_max: float) -> LossTerms:
     """Point-wise cross-entropy: -[t log pbar + (1 - t) log(1 - pbar)] per response, [N]."""
     targets = _targets(ranked, score_max)
-    log_pbar = ranked.mean_logps.clamp(max=-1e-6)
-    losses = -(targets * log_pbar + (1 - targets) * torch.log(-torch.expm1(log_pbar)))
+    log_pbar = ranked.mean_logps
+    losses = -(targets * log_pbar + (1 - targets) * log1mexp(log_pbar))
     return _terms(ranked, losses[ranked.mask], ranked.pbar)
 
 

@@ -1,4 +1,5 @@
-"""Offline PPO against a static reference (the seed study, METHODS.md section 1).
+"""Offline PPO against a static reference, with +1/-1 rewards on fixed data (the offline PPO
+baseline of Ethayarajh et al. 2024, KTO, arXiv 2402.01306).
 
 Token-level: needs per-token tensors [G, R, L] as extra inputs, flattened by the binary view
 to [N, L]: `token_logps` (policy, with gradients), `token_ref_logps`, `token_mask` (bool, True

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from preftune.losses.links import hinge, logistic
+from preftune.losses.links import hinge, log1mexp, logistic
 from preftune.losses.responses import LossTerms, Responses, chosen_minus_rejected
 
 
 def slic(pairs: Responses, delta: float, lam: float) -> LossTerms:
-    """SLiC-HF (Zhao et al. 2023, arXiv 2305.10425), as the seed study writes it:
+    """SLiC-HF (Zhao et al. 2023, arXiv 2305.10425), calibration loss with the NLL regulariser:
 
     max(0, delta - s_w + s_l) - lam s_w, both terms per sequence (summed log-probs).
     """
@@ -22,9 +22,12 @@ def slic(pairs: Responses, delta: float, lam: float) -> LossTerms:
 
 
 def _log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
-    """log(pbar / (1 - pbar)) from log pbar = s / l, stable near pbar = 1."""
-    safe = mean_logps.clamp(max=-1e-6)
-    return safe - torch.log(-torch.expm1(safe))
+    """log(pbar / (1 - pbar)) = log pbar - log(1 - pbar), from log pbar = s / l.
+
+    Exact for every pbar < 1, so its gradient 1 / (1 - pbar) stays finite and non-zero as
+    pbar nears 1 (clamping log pbar below a threshold would zero it there).
+    """
+    return mean_logps - log1mexp(mean_logps)
 
 
 def orpo(pairs: Responses, lam: float) -> LossTerms:

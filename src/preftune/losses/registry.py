@@ -1,14 +1,21 @@
 """What every method is: its data view, reference model, hyperparameters and paper.
 
-Metadata only, no torch: `preftune methods` reads this module and stays fast. The loss itself
-is the function named by `MethodSpec.function` ("module:function" inside `preftune.losses`),
-imported when `compute` first runs it. Adding a method = one function + one entry here.
+Metadata only, no torch: `preftune methods` reads this module and stays fast. Each
+hyperparameter is declared once (`Hparam`: default, accepted values, meaning); that declaration
+drives the checks of `compute` and of the training config, `preftune methods` and
+docs/methods.md. The loss itself is the function named by `MethodSpec.function`
+("module:function" inside `preftune.losses`), imported when `compute` first runs it.
+Adding a method = one function + one entry here.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from preftune.errors import ConfigError, MethodDataError
 
 VIEWS = ("pair", "binary", "list", "chosen")
 DATA_FIELDS = ("scores", "labels", "ties", "margins")
@@ -24,8 +31,110 @@ EXTRA_LAYOUTS = {
     "token_ref_logps": "response",
     "token_mask": "response",  # [G, R, L] bool
     "values": "response",
+    "log_collision": "response_scalar",  # [G, R]: WPO's sum_t log sum_v p(v)^2
 }
 EXTRA_INPUTS = tuple(EXTRA_LAYOUTS)
+
+
+class UnknownOption(ConfigError, MethodDataError):
+    """An unknown method, a hyperparameter it does not have or a value out of range: the
+    message names the method, the hyperparameter (also in `hparam`) and what is accepted."""
+
+    def __init__(self, message: str, *, hparam: str | None = None):
+        super().__init__(message)
+        self.hparam = hparam
+
+
+@dataclass(frozen=True)
+class Hparam:
+    """One hyperparameter: its default, the values it accepts and what it does.
+
+    A number lies between `low` and `high` (None: unbounded; `*_open`: the bound itself is
+    excluded) and is always finite; a bool default makes a true/false switch; `choices`
+    a closed set of names (None, the default, switches the option off).
+    """
+
+    default: float | bool | str | None
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def allowed(self) -> str:
+        """What the hyperparameter accepts, in words: "a finite number > 0", "true or false"."""
+        if isinstance(self.default, bool):
+            return "true or false"
+        if self.choices:
+            return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"a number in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"a finite number {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"a finite number {'<' if self.high_open else '<='} {self.high:g}"
+        return "a finite number"
+
+    def accepts(self, value) -> bool:
+        if isinstance(self.default, bool):
+            return isinstance(value, bool)
+        if self.choices:
+            return value is None or value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def convert(self, value):
+        """`value` as the loss takes it (numbers as float); ValueError naming what is accepted."""
+        if not self.accepts(value):
+            raise ValueError(self.allowed())
+        is_number = not (isinstance(self.default, bool) or self.choices)
+        return float(value) if is_number else value
+
+
+def _number(default: float, doc: str, low=None, high=None, *, low_open=False, high_open=False):
+    return Hparam(default, doc, low, high, low_open, high_open)
+
+
+def _positive(default: float, doc: str) -> Hparam:
+    return _number(default, doc, 0, low_open=True)
+
+
+def _non_negative(default: float, doc: str) -> Hparam:
+    return _number(default, doc, 0)
+
+
+def _switch(default: bool, doc: str) -> Hparam:
+    return Hparam(default, doc)
+
+
+BETA_DOC = "inverse temperature: how far the policy may move from the reference"
+BETA = {"beta": _positive(0.1, BETA_DOC)}
+
+# Modifiers every pairwise method accepts (see `preftune.losses.dispatch`).
+WEIGHTINGS = ("wpo",)
+WPO_PAPER = "Zhou et al. 2024 (WPO), arXiv 2406.11827"
+PAIR_MODIFIERS: Mapping[str, Hparam] = MappingProxyType(
+    {
+        "weighting": Hparam(
+            None,
+            "'wpo' weighs each pair by how likely the policy is to produce it",
+            choices=WEIGHTINGS,
+        ),
+        "wpo_alignment": _switch(
+            True,
+            "with weighting 'wpo': true = the paper's per-token aligned weight (needs "
+            "log_collision), false = the product of the two mean token probabilities",
+        ),
+    }
+)
+PAIR_INPUTS = ("log_collision",)  # WPO's aligned weight
 
 
 @dataclass(frozen=True)
@@ -34,15 +143,16 @@ class MethodSpec:
 
     view: which data view it consumes ("pair": [chosen, rejected]; "binary": labelled singles;
     "list": every response of a group, ranked by score; "chosen": the preferred response only).
-    needs: data fields the method cannot run without. extra_inputs: named tensors beyond the
-    [G, R] statistics that the trainer passes to `compute` (see each function's docstring);
-    optional_inputs: those of extra_inputs the method can do without (used when present).
+    hparams: name -> `Hparam`, its declared hyperparameters. needs: data fields the method
+    cannot run without. extra_inputs: named tensors beyond the [G, R] statistics that the
+    trainer passes to `compute` (see each function's docstring); optional_inputs: those of
+    extra_inputs the method can do without (used when present).
     """
 
     name: str
     view: str
     needs_reference: bool
-    hparams: MappingProxyType
+    hparams: Mapping[str, Hparam]
     paper: str
     description: str
     function: str
@@ -54,6 +164,56 @@ class MethodSpec:
         assert self.view in VIEWS, self.view
         assert set(self.needs) <= set(DATA_FIELDS), self.needs
         assert set(self.extra_inputs) <= set(EXTRA_INPUTS), self.extra_inputs
+
+    @property
+    def defaults(self) -> dict:
+        """name -> default value of every declared hyperparameter."""
+        return {name: hparam.default for name, hparam in self.hparams.items()}
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The extra inputs `compute` takes: the declared ones, and for pairwise methods the
+        pair modifiers' (`PAIR_INPUTS`, used only when the modifier is on)."""
+        return self.extra_inputs + (PAIR_INPUTS if self.view == "pair" else ())
+
+    @property
+    def accepted(self) -> Mapping[str, Hparam]:
+        """What `compute` and the config accept: the declared hyperparameters, and the pair
+        modifiers for pairwise methods."""
+        return {**self.hparams, **(PAIR_MODIFIERS if self.view == "pair" else {})}
+
+
+def check_hparams(spec: MethodSpec, given: Mapping) -> dict:
+    """The method's hyperparameters: `given` over the defaults, each checked against its
+    declaration. Raises UnknownOption naming the method, the hyperparameter and what it
+    accepts. Modifiers (weighting...) appear only when given.
+
+    >>> check_hparams(METHODS["dpo"], {"beta": 0.2})
+    {'beta': 0.2}
+    """
+    accepted = spec.accepted
+    for name in given:
+        if name not in accepted:
+            raise UnknownOption(
+                f"method '{spec.name}' has no hyperparameter '{name}' "
+                f"(it takes: {', '.join(accepted) or 'none'})",
+                hparam=name,
+            )
+    checked = {}
+    for name, value in {**spec.defaults, **given}.items():
+        try:
+            checked[name] = accepted[name].convert(value)
+        except ValueError as error:
+            raise UnknownOption(
+                f"method '{spec.name}': hyperparameter {name} must be {error}, got {value!r}",
+                hparam=name,
+            ) from None
+    if "wpo_alignment" in checked and checked.get("weighting") != "wpo":
+        raise UnknownOption(
+            f"method '{spec.name}': hyperparameter wpo_alignment only applies with weighting 'wpo'",
+            hparam="wpo_alignment",
+        )
+    return checked
 
 
 def _spec(name, view, reference, hparams, paper, description, function, **rest) -> MethodSpec:
@@ -70,42 +230,72 @@ def _spec(name, view, reference, hparams, paper, description, function, **rest) 
 
 
 DPO_PAPER = "Rafailov et al. 2023, arXiv 2305.18290"
-MPPO_PAPER = "Xie et al. 2024 (MPPO), arXiv 2412.15244"
+MPPO_PAPER = "Xie et al. 2025 (MPPO), arXiv 2412.15244"
 RPO_PAPER = "Yin et al. 2024 (Relative PO), arXiv 2402.10958"
-SEED = "the seed study (METHODS.md section 1)"
-BETA = {"beta": 0.1}
+KTO_PAPER = "Ethayarajh et al. 2024 (KTO), arXiv 2402.01306"
+_EPSILON_SMOOTHING = _number(0.1, "label smoothing: the share of labels taken as flipped", 0, 1)
+_KTO = {
+    **BETA,
+    "desirable_weight": _positive(1.0, "lambda_D, the weight of desirable examples"),
+    "undesirable_weight": _positive(1.0, "lambda_U, the weight of undesirable examples"),
+}
+_RPO = {**BETA, "tau": _positive(0.5, "temperature of the prompt-similarity softmax")}
+_SCORE_MAX = {
+    "score_max": _positive(10.0, "the top of the rating scale: target = score / score_max")
+}
 
 _SPECS = [
     _spec("sft", "chosen", False, {}, "SFT stage of " + DPO_PAPER,
           "-mean token log-prob of the preferred response", "sft:sft"),
     # --- the DPO family: a margin (logit) and a link ---
     _spec("dpo", "pair", True, BETA, DPO_PAPER, "-log sigmoid(beta * Delta)", "dpo_family:dpo"),
-    _spec("ipo", "pair", True, {"beta": 0.1, "length_normalize": False}, "Azar et al. 2023, arXiv 2310.12036",
+    _spec("ipo", "pair", True,
+          {**BETA, "length_normalize": _switch(False, "build Delta from rho / l (TRL's average) "
+                                                       "instead of the paper's summed rho")},
+          "Azar et al. 2023, arXiv 2310.12036",
           "(Delta - 1/(2 beta))^2; length_normalize uses rho/len", "dpo_family:ipo"),
-    _spec("cdpo", "pair", True, {"beta": 0.1, "epsilon": 0.1}, "Mitchell 2023, 'A note on DPO with noisy preferences'",
+    _spec("cdpo", "pair", True, {**BETA, "epsilon": _EPSILON_SMOOTHING},
+          "Mitchell 2023, 'A note on DPO with noisy preferences'",
           "DPO with label smoothing epsilon", "dpo_family:cdpo"),
-    _spec("rdpo", "pair", True, {"beta": 0.1, "epsilon": 0.1}, "Chowdhury et al. 2024, arXiv 2403.00409",
+    _spec("rdpo", "pair", True,
+          {**BETA, "epsilon": _number(0.1, "the label flip rate", 0, 0.5, high_open=True)},
+          "Chowdhury et al. 2024, arXiv 2403.00409",
           "DPO made unbiased under label flip rate epsilon", "dpo_family:rdpo"),
     _spec("hinge", "pair", True, BETA, "Liu et al. 2023 (RSO), arXiv 2309.06657",
           "max(0, 1 - beta * Delta)", "dpo_family:hinge"),
     _spec("ln-dpo", "pair", True, BETA, "Ahrabian et al. 2024, arXiv 2407.15229",
           "DPO on length-normalised log-ratios rho/len", "dpo_family:ln_dpo"),
-    _spec("dpop", "pair", True, {"beta": 0.1, "lam": 50.0}, "Pal et al. 2024 (Smaug), arXiv 2402.13228",
+    _spec("dpop", "pair", True,
+          {**BETA, "lam": _non_negative(50.0, "weight of the penalty on a falling chosen log-ratio")},
+          "Pal et al. 2024 (Smaug), arXiv 2402.13228",
           "DPO-Positive: penalises the chosen log-ratio falling below 0", "dpo_family:dpop"),
-    _spec("dpo-shift", "pair", True, {"beta": 0.1, "lam": 0.95}, "Yang et al. 2025, arXiv 2502.07599",
+    _spec("dpo-shift", "pair", True,
+          {**BETA, "lam": _number(0.95, "scale of the rejected log-ratio", 0, 1)},
+          "Yang et al. 2025, arXiv 2502.07599",
           "-log sigmoid(beta (rho_w - lam rho_l))", "dpo_family:dpo_shift"),
-    _spec("h-dpo", "pair", True, {"beta": 0.1, "alpha": 0.95}, "Omura et al. 2024, arXiv 2411.07595",
+    _spec("h-dpo", "pair", True,
+          {**BETA, "alpha": _positive(0.95, "entropy scale: < 1 sharpens the policy, 1 is DPO")},
+          "Omura et al. 2024, arXiv 2411.07595",
           "entropy-controllable DPO: rho = alpha s - s_ref", "dpo_family:h_dpo"),
-    _spec("odpo", "pair", True, {"beta": 0.1, "alpha": 1.0}, "Amini et al. 2024, arXiv 2402.10571",
+    _spec("odpo", "pair", True,
+          {**BETA, "alpha": _non_negative(1.0, "scale of the offset")},
+          "Amini et al. 2024, arXiv 2402.10571",
           "DPO with an offset alpha log(score_w - score_l), or alpha * margin (needs one of them)",
           "dpo_family:odpo", extra_inputs=("margins",), optional_inputs=("margins",)),
-    _spec("mmpo", "pair", True, {"beta": 0.1, "gamma": 1.0}, "Kim et al. 2024, arXiv 2410.03145",
+    _spec("mmpo", "pair", True,
+          {**BETA, "gamma": _non_negative(1.0, "how sharply the score gap sets the soft label")},
+          "Kim et al. 2024, arXiv 2410.03145",
           "soft target sigmoid(gamma (score_w - score_l)) on DPO's logit", "dpo_family:mmpo",
           needs=("scores",)),
-    _spec("todo", "pair", True, {"beta": 0.1, "alpha": 0.5}, "Guo et al. 2024 (TODO), arXiv 2411.02442",
+    _spec("todo", "pair", True,
+          {**BETA, "alpha": _positive(0.5, "the ties threshold of the Rao-Kupper model")},
+          "Guo et al. 2024 (TODO), arXiv 2411.02442",
           "Rao-Kupper ties model over DPO's logit", "dpo_family:todo",
           extra_inputs=("ties",), optional_inputs=("ties",)),
-    _spec("exo", "pair", True, {"beta": 0.1, "epsilon": 1e-3}, "Ji et al. 2024 (EXO), arXiv 2402.00856",
+    _spec("exo", "pair", True,
+          {**BETA, "epsilon": _number(1e-3, "smoothing of the target label", 0, 1,
+                                      low_open=True, high_open=True)},
+          "Ji et al. 2024 (EXO), arXiv 2402.00856",
           "reverse KL from the pair's softmax to the smoothed label", "dpo_family:exo"),
     _spec("nca", "pair", True, BETA, "Chen et al. 2024 (NCA), arXiv 2402.05369",
           "noise contrastive alignment on absolute log-ratios", "dpo_family:nca"),
@@ -115,50 +305,67 @@ _SPECS = [
           "anchored: lower chosen, lower rejected more", "dpo_family:apo_down"),
     _spec("sppo-hard", "pair", True, BETA, "Wu et al. 2024 (SPPO), arXiv 2405.00675",
           "squared regression of log-ratios to +-1/(2 beta)", "dpo_family:sppo_hard"),
-    _spec("discopop", "pair", True, {"beta": 0.05, "tau": 0.05}, "Lu et al. 2024 (DiscoPOP), arXiv 2406.08414",
+    _spec("discopop", "pair", True,
+          {"beta": _positive(0.05, BETA_DOC),
+           "tau": _positive(0.05, "temperature of the logistic / exponential mix")},
+          "Lu et al. 2024 (DiscoPOP), arXiv 2406.08414",
           "log-ratio modulated blend of logistic and exponential losses", "dpo_family:discopop"),
     _spec("bco-pair", "pair", True, BETA, "Jung et al. 2024 (BCO), arXiv 2404.04656",
           "binary classifier on each side of a pair", "dpo_family:bco_pair"),
     # --- reference-free pairwise ---
-    _spec("slic", "pair", False, {"delta": 1.0, "lam": 0.1}, "Zhao et al. 2023 (SLiC-HF), arXiv 2305.10425",
+    _spec("slic", "pair", False,
+          {"delta": _non_negative(1.0, "the calibration margin"),
+           "lam": _non_negative(0.1, "weight of the chosen response's NLL")},
+          "Zhao et al. 2023 (SLiC-HF), arXiv 2305.10425",
           "calibration hinge on sequence log-probs + lam * NLL", "reference_free:slic"),
-    _spec("orpo", "pair", False, {"lam": 0.1}, "Hong et al. 2024 (ORPO), arXiv 2403.07691",
+    _spec("orpo", "pair", False, {"lam": _non_negative(0.1, "weight of the odds-ratio term")},
+          "Hong et al. 2024 (ORPO), arXiv 2403.07691",
           "NLL of chosen + lam * odds-ratio loss", "reference_free:orpo"),
-    _spec("simpo", "pair", False, {"beta": 2.0, "gamma": 0.5}, "Meng et al. 2024 (SimPO), arXiv 2405.14734",
+    _spec("simpo", "pair", False,
+          {"beta": _positive(2.0, "scale of the length-normalised reward"),
+           "gamma": _non_negative(0.5, "target reward margin")},
+          "Meng et al. 2024 (SimPO), arXiv 2405.14734",
           "-log sigmoid(beta (mean logp_w - mean logp_l) - gamma)", "reference_free:simpo"),
-    _spec("repo", "pair", False, {"gamma": 0.5}, "Wu et al. 2025 (RePO), arXiv 2503.07426",
+    _spec("repo", "pair", False, {"gamma": _non_negative(0.5, "target margin of mean log-probs")},
+          "Wu et al. 2025 (RePO), arXiv 2503.07426",
           "max(0, gamma - (mean logp_w - mean logp_l))", "reference_free:repo"),
     _spec("mppo-pair-single", "pair", False, {}, MPPO_PAPER,
           "-log sigmoid(pbar_w - pbar_l), one non-top response", "mppo:pair_single"),
     # --- binary feedback ---
-    _spec("kto", "binary", True, {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0},
-          "Ethayarajh et al. 2024 (KTO), arXiv 2402.01306", "prospect-theoretic value, logistic",
+    _spec("kto", "binary", True, _KTO, KTO_PAPER, "prospect-theoretic value, logistic",
           "binary:kto", needs=("labels",), extra_inputs=("kl_policy_logps", "kl_ref_logps")),
-    _spec("kto-tanh", "binary", True, {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0},
-          SEED + "; KTO: arXiv 2402.01306", "KTO with a tanh value function",
+    _spec("kto-tanh", "binary", True, _KTO, KTO_PAPER + ", with a tanh value function",
+          "KTO with a tanh value function",
           "binary:kto_tanh", needs=("labels",), extra_inputs=("kl_policy_logps", "kl_ref_logps")),
     _spec("bco", "binary", True, BETA, "Jung et al. 2024 (BCO), arXiv 2404.04656",
           "binary classifier on beta rho shifted by the running reward mean", "binary:bco",
           needs=("labels",), extra_inputs=("reward_mean",), optional_inputs=("reward_mean",)),
     _spec("ppo-offline", "binary", True,
-          {"clip_epsilon": 0.2, "gamma": 0.99, "lam": 0.95, "value_coef": 0.01, "beta": 0.1, "entropy_coef": 0.0},
-          SEED + "; PPO: Schulman et al. 2017, arXiv 1707.06347",
+          {"clip_epsilon": _number(0.2, "PPO's ratio clip", 0, 1, low_open=True, high_open=True),
+           "gamma": _number(0.99, "discount", 0, 1),
+           "lam": _number(0.95, "GAE's lambda", 0, 1),
+           "value_coef": _non_negative(0.01, "weight of the critic loss"),
+           "beta": _non_negative(0.1, "weight of the per-token KL to the reference"),
+           "entropy_coef": _non_negative(0.0, "weight of the entropy bonus")},
+          "Schulman et al. 2017 (PPO), arXiv 1707.06347; offline, as in " + KTO_PAPER,
           "clipped PPO on fixed data against the static reference, +-1 terminal reward", "ppo:ppo_offline",
           needs=("labels",), extra_inputs=("token_logps", "token_ref_logps", "token_mask", "values")),
     # --- RPO: contrasts across prompts in the batch ---
-    _spec("rpo", "pair", True, {"beta": 0.1, "tau": 0.5}, RPO_PAPER,
+    _spec("rpo", "pair", True, _RPO, RPO_PAPER,
           "every chosen vs every rejected in the batch, weighted by prompt similarity", "rpo:rpo",
           extra_inputs=("prompt_embeddings",)),
-    _spec("rpo-unpaired", "binary", True, {"beta": 0.1, "tau": 0.5}, RPO_PAPER,
+    _spec("rpo-unpaired", "binary", True, _RPO, RPO_PAPER,
           "desirable set x undesirable set, weighted by prompt similarity", "rpo:rpo_unpaired",
           needs=("labels",), extra_inputs=("prompt_embeddings",)),
-    _spec("rpo-diagonal", "pair", True, {"beta": 0.1, "alpha": 0.8}, RPO_PAPER,
+    _spec("rpo-diagonal", "pair", True,
+          {**BETA, "alpha": _number(0.8, "weight of the own pair against the other contrasts", 0, 1)},
+          RPO_PAPER,
           "alpha on the own pair's loss, 1 - alpha on the mean of the other contrasts",
           "rpo:rpo_diagonal"),
     # --- MPPO: reference-free, reward = average likelihood pbar ---
-    _spec("mppo-point-ce", "list", False, {"score_max": 10.0}, MPPO_PAPER,
+    _spec("mppo-point-ce", "list", False, _SCORE_MAX, MPPO_PAPER,
           "cross-entropy of pbar against score/score_max", "mppo:point_ce", needs=("scores",)),
-    _spec("mppo-point-mse", "list", False, {"score_max": 10.0}, MPPO_PAPER,
+    _spec("mppo-point-mse", "list", False, _SCORE_MAX, MPPO_PAPER,
           "squared error of pbar against score/score_max", "mppo:point_mse", needs=("scores",)),
     _spec("mppo-pair-mns", "list", False, {}, MPPO_PAPER,
           "sum over negatives of -log sigmoid(pbar_w - pbar_l)", "mppo:pair_mns", needs=("scores",)),
@@ -178,7 +385,3 @@ _SPECS = [
 ]  # fmt: skip
 
 METHODS: MappingProxyType = MappingProxyType({spec.name: spec for spec in _SPECS})
-
-# Modifiers accepted by every pairwise method (see `preftune.losses.dispatch`).
-WEIGHTINGS = ("wpo",)
-WPO_PAPER = "Zhou et al. 2024 (WPO), arXiv 2406.11827"

@@ -7,7 +7,7 @@ method ever sees a masked value. From there a method reads its view:
   is a ranked group of two, so column 0 is the chosen response whatever the input order;
 - `singles`: every existing response on its own ([N], binary feedback).
 
-Notation (METHODS.md): s = summed policy log-prob, s_ref the reference's, l = token count,
+Notation (docs/methods.md): s = summed policy log-prob, s_ref the reference's, l = token count,
 rho = s - s_ref, Delta = rho_w - rho_l, pbar = exp(s / l).
 """
 
@@ -127,6 +127,7 @@ def _check_extra(method: str, name: str, value, groups: int, responses: int) -> 
         "group": f"[{groups}, D] (one row per group)",
         "group_scalar": f"[{groups}] (one value per group)",
         "response": f"[{groups}, {responses}, L] (one row per response)",
+        "response_scalar": f"[{groups}, {responses}] (one value per response)",
     }[layout]
     fits = {
         "free": value.dim() == 1,
@@ -134,6 +135,7 @@ def _check_extra(method: str, name: str, value, groups: int, responses: int) -> 
         "group": value.dim() == 2 and value.shape[0] == groups,
         "group_scalar": value.numel() == groups,
         "response": value.dim() == 3 and tuple(value.shape[:2]) == (groups, responses),
+        "response_scalar": tuple(value.shape) == (groups, responses),
     }[layout]
     if not fits:
         raise MethodDataError(
@@ -220,7 +222,7 @@ def ranked(responses: Responses) -> Responses:
     key = responses.given_scores.masked_fill(~responses.mask, float("-inf"))
     order = key.sort(dim=1, descending=True, stable=True).indices
     extras = {
-        name: _reorder(value, order) if EXTRA_LAYOUTS[name] == "response" else value
+        name: _reorder(value, order) if EXTRA_LAYOUTS[name].startswith("response") else value
         for name, value in responses.extras.items()
     }
     return replace(
@@ -258,7 +260,7 @@ def singles(responses: Responses) -> Responses:
 
     def spread(name, value):
         layout = EXTRA_LAYOUTS[name]
-        if layout == "response":
+        if layout.startswith("response"):
             return value[mask]
         return value[group_of] if layout.startswith("group") else value
 

@@ -18,9 +18,7 @@ from preftune.losses.responses import LossTerms, Responses
 
 
 def similarity_logits(rows: torch.Tensor, columns: torch.Tensor, tau: float) -> torch.Tensor:
-    """-d_ij / tau with d_ij = 1 - cos(e_i, e_j), [M, K]."""
-    if tau <= 0:
-        raise MethodDataError(f"RPO's temperature tau must be > 0, got {tau}")
+    """-d_ij / tau with d_ij = 1 - cos(e_i, e_j), [M, K] (tau > 0, checked by the registry)."""
     rows, columns = F.normalize(rows.detach(), dim=-1), F.normalize(columns.detach(), dim=-1)
     return -(1 - rows @ columns.T) / tau
 

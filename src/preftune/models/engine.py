@@ -1,7 +1,8 @@
-"""The log-prob engine: everything expensive is this one function (DESIGN.md).
+"""The log-prob engine: everything expensive is this one function (docs/internals.md).
 
 `sequence_logps(model, batch)` returns each response's summed log-prob under `model`, its
-token count and, when asked, the per-token log-probs. Layouts (all return the same numbers):
+token count and, when asked, the per-token log-probs and WPO's collision statistic. Layouts
+(all return the same numbers):
 
 - `plain`: the reference path: prompt + response concatenated, right-padded, one forward
   pass, full-vocabulary logits at every position.
@@ -20,7 +21,7 @@ import torch
 
 from preftune.data.batch import PreferenceBatch
 from preftune.errors import ConfigError
-from preftune.models.chunked import DEFAULT_CHUNK_SIZE, token_logps
+from preftune.models.chunked import DEFAULT_CHUNK_SIZE, token_logps, token_logps_and_collision
 from preftune.models.layouts import LAYOUTS, build_layout
 
 
@@ -29,13 +30,15 @@ class SequenceLogps:
     """[G, R] summed log-probs and token counts (0 where `batch.mask` is False).
 
     `token_logps` / `token_mask` are [G, R, L] (L = longest response) when per-token values
-    were asked for, else None.
+    were asked for, else None. `log_collision` [G, R], when asked for: per response, the sum
+    over its tokens of log sum_v p(v | prefix)^2 (WPO's weight alignment), without gradient.
     """
 
     logps: torch.Tensor
     lengths: torch.Tensor
     token_logps: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
+    log_collision: torch.Tensor | None = None
 
 
 def _flatten(batch: PreferenceBatch):
@@ -54,6 +57,7 @@ def sequence_logps(
     batch: PreferenceBatch,
     *,
     per_token: bool = False,
+    collision: bool = False,
     pad_token_id: int = 0,
     layout: str = "auto",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -62,14 +66,19 @@ def sequence_logps(
 
     `layout` is "auto", "plain" or one of `preftune.models.layouts.LAYOUTS`; `chunk_size`
     is how many positions get full-vocabulary logits at once (not used by "plain").
+    `collision` also returns `log_collision`, from the logits already formed.
     """
     if layout == "auto":
         layout = _auto_layout(model)
     if layout == "plain":
-        return _plain_sequence_logps(model, batch, per_token=per_token, pad_token_id=pad_token_id)
+        return _plain_sequence_logps(
+            model, batch, per_token=per_token, collision=collision, pad_token_id=pad_token_id
+        )
     if layout not in LAYOUTS:
         raise ConfigError(f"engine layout '{layout}' is not one of {('auto', 'plain', *LAYOUTS)}")
-    return _response_only_logps(model, batch, layout, per_token, pad_token_id, chunk_size)
+    return _response_only_logps(
+        model, batch, layout, per_token, collision, pad_token_id, chunk_size
+    )
 
 
 def _auto_layout(model) -> str:
@@ -91,7 +100,7 @@ _LOGIT_TRANSFORMS = (
 
 
 def _response_only_logps(
-    model, batch, layout, per_token, pad_token_id, chunk_size
+    model, batch, layout, per_token, collision, pad_token_id, chunk_size
 ) -> SequenceLogps:
     config = (
         model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -112,21 +121,27 @@ def _response_only_logps(
         position_ids=inputs.position_ids,
         use_cache=False,
     ).last_hidden_state
-    scored = token_logps(
+    score = token_logps_and_collision if collision else token_logps
+    scored = score(
         hidden[inputs.score_rows, inputs.score_cols],
         model.get_output_embeddings(),
         inputs.targets,
         chunk_size=chunk_size,
     )
+    scored, collisions = scored if collision else (scored, None)
 
     num_groups, max_responses = batch.mask.shape
     flat = num_groups * max_responses
-    logps = (
-        scored.new_zeros(flat).index_add(0, inputs.slots, scored).view(num_groups, max_responses)
-    )
+
+    def per_response(values):
+        summed = values.new_zeros(flat).index_add(0, inputs.slots, values)
+        return summed.view(num_groups, max_responses)
+
+    logps = per_response(scored)
+    log_collision = per_response(collisions) if collision else None
     lengths = torch.bincount(inputs.slots, minlength=flat).view(num_groups, max_responses)
     if not per_token:
-        return SequenceLogps(logps, lengths)
+        return SequenceLogps(logps, lengths, log_collision=log_collision)
     longest = int(lengths.max())
     per_token_logps = scored.new_zeros(flat, longest).index_put(
         (inputs.slots, inputs.offsets), scored
@@ -134,10 +149,12 @@ def _response_only_logps(
     per_token_mask = torch.zeros(flat, longest, dtype=torch.bool, device=device)
     per_token_mask[inputs.slots, inputs.offsets] = True
     shape = (num_groups, max_responses, longest)
-    return SequenceLogps(logps, lengths, per_token_logps.view(shape), per_token_mask.view(shape))
+    return SequenceLogps(
+        logps, lengths, per_token_logps.view(shape), per_token_mask.view(shape), log_collision
+    )
 
 
-def _plain_sequence_logps(model, batch, *, per_token, pad_token_id) -> SequenceLogps:
+def _plain_sequence_logps(model, batch, *, per_token, collision, pad_token_id) -> SequenceLogps:
     """The reference path: full-vocabulary logits over prompt + response, right-padded."""
     sequences, prompt_lengths, slots = _flatten(batch)
     device = next(model.parameters()).device
@@ -165,8 +182,12 @@ def _plain_sequence_logps(model, batch, *, per_token, pad_token_id) -> SequenceL
     cols = torch.tensor([r for _, r in slots], device=device)
     logps = logps.index_put((rows, cols), token_logps.sum(-1))
     lengths = lengths.index_put((rows, cols), target_mask.sum(-1))
+    log_collision = None
+    if collision:  # log sum_v p(v)^2 = logsumexp(2 log p) at every scored position
+        collisions = torch.logsumexp(2 * log_probs.detach(), dim=-1) * target_mask[:, 1:]
+        log_collision = torch.zeros_like(logps).index_put((rows, cols), collisions.sum(-1))
     if not per_token:
-        return SequenceLogps(logps, lengths)
+        return SequenceLogps(logps, lengths, log_collision=log_collision)
 
     longest_response = int(lengths.max())
     per_token_logps = torch.zeros(
@@ -180,4 +201,4 @@ def _plain_sequence_logps(model, batch, *, per_token, pad_token_id) -> SequenceL
             token_logps[i, prompt_length - 1 : prompt_length - 1 + n],
         )
         per_token_mask[g, r, :n] = True
-    return SequenceLogps(logps, lengths, per_token_logps, per_token_mask)
+    return SequenceLogps(logps, lengths, per_token_logps, per_token_mask, log_collision)

@@ -197,12 +197,22 @@ class PolicyForward(torch.nn.Module):
         self._no_split_modules = getattr(base, "_no_split_modules", None)
 
     def forward(
-        self, batch: PreferenceBatch, *, per_token: bool = False, pad_token_id: int = 0
+        self,
+        batch: PreferenceBatch,
+        *,
+        per_token: bool = False,
+        collision: bool = False,
+        pad_token_id: int = 0,
     ) -> tuple[SequenceLogps, torch.Tensor | None]:
         if self.value_head is not None:
             return logps_with_values(self.model, self.value_head, batch, pad_token_id=pad_token_id)
         logps = sequence_logps(
-            self.model, batch, per_token=per_token, pad_token_id=pad_token_id, layout=self.layout
+            self.model,
+            batch,
+            per_token=per_token,
+            collision=collision,
+            pad_token_id=pad_token_id,
+            layout=self.layout,
         )
         return logps, None
 

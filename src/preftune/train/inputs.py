@@ -9,7 +9,10 @@ module provides exactly that, so the loop is the same for every method:
 - RPO's `prompt_embeddings` (L2-normalised sentence embeddings of each group's prompt);
 - offline PPO's per-token log-probs, reference log-probs, mask and critic `values`;
 - BCO's running reward mean (`reward_mean`), updated after every micro-batch;
-- the data's `margins` and `ties`.
+- the data's `margins` and `ties`;
+- for pairwise methods, `log_collision` (what `weighting: wpo`'s aligned weight divides by):
+  per response, the sum over its tokens of log sum_v p(v)^2, from the logits the policy pass
+  forms anyway (no measurable cost: see `preftune.models.chunked`).
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ class LossInputs:
         self.companions = companions
         self.embeddings = embeddings
         self.reward_mean = reward_mean
+        self.collision = spec.view == "pair"  # for WPO's weighting, when a run uses it
 
     @property
     def per_token(self) -> bool:
@@ -109,7 +113,10 @@ class LossInputs:
         `preftune.train.distributed.PolicyForward`. Several processes gather them after."""
         device = next(policy_forward.parameters()).device
         policy, values = policy_forward(
-            batch, per_token=self.per_token, pad_token_id=self.pad_token_id
+            batch,
+            per_token=self.per_token,
+            collision=self.collision,
+            pad_token_id=self.pad_token_id,
         )
         kwargs = {
             "policy_logps": policy.logps,
@@ -140,6 +147,8 @@ class LossInputs:
         for name in ("margins", "ties"):
             if name in self.extra and name in batch.extras:
                 kwargs[name] = batch.extras[name].to(device)
+        if self.collision:
+            kwargs["log_collision"] = policy.log_collision
         return kwargs
 
     def _kl_inputs(self, policy_forward, indices: list[int], device) -> dict:

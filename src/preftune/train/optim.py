@@ -1,4 +1,5 @@
-"""The optimizer and learning-rate schedule (seed study: RMSprop, lr 5e-7, linear warm-up)."""
+"""The optimizer and learning-rate schedule (defaults as in the DPO authors' code: RMSprop,
+lr 5e-7, linear warm-up)."""
 
 from __future__ import annotations
 
