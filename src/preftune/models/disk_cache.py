@@ -14,6 +14,7 @@ import os
 import pickle
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ def load_tensor_file(path: Path) -> Any:
     Anything else (a pickled object, whose loading could run code) is refused, as is a damaged
     file, with an `UnreadableTensorFile` saying which and naming `path`.
     """
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise UnreadableTensorFile(f"{path} is damaged or truncated (not a torch.save archive)")
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError:
