@@ -182,42 +182,45 @@ def _train(config: TrainConfig, accelerator) -> Path:
             )
         accelerator.wait_for_everyone()
 
-    for step in range(start_step, total_steps):
-        step_start = time.perf_counter()
-        try:
-            metrics, tokens = trainer.step(step, order.indices(step))
-        except TrainingError as error:
-            raise TrainingError(f"{error}. {describe_kept(run_dir)}") from None
-        seconds = time.perf_counter() - step_start
-        state["tokens"] += tokens
-        state["train_seconds"] += seconds
-        if step > start_step:  # a session's first step pays for warm-up
-            state["steady_step_seconds"].append(seconds)
-        interval_tokens += tokens
-        done = step + 1
-        if main and (done % config.log_every == 0 or done == total_steps):
-            now = time.perf_counter()
-            record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
-            record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
-            record["step_seconds"] = seconds
-            log.write(record)
-            interval_tokens, interval_start = 0, now
-            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
-            if "rewards/accuracies" in metrics:
-                shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
-            shown["s/step"] = f"{seconds:.2f}"
-            bar.set_postfix(shown)
-        bar.update(1)
-        if config.save_every and done % config.save_every == 0 and done < total_steps:
-            save(done)
-            saved_step = done
-    bar.close()
+    try:
+        for step in range(start_step, total_steps):
+            step_start = time.perf_counter()
+            try:
+                metrics, tokens = trainer.step(step, order.indices(step))
+            except TrainingError as error:
+                raise TrainingError(f"{error}. {describe_kept(run_dir)}") from None
+            seconds = time.perf_counter() - step_start
+            state["tokens"] += tokens
+            state["train_seconds"] += seconds
+            if step > start_step:  # a session's first step pays for warm-up
+                state["steady_step_seconds"].append(seconds)
+            interval_tokens += tokens
+            done = step + 1
+            if main and (done % config.log_every == 0 or done == total_steps):
+                now = time.perf_counter()
+                record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
+                record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
+                record["step_seconds"] = seconds
+                log.write(record)
+                interval_tokens, interval_start = 0, now
+                shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+                if "rewards/accuracies" in metrics:
+                    shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
+                shown["s/step"] = f"{seconds:.2f}"
+                bar.set_postfix(shown)
+            bar.update(1)
+            if config.save_every and done % config.save_every == 0 and done < total_steps:
+                save(done)
+                saved_step = done
+    finally:  # also when a step fails: the bar ends, metrics.jsonl is closed
+        bar.close()
+        if log is not None:
+            log.close()
     if _keeps_checkpoint(config) and saved_step != total_steps:
         save(total_steps)  # before final/: a run killed while writing it resumes from here
     final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config, spec)[0])
     if not main:
         return run_dir
-    log.close()
     _save_final(final_model, tokenizer, run_dir)
     memory_mib, memory_kind = peak_memory(), peak_memory_mib(accelerator.device)[1]
     summary = {
