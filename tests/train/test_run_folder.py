@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from preftune.cli import main
 from preftune.train import train
@@ -28,20 +27,12 @@ train(build_train_config(json.loads(sys.argv[1])))
 
 
 def test_a_second_train_on_the_same_run_folder_exits_2_naming_the_holder(
-    tmp_path, tiny_model_dir, paired_file, capsys
+    tmp_path, make_config, paired_file, capsys
 ):
-    values = {
-        "model": str(tiny_model_dir),
-        "method": "dpo",
-        "data": {"path": str(paired_file)},
-        "batch_size": 2,
-        "max_steps": 2,
-        "max_length": 64,
-        "max_prompt_length": 32,
-        "output_dir": str(tmp_path / "runs"),
-    }
+    config = make_config("dpo", paired_file, max_steps=2)
+    values = config.model_dump(mode="json")
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(values))
+    config_path.write_text(config.to_yaml())
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, json.dumps(values)],
         stdout=subprocess.PIPE,
@@ -50,7 +41,7 @@ def test_a_second_train_on_the_same_run_folder_exits_2_naming_the_holder(
     )
     try:
         assert holder.stdout.readline().strip() == "training"
-        run_dir = tmp_path / "runs" / "dpo"
+        run_dir = config.run_dir
         before = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")}
         assert main(["train", "--config", str(config_path), "--resume"]) == 2
         error = capsys.readouterr().err
