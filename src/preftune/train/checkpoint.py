@@ -29,6 +29,20 @@ from preftune.models.disk_cache import UnreadableTensorFile, load_tensor_file
 
 PREFIX = "step-"
 FILES = ("trainable.pt", "optimizer.pt", "scheduler.pt", "rng.pt")
+# Config keys a resumed run may change: they steer the optimizer or what the run writes, not
+# the model, data or method (a run that diverged can go on from its last checkpoint with a
+# lower learning rate).
+RESUMABLE_CHANGES = (
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "warmup_steps",
+    "warmup_ratio",
+    "max_grad_norm",
+    "save_every",
+    "keep_final_checkpoint",
+    "log_every",
+)
 
 
 def _rng_states() -> dict:
@@ -152,8 +166,8 @@ def describe_kept(run_dir: Path) -> str:
     if checkpoint is None:
         return "No checkpoint was saved yet (set save_every to keep some)."
     return (
-        f"The last finite checkpoint is {checkpoint}; --resume continues from it (lr, "
-        "weight_decay, scheduler, warm-up and max_grad_norm may be changed)."
+        f"The last finite checkpoint is {checkpoint}; --resume continues from it, and may "
+        f"change {', '.join(RESUMABLE_CHANGES)}."
     )
 
 
@@ -183,7 +197,7 @@ def load_checkpoint(
     scheduler,
     metrics_path: Path,
 ) -> dict:
-    """Restore everything `save_checkpoint` wrote; returns the loop's state. RNG comes last.
+    """Restore everything `save_checkpoint` wrote; returns the loop's state.
 
     The optimizer's and scheduler's settings (learning rate, weight decay, betas...) stay the
     ones `optimizer` and `scheduler` were built with, so a run resumes with changed settings.
@@ -205,14 +219,20 @@ def load_checkpoint(
             parameters[name].copy_(tensor)
     settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     base_lrs = list(scheduler.base_lrs)
-    optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(scheduler_state)
-    _apply_settings(optimizer, scheduler, settings, base_lrs)
+    try:
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+        _apply_settings(optimizer, scheduler, settings, base_lrs)
+        _restore_rng(rng)  # last: nothing below draws random numbers
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+        raise TrainingError(
+            f"checkpoint {checkpoint} does not hold this run's optimizer, schedule or RNG "
+            f"states ({type(error).__name__}: {error})"
+        ) from None
     if (checkpoint / "metrics.jsonl").exists():
         atomic_write_bytes(metrics_path, (checkpoint / "metrics.jsonl").read_bytes())
     else:
         metrics_path.unlink(missing_ok=True)
-    _restore_rng(rng)
     return state
 
 

@@ -27,6 +27,7 @@ from preftune.losses import METHODS
 from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
 from preftune.train.checkpoint import (
+    RESUMABLE_CHANGES,
     check_finite,
     checkpoint_step,
     describe_kept,
@@ -40,21 +41,6 @@ from preftune.train.inputs import RunningMean
 from preftune.train.metrics import MetricsLog, peak_memory_mib, speed_summary
 from preftune.train.setup import build_policy
 from preftune.train.trainer import Trainer
-
-# Config keys a resumed run may change: they steer the optimizer or what the run writes, not
-# the model, data or method (a run that diverged can go on from its last checkpoint with a
-# lower learning rate).
-RESUMABLE_CHANGES = (
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "warmup_steps",
-    "warmup_ratio",
-    "max_grad_norm",
-    "save_every",
-    "keep_final_checkpoint",
-    "log_every",
-)
 
 
 def train(config: TrainConfig) -> Path:
