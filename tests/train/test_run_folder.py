@@ -3,8 +3,10 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
+import yaml
 
 from preftune.cli import main
 from preftune.train import train
@@ -78,3 +80,18 @@ def test_the_last_checkpoint_is_kept_only_when_asked(make_config, paired_file, s
     assert latest_checkpoint(run_dir).name == kept
     assert (latest_checkpoint(run_dir) / "optimizer.pt").exists()
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [kept]
+
+
+def test_a_run_folder_from_before_a_new_config_key_resumes_silently(make_config, paired_file):
+    config = make_config("dpo", paired_file, max_steps=2, save_every=1)
+    train(config)
+    (config.run_dir / "summary.json").unlink()
+    path = config.run_dir / "config.yaml"
+    written = yaml.safe_load(path.read_text())
+    del written["keep_final_checkpoint"]  # a key this run's preftune did not have
+    path.write_text(yaml.safe_dump(written))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config.model_copy(update={"resume": True}))
+    assert not [w for w in caught if "changed settings" in str(w.message)]
+    assert (config.run_dir / "summary.json").exists()

@@ -273,6 +273,11 @@ def _check_run_dir(config: TrainConfig) -> tuple[Path, str]:
     if not isinstance(previous, dict):
         raise ConfigError(f"{config_path}: not a run config (a YAML mapping)")
     current = config.model_dump(mode="json")
+    # a key the run's config.yaml lacks (added to preftune since) had its default there
+    defaults = {
+        k: f.get_default(call_default_factory=True) for k, f in TrainConfig.model_fields.items()
+    }
+    previous = {**{k: v for k, v in defaults.items() if k not in previous}, **previous}
     changed = sorted(k for k in current if k != "resume" and previous.get(k) != current[k])
     refused = [key for key in changed if key not in RESUMABLE_CHANGES]
     if refused:
