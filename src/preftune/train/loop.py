@@ -11,6 +11,7 @@ held by one process (`preftune.io.FolderLock`), so a second `train` on it is ref
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -38,7 +39,7 @@ from preftune.train.checkpoint import (
 from preftune.train.dataset import StepOrder, read_view, tokenize_view
 from preftune.train.distributed import all_processes, check_shardable, full_policy
 from preftune.train.inputs import RunningMean
-from preftune.train.metrics import MetricsLog, peak_memory_mib, speed_summary
+from preftune.train.metrics import MetricsLog, Progress
 from preftune.train.setup import build_policy
 from preftune.train.trainer import Trainer
 
@@ -104,24 +105,16 @@ def _train(config: TrainConfig, accelerator) -> Path:
     modules, inputs = trainer.modules, trainer.inputs
 
     metrics_path = run_dir / "metrics.jsonl"
-    state = {
-        "tokens": 0,
-        "elapsed_s": 0.0,
-        "train_seconds": 0.0,
-        "steady_step_seconds": [],
-        "peak_memory_mib": 0.0,
-    }
+    state: dict = {}
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     saved_step = None  # the step of the checkpoint on disk
     if checkpoint is not None:
-        state.update(
-            load_checkpoint(
-                checkpoint,
-                modules=modules,
-                optimizer=trainer.optimizer,
-                scheduler=trainer.scheduler,
-                metrics_path=metrics_path,
-            )
+        state = load_checkpoint(
+            checkpoint,
+            modules=modules,
+            optimizer=trainer.optimizer,
+            scheduler=trainer.scheduler,
+            metrics_path=metrics_path,
         )
         saved_step = checkpoint_step(checkpoint)
         if inputs.reward_mean is not None:
@@ -140,20 +133,14 @@ def _train(config: TrainConfig, accelerator) -> Path:
         disable=not main,
     )
     interval_tokens, interval_start = 0, time.perf_counter()
-    clock_offset = state["elapsed_s"] - started  # + perf_counter() = wall time over all sessions
-
-    def peak_memory() -> float:
-        return max(state["peak_memory_mib"], peak_memory_mib(accelerator.device)[0])
+    progress = Progress.from_state(state)
+    clock_offset = progress.elapsed_s - started  # + perf_counter() = wall time over all sessions
 
     def save(step: int) -> None:
         check_finite(modules, trainer.optimizer, run_dir, step)  # every process stops alike
-        loop_state = {
-            "tokens": state["tokens"],
-            "elapsed_s": clock_offset + time.perf_counter(),
-            "train_seconds": state["train_seconds"],
-            "steady_step_seconds": state["steady_step_seconds"],
-            "peak_memory_mib": peak_memory(),
-        }
+        progress.elapsed_s = clock_offset + time.perf_counter()
+        progress.note_memory(accelerator.device)
+        loop_state = dataclasses.asdict(progress)
         if inputs.reward_mean is not None:
             loop_state["reward_mean"] = inputs.reward_mean.state()
         if main:
@@ -176,10 +163,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
             except TrainingError as error:
                 raise TrainingError(f"{error}. {describe_kept(run_dir)}") from None
             seconds = time.perf_counter() - step_start
-            state["tokens"] += tokens
-            state["train_seconds"] += seconds
-            if step > start_step:  # a session's first step pays for warm-up
-                state["steady_step_seconds"].append(seconds)
+            progress.add_step(seconds, tokens, warm_up=step == start_step)
             interval_tokens += tokens
             done = step + 1
             if main and (done % config.log_every == 0 or done == total_steps):
@@ -208,7 +192,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
     if not main:
         return run_dir
     _save_final(final_model, tokenizer, run_dir)
-    memory_mib, memory_kind = peak_memory(), peak_memory_mib(accelerator.device)[1]
+    memory_measure = progress.note_memory(accelerator.device)
     summary = {
         "method": config.method,
         "model": config.model,
@@ -216,13 +200,11 @@ def _train(config: TrainConfig, accelerator) -> Path:
         "epochs": total_steps / order.steps_per_epoch,
         "train_groups": len(groups),
         "data": vars(counts),
-        "tokens": state["tokens"],
+        "tokens": progress.tokens,
         "wall_time_s": clock_offset + time.perf_counter(),
-        "speed": speed_summary(
-            state["steady_step_seconds"], state["train_seconds"], state["tokens"]
-        ),
-        "peak_memory_mib": memory_mib,
-        "peak_memory_measure": memory_kind,
+        "speed": progress.speed(),
+        "peak_memory_mib": progress.peak_memory_mib,
+        "peak_memory_measure": memory_measure,
         "final_metrics": log.last,
         "final_dir": str(run_dir / "final"),
     }

@@ -7,6 +7,7 @@ import math
 import resource
 import statistics
 import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -54,20 +55,52 @@ def peak_memory_mib(device: torch.device) -> tuple[float, str]:
     return peak / (2**20 if sys.platform == "darwin" else 2**10), "process max RSS"
 
 
-def speed_summary(steady_seconds: list[float], train_seconds: float, tokens: int) -> dict:
-    """summary.json's speed: median s/step over the steps after each session's first (which
-    pays for warm-up), and tokens/s over the time spent in steps.
+@dataclass
+class Progress:
+    """A run's totals, carried across resumes in its checkpoints' state.json: tokens, wall time
+    (`elapsed_s`, at the last checkpoint), time inside optimizer steps, the seconds of every
+    step but each session's first (which pays for warm-up) and the peak memory.
 
-    >>> speed_summary([1.0, 3.0, 2.0], 10.0, 500)["s_per_step_median"]
-    2.0
+    >>> progress = Progress()
+    >>> for seconds in (9.0, 1.0, 3.0, 2.0):
+    ...     progress.add_step(seconds, tokens=150, warm_up=seconds == 9.0)
+    >>> progress.speed()["s_per_step_median"], progress.speed()["tokens_per_s"]
+    (2.0, 40.0)
     """
-    median = statistics.median(steady_seconds) if steady_seconds else None
-    return {
-        "s_per_step_median": median,
-        "s_per_step_note": (
-            f"median over {len(steady_seconds)} steps, leaving out the first step of each "
-            "session (warm-up)"
-        ),
-        "tokens_per_s": tokens / train_seconds if train_seconds > 0 else None,
-        "train_seconds": train_seconds,
-    }
+
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    train_seconds: float = 0.0
+    steady_step_seconds: list[float] = field(default_factory=list)
+    peak_memory_mib: float = 0.0
+
+    @classmethod
+    def from_state(cls, state: dict) -> Progress:
+        """From a checkpoint's state (keys this class does not know are the loop's)."""
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
+
+    def add_step(self, seconds: float, tokens: int, *, warm_up: bool) -> None:
+        self.tokens += tokens
+        self.train_seconds += seconds
+        if not warm_up:
+            self.steady_step_seconds.append(seconds)
+
+    def note_memory(self, device: torch.device) -> str:
+        """Update the peak with this session's; returns what was measured."""
+        peak, measure = peak_memory_mib(device)
+        self.peak_memory_mib = max(self.peak_memory_mib, peak)
+        return measure
+
+    def speed(self) -> dict:
+        """summary.json's speed: the median s/step over the steady steps, tokens/s over the time
+        spent in steps."""
+        steady = self.steady_step_seconds
+        return {
+            "s_per_step_median": statistics.median(steady) if steady else None,
+            "s_per_step_note": (
+                f"median over {len(steady)} steps, leaving out the first step of each session "
+                "(warm-up)"
+            ),
+            "tokens_per_s": self.tokens / self.train_seconds if self.train_seconds > 0 else None,
+            "train_seconds": self.train_seconds,
+        }
