@@ -1,7 +1,8 @@
 """A real chat-completions server on 127.0.0.1 for judge tests.
 
 `chat_server(decide)` starts one; `decide(messages, attempt)` returns either the reply text
-(str), or ("status", code), ("sleep", seconds) or ("garbage", bytes) to misbehave. `attempt`
+(str), ("reply", body) for a whole completion body (tool calls, logprobs), or ("status",
+code), ("sleep", seconds) or ("garbage", bytes) to misbehave. `attempt`
 counts the requests seen so far with the same messages (0 for the first), so a test can fail
 the first try and answer the second. Every request body is kept in `server.requests`.
 """
@@ -40,6 +41,8 @@ class ChatServer:
                 if isinstance(action, str):
                     reply = {"choices": [{"message": {"role": "assistant", "content": action}}]}
                     self._send(200, json.dumps(reply).encode())
+                elif action[0] == "reply":
+                    self._send(200, json.dumps(action[1]).encode())
                 elif action[0] == "status":
                     self._send(action[1], b'{"error": "scripted failure"}')
                 elif action[0] == "sleep":

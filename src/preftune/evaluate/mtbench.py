@@ -16,7 +16,7 @@ from statistics import fmean
 
 from preftune.errors import ConfigError, DataError
 from preftune.generate.sampling import generate, load_for_generation
-from preftune.io import JsonlAppender, read_jsonl
+from preftune.io import JsonlAppender, atomic_write_json, read_jsonl
 from preftune.judges.prompts import mtbench_data_dir
 from preftune.judges.runner import run_tasks
 from preftune.judges.store import judgment_key
@@ -171,5 +171,5 @@ def grade_answers(answers: list[dict], judge, out_dir, *, reference_model: str =
         **summarize_grades(grades),
         "cache_hits": len(keys) - len(todo),
     }
-    (out_dir / "mtbench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out_dir / "mtbench.json", summary)
     return summary
