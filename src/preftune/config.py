@@ -130,6 +130,11 @@ class TrainConfig(_Strict):
     save_every: int | None = Field(
         None, gt=0, description="checkpoint every N steps (and at the end)"
     )
+    keep_final_checkpoint: bool = Field(
+        False,
+        description="keep the last checkpoint (optimizer state included) after the run finishes; "
+        "on with save_every",
+    )
     log_every: int = Field(1, gt=0)
     resume: bool = False
 

@@ -23,12 +23,12 @@ from safetensors.torch import load_file
 
 from preftune.config import build_train_config
 from preftune.train import train
+from preftune.train.metrics import TIMING_KEYS
 
 pytestmark = pytest.mark.dist  # 35-60 s on a shared 2-core machine
 
 DRIVER = Path(__file__).with_name("driver.py")
 TOLERANCE = 1e-5
-TIMING = ("tokens_per_s",)
 
 
 def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
@@ -103,7 +103,7 @@ def _free_port() -> int:
 
 def _metrics(run_dir: Path) -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in lines]
 
 
 def _weights(run_dir: Path) -> dict:

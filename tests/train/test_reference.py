@@ -54,6 +54,27 @@ def test_cache_is_reused_across_views_and_runs(tiny_model, engine_calls):
     assert len(engine_calls) == 2, "a different reference model has its own entries"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not a dict of tensors"])
+def test_a_damaged_cache_shard_is_computed_again_with_a_warning(
+    tiny_model, engine_calls, private_cache, damage
+):
+    first = precompute_reference(tiny_model, PAIRS, "tiny", groups_per_forward=2, pad_token_id=0)
+    (shard,) = (private_cache / "reference" / "tiny").glob("*.pt")
+    if damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:100])
+    elif damage == "garbage":
+        shard.write_bytes(b"\x00garbage" * 10)
+    else:
+        torch.save([1, 2, 3], shard)
+    with pytest.warns(UserWarning, match=rf"cache shard skipped.*{shard.name}"):
+        again = precompute_reference(
+            tiny_model, PAIRS, "tiny", groups_per_forward=2, pad_token_id=0
+        )
+    assert engine_calls == [["a", "b"], ["a", "b"]], "the damaged entries were computed again"
+    batch = collate(PAIRS)
+    assert torch.equal(again(batch).logps, first(batch).logps)
+
+
 def test_lora_reference_is_the_base_model_with_adapters_off(tiny_model):
     batch = collate(PAIRS)
     with torch.no_grad():

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from preftune.config import build_train_config
 from preftune.train import train
 from preftune.train.checkpoint import latest_checkpoint
+from preftune.train.metrics import TIMING_KEYS
 
 # The child process trains and, with `die` = "compute:N", SIGKILLs itself at the Nth call of
 # the loss, so the kill lands at an exact point instead of racing a timer.
@@ -57,7 +58,7 @@ def _run(values: dict, die: str = "never:0") -> int:
 
 def _metrics(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in lines]
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMING_KEYS} for x in lines]
 
 
 def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(

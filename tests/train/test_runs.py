@@ -65,7 +65,8 @@ def test_cli_sft_then_train_from_the_sft_run(tmp_path, tiny_model_dir, paired_fi
     assert main(args) == 0
     resolved = yaml.safe_load((tmp_path / "runs" / "simpo" / "config.yaml").read_text())
     assert resolved["model"] == str(sft_dir / "final")
-    assert "run finished" in capsys.readouterr().out
+    finished = capsys.readouterr().out
+    assert "run finished" in finished and "tokens/s, peak memory" in finished
     summary = json.loads((tmp_path / "runs" / "simpo" / "summary.json").read_text())
     assert summary["model"] == str(sft_dir / "final")
     # --resume on a finished run returns at once; without it the folder is refused.

@@ -9,6 +9,7 @@ import yaml
 
 from preftune.losses import METHODS
 from preftune.train import train
+from preftune.train.metrics import TIMING_KEYS
 
 
 def _lines(run_dir):
@@ -36,6 +37,7 @@ def test_every_view_trains_and_writes_a_complete_run(
     for line in lines:
         assert math.isfinite(line["loss"]) and line["grad_norm"] > 0
         assert {"lr", "tokens_per_s", "epoch"} <= set(line)
+        assert 0 < line["step_seconds"] < 60
     if method != "sft":
         assert "rewards/accuracies" in lines[-1]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["method"] == method
@@ -74,7 +76,7 @@ def test_same_seed_same_run_and_existing_folder_is_refused(make_config, paired_f
 
     first = train(make_config("dpo", paired_file, max_steps=2, run_name="a"))
     second = train(make_config("dpo", paired_file, max_steps=2, run_name="b"))
-    strip = lambda lines: [{k: v for k, v in x.items() if k != "tokens_per_s"} for x in lines]  # noqa: E731
+    strip = lambda lines: [{k: v for k, v in x.items() if k not in TIMING_KEYS} for x in lines]  # noqa: E731
     assert strip(_lines(first)) == strip(_lines(second))
     with pytest.raises(ConfigError, match="already exists"):
         train(make_config("dpo", paired_file, max_steps=2, run_name="a"))

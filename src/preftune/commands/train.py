@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from preftune.io import read_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,5 +42,18 @@ def run(args: argparse.Namespace, method: str | None = None) -> int:
     )
     run_dir = train(config)
     if process_index() == 0:  # under accelerate launch / torchrun, once for the run
-        print(f"run finished: {run_dir} (final model: {run_dir / 'final'})")
+        print(f"run finished: {run_dir} (final model: {run_dir / 'final'}){_speed(run_dir)}")
     return 0
+
+
+def _speed(run_dir: Path) -> str:
+    """'; 1.23 s/step, 456 tokens/s, peak memory 789 MiB' from the run's summary.json."""
+    summary = json.loads(read_text(run_dir / "summary.json"))
+    speed, parts = summary.get("speed", {}), []
+    if speed.get("s_per_step_median") is not None:
+        parts.append(f"{speed['s_per_step_median']:.2f} s/step")
+    if speed.get("tokens_per_s") is not None:
+        parts.append(f"{speed['tokens_per_s']:.0f} tokens/s")
+    if summary.get("peak_memory_mib") is not None:
+        parts.append(f"peak memory {summary['peak_memory_mib']:.0f} MiB")
+    return "; " + ", ".join(parts) if parts else ""

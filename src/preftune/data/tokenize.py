@@ -10,7 +10,9 @@ Responses end with EOS: whatever a template puts after its last EOS (ChatML's ne
 and EOS is appended when the text has none. Truncation follows the seed study: the prompt is
 cut from the left to `max_prompt_length`, then each response from the right so that prompt +
 response fits `max_length` (a response cut this way no longer ends with EOS). Nothing is
-dropped: `max_prompt_length < max_length` leaves every response at least one token.
+dropped: `max_prompt_length < max_length` leaves every response at least one token. Responses
+that differ only after the cut become identical and give no gradient: such groups are counted
+(`identical_after_truncation`) with a warning naming the setting to raise.
 
 The response's tokens must follow the prompt's tokens exactly as the model will see them at
 generation time. Tokenizing prompt + response together is used when the prompt's tokens are a
@@ -45,6 +47,7 @@ class TokenizeStats:
     responses_truncated: int = 0
     prefix_fixed: int = 0
     template_fixed: int = 0
+    identical_after_truncation: int = 0
     prompt_tokens_mean: float = 0.0
     prompt_tokens_max: int = 0
     response_tokens_mean: float = 0.0
@@ -174,16 +177,23 @@ def _truncate(group: PromptGroup, encoded, limits, stats: TokenizeStats) -> Toke
         stats.prompts_truncated += 1
     room = max_length - len(prompt_ids)
     stats.responses_truncated += sum(len(r) > room for r in responses)
+    kept = [r[:room] for r in responses]
+    if len(responses) > 1 and _all_equal(kept) and not _all_equal(responses):
+        stats.identical_after_truncation += 1
     return TokenizedGroup(
         id=group.id,
         prompt_ids=prompt_ids,
-        response_ids=[r[:room] for r in responses],
+        response_ids=kept,
         scores=[r.score for r in group.responses],
         labels=[r.label for r in group.responses],
         margin=group.margin,
         tie=group.tie,
         prompt_text=prompt_text,
     )
+
+
+def _all_equal(responses: list[list[int]]) -> bool:
+    return all(response == responses[0] for response in responses)
 
 
 def _record_lengths(stats: TokenizeStats, prompt_lengths: list[int], response_lengths: list[int]):
@@ -228,6 +238,13 @@ def tokenize(
             f"{stats.prefix_fixed} responses tokenized apart from their prompt (a token merged "
             f"across the boundary) and {stats.template_fixed} rendered without the template "
             "(the prompt text was not a prefix of the conversation)",
+            stacklevel=2,
+        )
+    if stats.identical_after_truncation:
+        warnings.warn(
+            f"{stats.identical_after_truncation} of {len(groups)} groups have responses that "
+            f"truncation to max_length={max_length} (prompt up to max_prompt_length="
+            f"{max_prompt_length}) made identical: they give no gradient; raise max_length",
             stacklevel=2,
         )
     return out, stats

@@ -16,7 +16,7 @@ from preftune.config import TrainConfig
 from preftune.data import drop_ties, make_view, read_records, tokenize, validate_for
 from preftune.data.batch import TokenizedGroup
 from preftune.data.records import PromptGroup
-from preftune.errors import MethodDataError
+from preftune.errors import ConfigError, MethodDataError
 
 
 @dataclass
@@ -74,6 +74,13 @@ def tokenize_view(
     if not groups:
         raise MethodDataError(
             f"method '{config.method}': every example was dropped by tokenization"
+        )
+    compared = sum(len(group.responses) > 1 for group in view)
+    if compared and stats.identical_after_truncation == compared:
+        raise ConfigError(
+            f"max_length: truncation to {config.max_length} tokens (prompt up to "
+            f"max_prompt_length={config.max_prompt_length}) leaves every group's responses "
+            "identical, so training would have no gradient; raise max_length"
         )
     return groups
 

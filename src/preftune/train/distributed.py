@@ -240,9 +240,12 @@ def configure_backend(accelerator, config, spec) -> str:
     from accelerate.utils import DistributedType
 
     kind = accelerator.distributed_type
-    if is_sharded(accelerator) and (config.save_every or config.resume):
+    if is_sharded(accelerator) and (
+        config.save_every or config.resume or config.keep_final_checkpoint
+    ):
         raise ConfigError(
-            f"save_every / resume: checkpoints are not implemented under {kind.value} (they "
+            f"save_every / keep_final_checkpoint / resume: checkpoints are not implemented "
+            f"under {kind.value} (they "
             "would hold one process's shard); train without them, or use DDP "
             "(examples/accelerate/ddp.yaml)"
         )

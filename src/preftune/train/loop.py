@@ -3,29 +3,43 @@
 records -> view -> tokens -> `Trainer` (trainer.py: policy, loss inputs, optimizer; one
 optimizer step at a time) over the run's step order, with the run folder, metrics log,
 progress bar, checkpoints and resume around it. Nothing here depends on the method.
+
+A run can be killed at any point and resumed: checkpoints, final/ and summary.json are each
+written atomically, in that order, and summary.json marks the run finished. The run folder is
+held by one process (`preftune.io.FolderLock`), so a second `train` on it is refused.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import yaml
 from tqdm.auto import tqdm
 
 from preftune.config import TrainConfig
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, TrainingError
+from preftune.io import FolderLock, atomic_write_json, atomic_write_text, read_text
 from preftune.losses import METHODS
 from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
-from preftune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from preftune.train.checkpoint import (
+    RESUMABLE_CHANGES,
+    check_finite,
+    checkpoint_step,
+    describe_kept,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from preftune.train.dataset import StepOrder, read_view, tokenize_view
-from preftune.train.distributed import check_shardable, full_policy, is_sharded
+from preftune.train.distributed import all_processes, check_shardable, full_policy
 from preftune.train.inputs import RunningMean
-from preftune.train.metrics import MetricsLog
+from preftune.train.metrics import MetricsLog, Progress
 from preftune.train.setup import build_policy
 from preftune.train.trainer import Trainer
 
@@ -34,15 +48,42 @@ def train(config: TrainConfig) -> Path:
     """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
     from accelerate import Accelerator
 
-    spec = METHODS[config.method]
     accelerator = _accelerator(Accelerator, config.mixed_precision)
+    lock = _hold(config.run_dir, accelerator.is_main_process)
+    try:
+        return _train(config, accelerator)
+    finally:
+        lock.release()
+
+
+def _hold(run_dir: Path, main: bool) -> FolderLock:
+    """The run folder's lock, taken by the main process; every process raises if it is held."""
+    lock = FolderLock(run_dir, what="run folder")
+    refusal = None
+    if main:
+        try:
+            lock.acquire()
+        except ConfigError as error:
+            refusal = str(error)
+    refusal = all_processes(refusal)[0]
+    if refusal is not None:
+        raise ConfigError(refusal)
+    return lock
+
+
+def _train(config: TrainConfig, accelerator) -> Path:
+    spec = METHODS[config.method]
     main = accelerator.is_main_process
-    run_dir = _open_run_dir(config, write=False)
+    run_dir, changed = _check_run_dir(config)
+    if config.resume and (run_dir / "summary.json").exists():
+        if main:
+            _drop_unkept_checkpoints(config)
+        return run_dir  # finished earlier
     accelerator.wait_for_everyone()  # every process checked the folder before one writes it
     if main:
-        _open_run_dir(config, write=True)
-    if config.resume and (run_dir / "summary.json").exists():
-        return run_dir  # finished earlier
+        if changed:
+            warnings.warn(f"resume: continuing with changed settings: {changed}", stacklevel=3)
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     started = time.perf_counter()
     view, counts = read_view(config, spec)  # data errors surface before any model loads
     tokenizer = load_tokenizer(config.model)
@@ -64,8 +105,9 @@ def train(config: TrainConfig) -> Path:
     modules, inputs = trainer.modules, trainer.inputs
 
     metrics_path = run_dir / "metrics.jsonl"
-    state = {"tokens": 0, "elapsed_s": 0.0}
+    state: dict = {}
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
+    saved_step = None  # the step of the checkpoint on disk
     if checkpoint is not None:
         state = load_checkpoint(
             checkpoint,
@@ -74,13 +116,14 @@ def train(config: TrainConfig) -> Path:
             scheduler=trainer.scheduler,
             metrics_path=metrics_path,
         )
+        saved_step = checkpoint_step(checkpoint)
         if inputs.reward_mean is not None:
             inputs.reward_mean = RunningMean(**state["reward_mean"])
     elif main:
         metrics_path.unlink(missing_ok=True)
     accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
 
-    log = MetricsLog(metrics_path)
+    log = MetricsLog(metrics_path) if main else None
     start_step = state.get("step", 0)
     bar = tqdm(
         total=total_steps,
@@ -90,10 +133,14 @@ def train(config: TrainConfig) -> Path:
         disable=not main,
     )
     interval_tokens, interval_start = 0, time.perf_counter()
-    clock_offset = state["elapsed_s"] - started  # + perf_counter() = wall time over all sessions
+    progress = Progress.from_state(state)
+    clock_offset = progress.elapsed_s - started  # + perf_counter() = wall time over all sessions
 
     def save(step: int) -> None:
-        loop_state = {"tokens": state["tokens"], "elapsed_s": clock_offset + time.perf_counter()}
+        check_finite(modules, trainer.optimizer, run_dir, step)  # every process stops alike
+        progress.elapsed_s = clock_offset + time.perf_counter()
+        progress.note_memory(accelerator.device)
+        loop_state = dataclasses.asdict(progress)
         if inputs.reward_mean is not None:
             loop_state["reward_mean"] = inputs.reward_mean.state()
         if main:
@@ -108,31 +155,44 @@ def train(config: TrainConfig) -> Path:
             )
         accelerator.wait_for_everyone()
 
-    for step in range(start_step, total_steps):
-        metrics, tokens = trainer.step(step, order.indices(step))
-        state["tokens"] += tokens
-        interval_tokens += tokens
-        done = step + 1
-        if main and (done % config.log_every == 0 or done == total_steps):
-            now = time.perf_counter()
-            record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
-            record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
-            log.write(record)
-            interval_tokens, interval_start = 0, now
-            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
-            if "rewards/accuracies" in metrics:
-                shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
-            bar.set_postfix(shown)
-        bar.update(1)
-        if config.save_every and done % config.save_every == 0 and done < total_steps:
-            save(done)
-    bar.close()
-    if not is_sharded(accelerator):  # whole-state checkpoints only (check_checkpointing)
-        save(total_steps)
+    try:
+        for step in range(start_step, total_steps):
+            step_start = time.perf_counter()
+            try:
+                metrics, tokens = trainer.step(step, order.indices(step))
+            except TrainingError as error:
+                raise TrainingError(f"{error}. {describe_kept(run_dir)}") from None
+            seconds = time.perf_counter() - step_start
+            progress.add_step(seconds, tokens, warm_up=step == start_step)
+            interval_tokens += tokens
+            done = step + 1
+            if main and (done % config.log_every == 0 or done == total_steps):
+                now = time.perf_counter()
+                record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
+                record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
+                record["step_seconds"] = seconds
+                log.write(record)
+                interval_tokens, interval_start = 0, now
+                shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+                if "rewards/accuracies" in metrics:
+                    shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
+                shown["s/step"] = f"{seconds:.2f}"
+                bar.set_postfix(shown)
+            bar.update(1)
+            if config.save_every and done % config.save_every == 0 and done < total_steps:
+                save(done)
+                saved_step = done
+    finally:  # also when a step fails: the bar ends, metrics.jsonl is closed
+        bar.close()
+        if log is not None:
+            log.close()
+    if _keeps_checkpoint(config) and saved_step != total_steps:
+        save(total_steps)  # before final/: a run killed while writing it resumes from here
     final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config, spec)[0])
     if not main:
         return run_dir
     _save_final(final_model, tokenizer, run_dir)
+    memory_measure = progress.note_memory(accelerator.device)
     summary = {
         "method": config.method,
         "model": config.model,
@@ -140,13 +200,27 @@ def train(config: TrainConfig) -> Path:
         "epochs": total_steps / order.steps_per_epoch,
         "train_groups": len(groups),
         "data": vars(counts),
-        "tokens": state["tokens"],
+        "tokens": progress.tokens,
         "wall_time_s": clock_offset + time.perf_counter(),
+        "speed": progress.speed(),
+        "peak_memory_mib": progress.peak_memory_mib,
+        "peak_memory_measure": memory_measure,
         "final_metrics": log.last,
         "final_dir": str(run_dir / "final"),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(run_dir / "summary.json", summary)  # marks the run finished
+    _drop_unkept_checkpoints(config)
     return run_dir
+
+
+def _keeps_checkpoint(config: TrainConfig) -> bool:
+    """A finished run keeps its last checkpoint (optimizer state included) only when asked."""
+    return bool(config.save_every or config.keep_final_checkpoint)
+
+
+def _drop_unkept_checkpoints(config: TrainConfig) -> None:
+    if not _keeps_checkpoint(config):
+        shutil.rmtree(config.run_dir / "checkpoints", ignore_errors=True)
 
 
 def _accelerator(accelerator_class, mixed_precision: str):
@@ -162,33 +236,45 @@ def _accelerator(accelerator_class, mixed_precision: str):
     return accelerator_class(mixed_precision=mixed_precision)
 
 
-def _open_run_dir(config: TrainConfig, *, write: bool) -> Path:
-    """Check the run folder (resuming needs the same config); with `write`, create it and
-    write config.yaml (only the main process writes, after every process has checked)."""
+def _check_run_dir(config: TrainConfig) -> tuple[Path, str]:
+    """The run folder, checked: a new run needs a new folder, a resumed one the same config
+    up to `RESUMABLE_CHANGES`. Returns the folder and the resumable changes ("" if none)."""
     run_dir = config.run_dir
     config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        return run_dir, ""
+    if not config.resume:
+        raise ConfigError(
+            f"run_name: run folder {run_dir} already exists; pass --resume (resume=true) to "
+            "continue it, or choose another run_name / output_dir"
+        )
+    try:
+        previous = yaml.safe_load(read_text(config_path, what="run config"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{config_path}: not valid YAML ({error.problem})") from None
+    if not isinstance(previous, dict):
+        raise ConfigError(f"{config_path}: not a run config (a YAML mapping)")
     current = config.model_dump(mode="json")
-    if config_path.exists():
-        if not config.resume:
-            raise ConfigError(
-                f"run_name: run folder {run_dir} already exists; pass --resume (resume=true) to "
-                "continue it, or choose another run_name / output_dir"
-            )
-        previous = yaml.safe_load(config_path.read_text())
-        changed = sorted(k for k in current if k != "resume" and previous.get(k) != current[k])
-        if changed:
-            raise ConfigError(
-                f"resume: the config differs from the run's config.yaml in {', '.join(changed)}; "
-                "resume with the same config, or start a new run_name"
-            )
-    if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(config.to_yaml())
-    return run_dir
+    # a key the run's config.yaml lacks (added to preftune since) had its default there
+    defaults = {
+        k: f.get_default(call_default_factory=True) for k, f in TrainConfig.model_fields.items()
+    }
+    previous = {**{k: v for k, v in defaults.items() if k not in previous}, **previous}
+    changed = sorted(k for k in current if k != "resume" and previous.get(k) != current[k])
+    refused = [key for key in changed if key not in RESUMABLE_CHANGES]
+    if refused:
+        raise ConfigError(
+            f"resume: the config differs from the run's config.yaml in {', '.join(refused)}; "
+            "resume with the same model, data and method settings (only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change), or start a new run_name"
+        )
+    return run_dir, ", ".join(f"{key} {previous.get(key)} -> {current[key]}" for key in changed)
 
 
 def _save_final(model, tokenizer, run_dir: Path) -> None:
     """The final model in Hugging Face format; for LoRA, adapters apart and merged weights."""
+    for stale in run_dir.glob(".final-*"):  # left by a run killed while writing final/
+        shutil.rmtree(stale)
     if is_lora(model):
         _atomic_save(run_dir / "final-adapter", model.save_pretrained)
         model = model.merge_and_unload()
@@ -196,9 +282,14 @@ def _save_final(model, tokenizer, run_dir: Path) -> None:
 
 
 def _atomic_save(target: Path, *writers) -> None:
+    """Write a folder beside `target`, then swap it in (an old `target` is moved aside first)."""
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     for write in writers:
         write(staging)
     if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+        target.rename(old / target.name)
+        staging.rename(target)
+        shutil.rmtree(old)
+    else:
+        staging.rename(target)

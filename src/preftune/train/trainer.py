@@ -98,8 +98,7 @@ class Trainer:
                     loss, metrics = compute(config.method, **kwargs, **config.hparams)
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss became {loss.item()} at step {step + 1} (batch ids: {batch.ids}); "
-                        f"the last good checkpoint is kept under {config.run_dir / 'checkpoints'}"
+                        f"loss became {loss.item()} at step {step + 1} (batch ids: {batch.ids})"
                     )
                 accelerator.backward(loss * global_size / len(indices))
             self.inputs.observe(metrics, global_size)
@@ -112,7 +111,7 @@ class Trainer:
         if norm is not None and not math.isfinite(grad_norm):
             raise TrainingError(
                 f"gradient norm became {grad_norm} at step {step + 1} (batch ids: "
-                f"{[self.groups[i].id for i in indices]}); the last good checkpoint is kept"
+                f"{[self.groups[i].id for i in indices]})"
             )
         self.optimizer.step()
         self.scheduler.step()
