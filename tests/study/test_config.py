@@ -81,7 +81,7 @@ def _raw() -> dict:
         (lambda r: r["methods"].append({"method": "dpo-plus"}), r"methods\.3\.method: 'dpo-plus'"),
         (
             lambda r: r["methods"][0].update(hparams={"gamma": 1}),
-            r"methods\.0\.hparams: \['gamma'\]",
+            r"methods\.0\.hparams\.gamma: method 'dpo' has no hyperparameter 'gamma'",
         ),
         (lambda r: r.update(epochs=2), r"epochs: Extra inputs are not permitted"),
         (lambda r: r["methods"].append({"method": "dpo"}), r"methods\.3\.label: 'dpo' names two"),
@@ -113,7 +113,15 @@ def _raw() -> dict:
         ),
         (
             lambda r: r["methods"][0].update(sweep={"gamma": [1, 2]}),
-            r"methods\.0\.sweep: \['gamma'\] not hyperparameters of 'dpo'",
+            r"methods\.0\.sweep\.gamma: not a hyperparameter of 'dpo'",
+        ),
+        (
+            lambda r: r["methods"][0].update(sweep={"beta": [0.1, -1]}),
+            r"methods\.0\.sweep\.beta: method 'dpo': hyperparameter beta must be a finite number > 0",
+        ),
+        (
+            lambda r: r["methods"][0].update(hparams={"beta": float("nan")}),
+            r"methods\.0\.hparams\.beta: method 'dpo': hyperparameter beta must be",
         ),
         (lambda r: r["methods"][0].update(sweep={"beta": []}), r"methods\.0\.sweep\.beta"),
         (

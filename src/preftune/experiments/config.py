@@ -350,18 +350,18 @@ class StudyConfig(_Strict):
 
 def _check_methods(methods: list[MethodEntry]) -> None:
     from preftune.losses import METHODS
+    from preftune.losses.registry import UnknownOption, check_hparams
 
     labels = [m.run_label for m in methods]
     for index, entry in enumerate(methods):
         where = f"methods.{index}"
         if entry.method not in METHODS:
             raise ValueError(f"{where}.method: '{entry.method}' is not one of {sorted(METHODS)}")
-        unknown = sorted(set(entry.hparams) - set(METHODS[entry.method].hparams))
-        if unknown:
-            raise ValueError(
-                f"{where}.hparams: {unknown} not hyperparameters of '{entry.method}' "
-                f"(it has {sorted(METHODS[entry.method].hparams)})"
-            )
+        spec = METHODS[entry.method]
+        try:
+            check_hparams(spec, entry.hparams)
+        except UnknownOption as error:
+            raise ValueError(f"{where}.hparams.{error.hparam}: {error}") from None
         _check_name(f"{where}.label", entry.run_label)
         if entry.run_label in RESERVED_LABELS:
             raise ValueError(
@@ -369,16 +369,20 @@ def _check_methods(methods: list[MethodEntry]) -> None:
             )
         if entry.run_label in labels[:index]:
             raise ValueError(f"{where}.label: '{entry.run_label}' names two methods; set 'label'")
-        unknown = sorted(set(entry.sweep or {}) - set(METHODS[entry.method].hparams))
-        unknown = [key for key in unknown if key not in SWEEP_TRAIN_KEYS]
-        if unknown:
-            raise ValueError(
-                f"{where}.sweep: {unknown} not hyperparameters of '{entry.method}' nor "
-                f"{list(SWEEP_TRAIN_KEYS)} (it has {sorted(METHODS[entry.method].hparams)})"
-            )
-        empty = [key for key, values in (entry.sweep or {}).items() if not values]
-        if empty:
-            raise ValueError(f"{where}.sweep.{empty[0]}: give at least one value")
+        for key, values in (entry.sweep or {}).items():
+            if key not in SWEEP_TRAIN_KEYS and key not in spec.accepted:
+                raise ValueError(
+                    f"{where}.sweep.{key}: not a hyperparameter of '{entry.method}' nor one of "
+                    f"{list(SWEEP_TRAIN_KEYS)} (it takes: {', '.join(spec.accepted) or 'none'})"
+                )
+            if not values:
+                raise ValueError(f"{where}.sweep.{key}: give at least one value")
+            if key in spec.accepted:
+                for value in values:
+                    try:
+                        check_hparams(spec, {**entry.hparams, key: value})
+                    except UnknownOption as error:
+                        raise ValueError(f"{where}.sweep.{key}: {error}") from None
 
 
 STUDY_SETS = ("model", "method", "hparams", "output_dir", "run_name", "resume")
