@@ -97,6 +97,8 @@ def _run_win_rate(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from preftune.io import redact
+
     results = _run_mtbench(args) if args.mtbench else _run_win_rate(args)
-    print(json.dumps(results, indent=2))
+    print(redact(json.dumps(results, indent=2)))
     return 0
