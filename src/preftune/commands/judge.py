@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from preftune.commands.generate import add_sampling_arguments, sampling_options
 from preftune.judges import JUDGES
@@ -101,4 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
     results = _run_mtbench(args) if args.mtbench else _run_win_rate(args)
     print(redact(json.dumps(results, indent=2)))
+    for warning in results.get("warnings", []):
+        print(f"preftune judge: warning: {redact(warning)}", file=sys.stderr)
     return 0

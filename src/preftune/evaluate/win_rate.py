@@ -5,7 +5,7 @@ Writes <out_dir>/judgments.jsonl (every decision, cached for reruns) and
 bootstrap 95% CI over prompts, the length-controlled win rate, mean response lengths,
 repetition/diversity statistics, position bias for two-order judges, mean judge scores
 when the judge scores responses (gold, reward model), and `warnings`: sentences about what
-makes the figures unreliable, also printed to stderr:
+makes the figures unreliable (`preftune judge` prints them to stderr):
 
 - fewer than MIN_PROMPTS (20) prompts decided: the interval rests on too little data;
 - position bias, over at least BIAS_MIN_DECISIONS (10) two-order decisions: the judge picks
@@ -17,7 +17,6 @@ makes the figures unreliable, also printed to stderr:
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from statistics import fmean
 
@@ -196,7 +195,5 @@ def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int
     results = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in results.items()}
     prompts_decided = len({pairs[i]["id"] for i in decided})
     results["warnings"] = _warnings(results, prompts_decided, len(pairs))
-    for warning in results["warnings"]:
-        print(f"preftune: warning: {warning}", file=sys.stderr)
     atomic_write_json(out_dir / "results.json", results)
     return results
