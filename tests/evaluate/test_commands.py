@@ -131,6 +131,7 @@ def test_mtbench_mode_answers_and_grades(tmp_path, tiny_model_dir, chat_server):
     assert code == 0
     summary = json.loads((out / "mtbench.json").read_text())
     assert summary["n"] == 4 and summary["overall"] == 6 and summary["categories"] == {"writing": 6}
+    assert summary["warnings"][0].startswith("only 4 answers graded")
     assert len(server.requests) == 4
 
 
