@@ -27,22 +27,14 @@ def write_jsonl(path, rows):
 
 def judge_command(tmp_path, server, out, *options, pairs: int = 10):
     samples, baseline = (rows[:pairs] for rows in known_case())
-    return [
-        "judge",
-        "--samples",
-        write_jsonl(tmp_path / "samples.jsonl", samples),
-        "--baseline",
-        write_jsonl(tmp_path / "baseline.jsonl", baseline),
-        "--judge",
-        "openai",
-        "--judge-model",
-        "m",
-        "--base-url",
-        server.base_url,
-        "--out",
-        str(out),
-        *options,
-    ]
+    values = {
+        "--samples": write_jsonl(tmp_path / "samples.jsonl", samples),
+        "--baseline": write_jsonl(tmp_path / "baseline.jsonl", baseline),
+        "--base-url": server.base_url,
+        "--out": str(out),
+    }
+    flags = [part for option in values.items() for part in option]
+    return ["judge", *"--judge openai --judge-model m".split(), *flags, *options]
 
 
 def mentions(messages, number: int) -> bool:
@@ -230,7 +222,7 @@ def test_bad_judge_options_exit_2_naming_the_option(tmp_path, chat_server, capsy
 )
 def test_sample_rows_without_a_field_name_file_line_and_field(tmp_path, capsys, which, row, field):
     good = {"id": "q0", "prompt": "p", "response": "fine"}
-    files = {"samples": [good, {**good, "id": "q1"}], "baseline": [good, {**good, "id": "q1"}]}
+    values = {"samples": [good, {**good, "id": "q1"}], "baseline": [good, {**good, "id": "q1"}]}
     path = tmp_path / f"{which}.jsonl"
     write_jsonl(tmp_path / "samples.jsonl", files["samples"])
     write_jsonl(tmp_path / "baseline.jsonl", files["baseline"])
