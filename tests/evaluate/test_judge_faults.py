@@ -28,13 +28,15 @@ def write_jsonl(path, rows):
 def judge_command(tmp_path, server, out, *options, pairs: int = 10):
     samples, baseline = (rows[:pairs] for rows in known_case())
     values = {
+        "--judge": "openai",
+        "--judge-model": "m",
         "--samples": write_jsonl(tmp_path / "samples.jsonl", samples),
         "--baseline": write_jsonl(tmp_path / "baseline.jsonl", baseline),
         "--base-url": server.base_url,
         "--out": str(out),
     }
     flags = [part for option in values.items() for part in option]
-    return ["judge", *"--judge openai --judge-model m".split(), *flags, *options]
+    return ["judge", *flags, *options]
 
 
 def mentions(messages, number: int) -> bool:
@@ -97,8 +99,8 @@ def test_a_rejected_request_is_recorded_and_the_rest_go_on(tmp_path, chat_server
 
 
 def test_a_refused_key_at_concurrency_8_keeps_every_answer_in_flight(tmp_path, chat_server, capfd):
-    """q3's first order is refused after 0.3 s while the first orders of 7 other pairs are in
-    flight (answered at 0.6 s): their answers are saved, their second orders never sent,
+    """q3's first order is refused after 1 s while the first orders of 7 other pairs are in
+    flight (answered at 1.5 s): their answers are saved, their second orders never sent,
     q8 and q9 never started. The fixed rerun asks only the 13 orders not answered."""
     locked = {"on": True}
 
@@ -106,9 +108,9 @@ def test_a_refused_key_at_concurrency_8_keeps_every_answer_in_flight(tmp_path, c
         if not locked["on"]:
             return prefers_good(messages, attempt)
         if mentions(messages, 3):
-            time.sleep(0.3)
+            time.sleep(1.0)
             return ("status", 401, '{"error": "invalid api key"}')
-        return ("late", 0.6, prefers_good(messages, attempt))
+        return ("late", 1.5, prefers_good(messages, attempt))
 
     server = chat_server(reply)
     out = tmp_path / "judged"
@@ -222,11 +224,10 @@ def test_bad_judge_options_exit_2_naming_the_option(tmp_path, chat_server, capsy
 )
 def test_sample_rows_without_a_field_name_file_line_and_field(tmp_path, capsys, which, row, field):
     good = {"id": "q0", "prompt": "p", "response": "fine"}
-    values = {"samples": [good, {**good, "id": "q1"}], "baseline": [good, {**good, "id": "q1"}]}
-    path = tmp_path / f"{which}.jsonl"
-    write_jsonl(tmp_path / "samples.jsonl", files["samples"])
-    write_jsonl(tmp_path / "baseline.jsonl", files["baseline"])
-    path.write_text(json.dumps(good) + "\n\n" + json.dumps(row) + "\n")  # row on line 3
+    for name in ("samples", "baseline"):
+        write_jsonl(tmp_path / f"{name}.jsonl", [good, {**good, "id": "q1"}])
+    bad = json.dumps(good) + "\n\n" + json.dumps(row) + "\n"  # the bad row on line 3
+    (tmp_path / f"{which}.jsonl").write_text(bad)
     command = ["judge", "--samples", str(tmp_path / "samples.jsonl"), "--baseline"]
     command += [str(tmp_path / "baseline.jsonl"), "--judge", "gold", "--gold", "vader-sentiment"]
     assert main([*command, "--out", str(tmp_path / "out")]) == 2
