@@ -7,6 +7,7 @@
   ("late", seconds, text)              wait, then the reply text
   ("garbage", bytes)                   a body that is not a reply
   ("trickle", seconds, text)           the reply's headers at once, then one byte per `seconds`
+  ("trickle-status", seconds)          the status line itself, one byte per `seconds`
 `attempt` counts the requests seen so far with the same messages (0 for the first), so a test
 can fail the first try and answer the second. Every request body is kept in
 `server.requests`, the time.monotonic() it arrived in `server.times`.
@@ -64,6 +65,17 @@ class ChatServer:
                     self._send(200, action[1])
                 elif action[0] == "trickle":
                     self._send(200, reply_body(action[2]), pause=action[1])
+                elif action[0] == "trickle-status":
+                    self._trickle(b"HTTP/1.1 200 OK" * 100, action[1])
+
+            def _trickle(self, payload, pause):
+                try:
+                    for byte in payload:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:
+                    pass  # the client gave up (timeout)
 
             def _send(self, code, payload, headers=None, pause=0.0):
                 try:
@@ -74,13 +86,10 @@ class ChatServer:
                         self.send_header(name, value)
                     self.end_headers()
                     if pause:
-                        for byte in payload:
-                            self.wfile.write(bytes([byte]))
-                            self.wfile.flush()
-                            time.sleep(pause)
+                        self._trickle(payload, pause)
                     else:
                         self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:
                     pass  # the client gave up (timeout)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

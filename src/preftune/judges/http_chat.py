@@ -5,10 +5,9 @@ standard library only.
   with jittered exponential backoff; a `Retry-After` header (seconds or an HTTP date) sets
   the wait instead, capped at `RETRY_AFTER_CAP` seconds. The last failure is a
   `TransientFailure`.
-- `timeout` bounds a whole request, not one socket read: reading stops once `timeout`
-  seconds have passed since the request was sent, so a server that trickles its reply byte
-  by byte holds a request for at most about twice `timeout` (one read may begin just before
-  the deadline and wait `timeout` itself).
+- `timeout` bounds a whole request, not one socket read: a watchdog shuts the connection
+  down `timeout` seconds after the request began, so a server that trickles its status line,
+  headers or body byte by byte cannot hold a request for longer.
 - 401 / 403 (the key is refused): `KeyRefused`, and every later request of this client fails
   the same way without being sent, so a run stops paying at once.
 - Any other 4xx: `RequestRejected` for that one request (asking again would not help).
@@ -18,10 +17,15 @@ standard library only.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.client
 import json
 import math
 import os
 import random
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +39,8 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 AUTH_STATUS = {401, 403}
 RETRY_AFTER_CAP = 120.0  # seconds; a longer Retry-After is waited this long, then asked again
 ERROR_BODY_LIMIT = 4096  # bytes of an error body kept for the message
+# Network errors, timeouts, a connection cut mid-reply, and bodies that are not a reply.
+RETRYABLE_ERRORS = (OSError, http.client.HTTPException, ValueError, LookupError, TypeError)
 
 
 class TransientFailure(Exception):
@@ -77,25 +83,80 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
-def read_within(stream, deadline: float, *, limit: int | None = None) -> bytes:
-    """Read `stream` to its end (or `limit` bytes), raising TimeoutError once `deadline`
-    (time.monotonic()) has passed: each read returns what has arrived, so a trickling server
-    is noticed between reads."""
-    read = getattr(stream, "read1", stream.read)
-    chunks, size = [], 0
-    while limit is None or size < limit:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the reply did not arrive in time (timeout)")
-        chunk = read(65536 if limit is None else min(65536, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+class _Watchdog:
+    """Shuts a request's socket down once its time is up, which ends any read blocked on it
+    (status line, headers or body), however slowly the server sends."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self._timer: threading.Timer | None = None
+
+    def arm(self, sock: socket.socket) -> None:
+        def expire() -> None:
+            self.expired = True
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+        self._timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _watched(connection_class):
+    """`connection_class` whose socket is handed to a `_Watchdog` once connected."""
+
+    class Watched(connection_class):
+        def __init__(self, *args, watchdog: _Watchdog, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.watchdog = watchdog
+
+        def connect(self):
+            super().connect()
+            self.watchdog.arm(self.sock)
+
+    return Watched
+
+
+_WATCHED = {cls: _watched(cls) for cls in (http.client.HTTPConnection, http.client.HTTPSConnection)}
+
+
+class _WatchedOpen:
+    """urllib handler mixin: connections are opened as `_watched` ones."""
+
+    def __init__(self, watchdog: _Watchdog):
+        super().__init__()
+        self.watchdog = watchdog
+
+    def do_open(self, http_class, request, **kwargs):
+        watched = functools.partial(_WATCHED[http_class], watchdog=self.watchdog)
+        return super().do_open(watched, request, **kwargs)
+
+
+class _HTTPHandler(_WatchedOpen, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_WatchedOpen, urllib.request.HTTPSHandler):
+    pass
 
 
 def _one_line(text: str, limit: int = 300) -> str:
     return redact(" ".join(text.split()))[:limit]
+
+
+def _describe(error: Exception, watchdog: _Watchdog, timeout: float) -> str:
+    """How a retryable attempt went wrong, in one redacted line."""
+    if watchdog.expired or isinstance(error, TimeoutError):
+        return f"TimeoutError: no complete reply within {timeout:g} s"
+    kind = type(error).__name__
+    if isinstance(error, (OSError, http.client.HTTPException)):
+        return f"{kind}: {_one_line(str(error))}"
+    return f"malformed reply ({kind}: {_one_line(str(error))})"
 
 
 class ChatClient:
@@ -127,7 +188,7 @@ class ChatClient:
         self.max_backoff = max_backoff
         self.refusal: str | None = None  # set by the first 401/403; later requests fail at once
 
-    def _request(self, messages: list[dict], deadline: float) -> str:
+    def _request(self, messages: list[dict], watchdog: _Watchdog) -> str:
         body = {
             "model": self.model,
             "messages": messages,
@@ -138,8 +199,9 @@ class ChatClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            reply = json.loads(read_within(response, deadline).decode("utf-8"))
+        opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
+        with opener.open(request, timeout=self.timeout) as response:
+            reply = json.loads(response.read().decode("utf-8"))
         content = reply["choices"][0]["message"]["content"]
         if not isinstance(content, str):
             raise ValueError("the reply's message content is not text")
@@ -163,14 +225,14 @@ class ChatClient:
         for attempt in range(self.max_retries + 1):
             if self.refusal is not None:
                 raise KeyRefused(self.refusal)
-            deadline = time.monotonic() + self.timeout
+            watchdog = _Watchdog(self.timeout)
             wait = None
             try:
-                return self._request(messages, deadline)
+                return self._request(messages, watchdog)
             except urllib.error.HTTPError as error:
                 try:
-                    body = read_within(error, deadline, limit=ERROR_BODY_LIMIT)
-                except (OSError, AttributeError, ValueError):  # no body, or it timed out
+                    body = error.read(ERROR_BODY_LIMIT)
+                except (OSError, http.client.HTTPException):  # cut off by the watchdog
                     body = b""
                 detail = _one_line(body.decode("utf-8", "replace"))
                 if error.code in AUTH_STATUS:
@@ -179,10 +241,10 @@ class ChatClient:
                     raise RequestRejected(f"HTTP {error.code}: {detail}") from None
                 failure = f"HTTP {error.code}: {detail}"
                 wait = retry_after_seconds(error.headers.get("Retry-After"))
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-                failure = f"{type(error).__name__}: {_one_line(str(error))}"
-            except (ValueError, KeyError, IndexError, TypeError) as error:
-                failure = f"malformed reply ({type(error).__name__}: {_one_line(str(error))})"
+            except RETRYABLE_ERRORS as error:
+                failure = _describe(error, watchdog, self.timeout)
+            finally:
+                watchdog.disarm()
             if attempt < self.max_retries:
                 if wait is None:
                     delay = min(self.max_backoff, self.backoff * 2**attempt)
