@@ -8,6 +8,7 @@
   ("garbage", bytes)                   a body that is not a reply
   ("trickle", seconds, text)           the reply's headers at once, then one byte per `seconds`
   ("trickle-status", seconds)          the status line itself, one byte per `seconds`
+  ("cut", text)                        half the reply, then the connection closes
 `attempt` counts the requests seen so far with the same messages (0 for the first), so a test
 can fail the first try and answer the second. Every request body is kept in
 `server.requests`, the time.monotonic() it arrived in `server.times`.
@@ -65,6 +66,10 @@ class ChatServer:
                     self._send(200, action[1])
                 elif action[0] == "trickle":
                     self._send(200, reply_body(action[2]), pause=action[1])
+                elif action[0] == "cut":
+                    payload = reply_body(action[1])
+                    self._send(200, payload[: len(payload) // 2], length=len(payload))
+                    self.close_connection = True
                 elif action[0] == "trickle-status":
                     self._trickle(b"HTTP/1.1 200 OK" * 100, action[1])
 
@@ -77,11 +82,11 @@ class ChatServer:
                 except OSError:
                     pass  # the client gave up (timeout)
 
-            def _send(self, code, payload, headers=None, pause=0.0):
+            def _send(self, code, payload, headers=None, pause=0.0, length=None):
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Content-Length", str(length or len(payload)))
                     for name, value in (headers or {}).items():
                         self.send_header(name, value)
                     self.end_headers()

@@ -41,6 +41,13 @@ def test_errors_name_what_is_missing():
         build_judge("openai", model="m")
     with pytest.raises(ConfigError, match="not one of"):
         build_judge("coin-flip")
+    with pytest.raises(
+        ConfigError, match=r"--concurrency \(concurrency\) must be a whole number >= 1, got nan"
+    ):
+        build_judge("gold", gold="vader-sentiment", concurrency=float("nan"))
+    with pytest.raises(ConfigError, match=r"--backoff \(backoff\) must be a number >= 0"):
+        build_judge("gold", gold="vader-sentiment", backoff=-0.5)
+    assert build_judge("gold", gold="vader-sentiment", max_retries=0, backoff=0).identity
 
 
 def test_hf_llm_judge_reads_letter_probabilities(tiny_model, tiny_tokenizer):

@@ -153,6 +153,13 @@ def test_a_pair_half_answered_is_completed_without_paying_twice(tmp_path, chat_s
     assert answered_first["verdicts"] == ["b", "b"]
 
 
+def test_a_connection_cut_mid_reply_is_retried(chat_server):
+    server = chat_server(lambda messages, attempt: ("cut", "[[A]]") if attempt == 0 else "[[B]]")
+    client = ChatClient(server.base_url, "m", max_retries=1, backoff=0.01, timeout=5)
+    assert client.complete([{"role": "user", "content": "hi"}]) == "[[B]]"
+    assert len(server.requests) == 2
+
+
 @pytest.mark.parametrize("header", ["seconds", "date"])
 def test_retry_after_is_honoured(chat_server, header):
     def value():
@@ -214,6 +221,13 @@ def test_bad_judge_options_exit_2_naming_the_option(tmp_path, chat_server, capsy
     (line,) = error_lines(capsys.readouterr().err)
     assert option in line and value in line
     assert server.requests == []
+
+
+def test_a_concurrency_that_is_not_a_number_names_the_option(tmp_path, chat_server, capsys):
+    server = chat_server(prefers_good)
+    with pytest.raises(SystemExit) as exit_:
+        main(judge_command(tmp_path, server, tmp_path / "out", "--concurrency", "nan"))
+    assert exit_.value.code == 2 and "--concurrency" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
