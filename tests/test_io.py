@@ -18,7 +18,9 @@ from preftune.io import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
+    iter_lines,
     json_line,
+    max_row_bytes,
     read_jsonl,
     read_text,
     redact,
@@ -56,14 +58,16 @@ def test_torn_last_line_is_skipped_and_repaired_but_a_torn_middle_line_is_an_err
     JsonlAppender(path).close()
     assert path.read_text() == '{"a": 1}\n{"a": 2}\n'
     path.write_text('{"a": 1}\n{"a":\n{"a": 3}\n')
-    with pytest.raises(DataError, match=r"rows.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"rows.jsonl:2: invalid JSON"):
         read_jsonl(path)
 
 
 def test_a_row_that_is_not_an_object_names_its_line(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"a": 1}\n[1, 2]\n')
-    with pytest.raises(DataError, match=r"rows.jsonl:2: each line must be a JSON object, got list"):
+    with pytest.raises(
+        DataError, match=r"rows.jsonl:2: each line must be a JSON object, got an array"
+    ):
         read_jsonl(path)
 
 
@@ -128,3 +132,66 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
         holder.wait()
     with FolderLock(tmp_path) as lock:  # a killed holder leaves the folder free
         assert lock.held
+
+
+def test_an_over_long_line_is_named_without_being_held_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFTUNE_MAX_ROW_BYTES", "64")
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": "' + "x" * 5000 + '"}\n{"a": 3}\n')
+    lines = list(iter_lines(path))
+    assert lines == [(1, '{"a": 1}\n'), (2, None), (3, '{"a": 3}\n')]
+    with pytest.raises(
+        DataError,
+        match=r"rows.jsonl:2: the line is longer than 64 bytes; set PREFTUNE_MAX_ROW_BYTES",
+    ):
+        read_jsonl(path)
+    monkeypatch.setenv("PREFTUNE_MAX_ROW_BYTES", "10000")
+    assert len(read_jsonl(path)) == 3
+
+
+def test_a_line_of_exactly_the_limit_is_read(tmp_path):
+    line = '{"a": "' + "x" * 10 + '"}\n'
+    path = tmp_path / "rows.jsonl"
+    path.write_text(line * 2)
+    assert [text for _, text in iter_lines(path, max_bytes=len(line))] == [line, line]
+    assert [text for _, text in iter_lines(path, max_bytes=len(line) - 2)] == [None, None]
+
+
+def test_a_bad_row_limit_setting_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("PREFTUNE_MAX_ROW_BYTES", "16MB")
+    with pytest.raises(ConfigError, match="PREFTUNE_MAX_ROW_BYTES='16MB' is not a whole number"):
+        max_row_bytes()
+
+
+def test_non_utf8_bytes_name_the_line_and_a_byte_order_mark_is_dropped(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n' + '{"a": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"rows.jsonl:2: not UTF-8 text"):
+        read_jsonl(path)
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n')
+    assert read_jsonl(path) == [{"a": 1}]
+
+
+def test_appender_repairs_a_torn_tail_longer_than_its_read_chunk(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": "' + "x" * (3 * 2**20))
+    JsonlAppender(path).close()
+    assert path.read_text() == '{"a": 1}\n'
+    path.write_text('{"a": "' + "x" * 100)
+    JsonlAppender(path).close()
+    assert path.read_text() == ""
+
+
+def test_tensor_cache_shards_follow_the_umask_like_every_other_file(tmp_path):
+    """Issue 17.4: shards (like results.json) were written with mkstemp's 0600."""
+    import torch
+
+    from preftune.models.disk_cache import TensorCache
+
+    cache = TensorCache(tmp_path / "cache")
+    cache.add({"a": torch.ones(2)})
+    (shard,) = (tmp_path / "cache").iterdir()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(shard.stat().st_mode) == 0o666 & ~mask
+    assert torch.equal(TensorCache(tmp_path / "cache")["a"], torch.ones(2))

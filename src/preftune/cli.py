@@ -3,16 +3,25 @@
 Each command lives in `preftune.commands.<name>` and exposes `add_arguments(parser)` and
 `run(args) -> int | None`. Modules are imported only when their command runs, so `preftune
 methods` does not pay for importing transformers.
+
+A user error (`PreftuneError`) is one line on stderr and exit code 2; every printed error,
+and the traceback of an unexpected one, goes through `preftune.io.redact` so no registered
+API key reaches a terminal or log. A reader that stops early (`preftune methods | head`)
+ends the command quietly, as Unix tools do.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import traceback
 
 from preftune import __version__
 from preftune.errors import PreftuneError
+from preftune.io import redact
 
 COMMANDS = {
     "methods": "list every alignment method with its data view, reference and hyperparameters",
@@ -21,6 +30,7 @@ COMMANDS = {
     "train": "preference training with any method",
     "generate": "sample responses from a model or run",
     "judge": "judge samples against a baseline: win rate with confidence interval",
+    "rank": "rank several models' samples: head-to-head win rates, intervals, tests, tiers",
     "compare": "the comparative study: SFT, many methods, sampling, judging, report",
     "report": "rebuild a study's report from what is on disk",
 }
@@ -50,13 +60,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _command_module(args.command).run(args) or 0
+        code = _command_module(args.command).run(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except PreftuneError as error:
-        print(f"preftune {args.command}: error: {error}", file=sys.stderr)
+        print(redact(f"preftune {args.command}: error: {error}"), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print(f"preftune {args.command}: interrupted; finished work is on disk", file=sys.stderr)
         return 130
+    except Exception:
+        sys.stderr.write(redact(traceback.format_exc()))
+        return 1
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe: drop what is left unprinted and exit as a process
+    killed by SIGPIPE would (128 + 13), without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

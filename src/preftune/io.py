@@ -5,7 +5,10 @@ secret redaction.
   target, so a reader (or the next run after a kill) sees the old file or the new one, never
   half of one. New files get the permissions the user's umask gives (not mkstemp's 0600).
 - JSON Lines: one row per `\\n`; the Unicode line separators U+2028, U+2029 and U+0085 are
-  written escaped, and reading splits on `\\n` only, so text holding them round-trips.
+  written escaped, and reading splits on `\\n` only, so text holding them round-trips. Files
+  are read one line at a time (`iter_lines`); a line over `max_row_bytes()` (16 MiB, or
+  `PREFTUNE_MAX_ROW_BYTES`) is refused with its file and line instead of filling memory.
+  `read_numbered_jsonl` + `require_fields` name the line and field of a row that lacks one.
 - Locks: a run or study folder is held by one process at a time (`FolderLock`); a second one
   is refused with the holder's pid.
 - Redaction: a secret registered with `register_secret` (an API key read from the
@@ -26,7 +29,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -131,10 +134,14 @@ def read_text(path: str | Path, *, what: str = "file") -> str:
     except FileNotFoundError:
         raise DataError(f"no such {what}", source=str(path)) from None
     except UnicodeDecodeError as error:
-        raise DataError(
-            f"not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8",
-            source=str(path),
-        ) from None
+        raise not_utf8(error, str(path)) from None
+
+
+def not_utf8(error: UnicodeDecodeError, source: str) -> DataError:
+    """The one-line error for a file that is not UTF-8 (`source` names it, and the line)."""
+    return DataError(
+        f"not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8", source=source
+    )
 
 
 # -- JSON Lines -------------------------------------------------------------------------------
@@ -151,35 +158,128 @@ def json_line(row: Any) -> str:
     return text + "\n"
 
 
+MAX_ROW_BYTES_VARIABLE = "PREFTUNE_MAX_ROW_BYTES"
+DEFAULT_MAX_ROW_BYTES = 16 * 2**20
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+_SKIP_CHUNK = 2**20
+
+
+def max_row_bytes() -> int:
+    """The longest JSONL line read (16 MiB unless `PREFTUNE_MAX_ROW_BYTES` says otherwise)."""
+    value = os.environ.get(MAX_ROW_BYTES_VARIABLE, "")
+    try:
+        limit = int(value) if value.strip() else DEFAULT_MAX_ROW_BYTES
+    except ValueError:
+        raise ConfigError(
+            f"{MAX_ROW_BYTES_VARIABLE}={value!r} is not a whole number of bytes"
+        ) from None
+    if limit < 1:
+        raise ConfigError(f"{MAX_ROW_BYTES_VARIABLE} must be at least 1, got {limit}")
+    return limit
+
+
+def too_long_problem(limit: int) -> str:
+    return (
+        f"the line is longer than {limit:,} bytes; set {MAX_ROW_BYTES_VARIABLE} to a larger "
+        "number of bytes to read it"
+    )
+
+
+def iter_lines(
+    path: str | Path, *, max_bytes: int | None = None
+) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for each non-blank line of a UTF-8 file, read one line at a time.
+
+    Lines end at `\n` only (U+2028 and friends are text). A line longer than `max_bytes`
+    (default `max_row_bytes()`) is skipped without being held in memory and given as
+    (number, None). Bytes that are not UTF-8 are a DataError naming the file and line.
+    """
+    path = Path(path)
+    limit = max_row_bytes() if max_bytes is None else max_bytes
+    if path.is_dir():
+        raise DataError("is a folder, expected a JSON Lines file", source=str(path))
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise DataError("no such JSON Lines file", source=str(path)) from None
+    with handle:
+        number = 0
+        while line := handle.readline(limit + 1):
+            number += 1
+            if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+                while not line.endswith(b"\n") and (line := handle.readline(_SKIP_CHUNK)):
+                    pass  # the rest of the over-long line, a chunk at a time
+                yield number, None
+                continue
+            if number == 1 and line.startswith(_BYTE_ORDER_MARK):
+                line = line[len(_BYTE_ORDER_MARK) :]
+            if not line.strip():
+                continue
+            try:
+                yield number, line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise not_utf8(error, f"{path}:{number}") from None
+
+
+def parse_row(line: str) -> tuple[dict | None, str | None]:
+    """(row, None) for a line holding a JSON object, else (None, what is wrong with it)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        return None, f"invalid JSON: {error.msg} (character {error.pos + 1})"
+    if not isinstance(row, dict):
+        return None, f"each line must be a JSON object, got {_json_kind(row)}"
+    return row, None
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", list: "an array", str: "a string"}.get(type(value), "a number")
+
+
 def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[dict]:
-    """Every row of `path` ([] when it does not exist), split on `\\n` only.
+    """Every row of `path` ([] when it does not exist), split on `\\n` only, streamed.
 
     Only the last line may be torn (a writer killed mid-row) and is skipped then; anything
-    else that is not a JSON object is a DataError naming the file and line.
+    else that is not a JSON object, or a line over `max_row_bytes()`, is a DataError naming
+    the file and line.
     """
+    return [row for _, row in read_numbered_jsonl(path, tolerate_torn_tail=tolerate_torn_tail)]
+
+
+def read_numbered_jsonl(
+    path: str | Path, *, tolerate_torn_tail: bool = True
+) -> list[tuple[int, dict]]:
+    """`read_jsonl` with each row's line number: [(line, row)]."""
     path = Path(path)
     if not path.exists():
         return []
-    lines = read_text(path, what="JSON Lines file").split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if tolerate_torn_tail and number == len(lines):
-                break
-            raise DataError(f"not valid JSON ({error.msg})", source=f"{path}:{number}") from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"each line must be a JSON object, got {type(row).__name__}",
-                source=f"{path}:{number}",
-            )
-        rows.append(row)
+    limit = max_row_bytes()
+    rows, torn = [], None
+    for number, line in iter_lines(path, max_bytes=limit):
+        if torn is not None:  # a torn line with rows after it is damage, not a killed writer
+            raise DataError(torn[1], source=f"{path}:{torn[0]}")
+        if line is None:
+            raise DataError(too_long_problem(limit), source=f"{path}:{number}")
+        row, problem = parse_row(line)
+        if row is not None:
+            rows.append((number, row))
+        elif problem.startswith("invalid JSON") and tolerate_torn_tail:
+            torn = (number, problem)
+        else:
+            raise DataError(problem, source=f"{path}:{number}")
     return rows
+
+
+def require_fields(path: str | Path, rows: list[tuple[int, dict]], keys: Iterable[str]) -> None:
+    """A DataError naming the file, line and field of the first row (from
+    `read_numbered_jsonl`) that lacks one of `keys` or holds null there."""
+    for number, row in rows:
+        for key in keys:
+            if row.get(key) is None:
+                state = "null" if key in row else f"missing; the row has {sorted(row)}"
+                raise DataError(state, source=f"{path}:{number}", field=key)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
@@ -201,12 +301,22 @@ class JsonlAppender:
         self._lock = threading.Lock()
 
     def _repair_torn_tail(self) -> None:
+        """Cut everything after the last `\\n`, reading the file backwards from its end."""
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
+        with self.path.open("r+b") as handle:
+            end = position = handle.seek(0, os.SEEK_END)
+            while position > 0:
+                start = max(0, position - _SKIP_CHUNK)
+                handle.seek(start)
+                chunk = handle.read(position - start)
+                if position == end and chunk.endswith(b"\n"):
+                    return
+                if (cut := chunk.rfind(b"\n")) >= 0:
+                    handle.truncate(start + cut + 1)
+                    return
+                position = start
+            handle.truncate(0)
 
     def write(self, row: Any) -> None:
         line = json_line(row)

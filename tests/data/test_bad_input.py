@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -148,3 +149,58 @@ def test_a_short_or_long_csv_row_names_its_line(tmp_path):
     result = read_records(path, skip_invalid=True)
     assert [g.source for g in result.groups] == ["prefs.csv line 2"]
     assert result.problems[1] == "prefs.csv line 4: 4 cells; the header has 3"
+
+
+def test_a_null_value_is_called_null_with_its_field(tmp_path):
+    """Issue 17.15: a null used to read "missing" or "expected a string, got None"."""
+    chosen = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}]
+    rejected = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no"}]
+    rows = [{**GOOD, "chosen": None}, {"chosen": chosen, "rejected": rejected}]
+    for row, message in zip(rows, ["field 'chosen': null", "field 'chosen[1].content': expected a string, got null"], strict=True):  # fmt: skip
+        path = write_jsonl(tmp_path / "nulls.jsonl", [row])
+        with pytest.raises(DataError, match=re.escape(f"nulls.jsonl line 1, {message}")):
+            read_records(path)
+
+
+def test_the_first_bad_row_says_how_many_more_there_are(tmp_path):
+    path = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, {**GOOD, "chosen": ""}, "[1]\n", "{\n"])
+    with pytest.raises(DataError) as caught:
+        read_records(path)
+    message = str(caught.value)
+    assert message.startswith("prefs.jsonl line 2, field 'chosen': empty (2 more bad rows; ")
+    assert "preftune data inspect" in message and "--skip-invalid" in message
+    assert caught.value.field == "chosen"
+
+
+def test_a_row_over_the_size_limit_is_named_and_can_be_skipped(tmp_path, monkeypatch):
+    """Issue 17.16: one 50 MB row used to take 10 GB; rows are now streamed and capped."""
+    monkeypatch.setenv("PREFTUNE_MAX_ROW_BYTES", "200")
+    huge = {**GOOD, "chosen": "x" * 1000}
+    path = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, huge, GOOD])
+    with pytest.raises(DataError, match=r"prefs.jsonl line 2: the line is longer than 200 bytes; set PREFTUNE_MAX_ROW_BYTES"):  # fmt: skip
+        read_records(path)
+    result = read_records(path, skip_invalid=True)
+    assert [g.source for g in result.groups] == ["prefs.jsonl line 1", "prefs.jsonl line 3"]
+    sampled = read_records(path, limit=2, seed=0, skip_invalid=True)
+    assert len(sampled.groups) + sampled.skipped == 2
+
+
+def test_unicode_line_separators_inside_a_data_row_stay_text(tmp_path):
+    row = {**GOOD, "chosen": " one\u2028two\u2029three\x85four"}
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps(row, ensure_ascii=False) + "\n")
+    groups = read_records(path).groups
+    assert len(groups) == 2 and groups[1].responses[0].text == row["chosen"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, suffix):
+    content = {
+        ".jsonl": json.dumps({**GOOD, "chosen": "caf\xe9"}, ensure_ascii=False) + "\n",
+        ".json": json.dumps([{**GOOD, "chosen": "caf\xe9"}], ensure_ascii=False),
+        ".csv": "prompt,chosen,rejected\np,caf\xe9,b\n",
+    }[suffix]
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.(jsonl|json|csv)(:1)?: not UTF-8 text"):
+        read_records(path)

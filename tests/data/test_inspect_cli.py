@@ -30,7 +30,7 @@ def test_json_report_has_the_promised_keys(capsys, name, expected):
     report = inspect_json(capsys, FIXTURES / name)
     assert {"format", "groups", "responses", "with_scores", "with_labels", "ties"} <= report.keys()
     assert {k: report[k] for k in expected} == expected
-    assert report["skipped"] == 0 and report["problems"] == []
+    assert report["bad_rows"] == 0 and report["problems"] == []
 
 
 def test_format_override_and_token_lengths_with_a_tokenizer(capsys, tmp_path, tiny_tokenizer):
@@ -51,23 +51,53 @@ def test_text_report(capsys):
     assert "groups     2  (groups of n responses: 1 of 2, 1 of 4)" in out
 
 
+GOOD_LINE = '{"prompt": "p", "chosen": "x", "rejected": "y"}\n'
+
+
 def test_bad_data_exits_2_with_the_row_named_and_no_traceback(capsys, tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text(
-        '{"prompt": "p", "chosen": "x", "rejected": "y"}\n{"prompt": "p", "chosen": "x"\n'
-    )
+    path.write_text(GOOD_LINE + '{"prompt": "p", "chosen": "x"\n')
     assert main(["data", "inspect", str(path)]) == 2
     captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith("preftune data: error: bad.jsonl line 2: invalid JSON")
-    assert "Traceback" not in captured.err
+    assert "  bad.jsonl line 2: invalid JSON" in captured.out
+    assert captured.err == (
+        "preftune data: error: bad.jsonl: 1 bad row (listed above); fix them, or pass "
+        "--skip-invalid to use the other rows\n"
+    )
 
 
-def test_skip_invalid_lists_the_first_problems(capsys, tmp_path):
+def test_every_bad_row_is_listed_up_to_twenty_then_counted(capsys, tmp_path):
+    """Issue 17.15: inspect used to stop at the first bad row."""
     path = tmp_path / "bad.jsonl"
-    good = '{"prompt": "p", "chosen": "x", "rejected": "y"}\n'
-    path.write_text(good + '{"prompt": "p", "chosen": "x", "rejected": "x"}\n' * 7)
+    bad = ['{"prompt": "p", "chosen": "x", "rejected": "x"}\n'] * 24
+    bad[3] = '{"prompt": "p", "chosen": null, "rejected": "y"}\n'
+    path.write_text(GOOD_LINE + "".join(bad))
+    assert main(["data", "inspect", str(path)]) == 2
+    out = capsys.readouterr().out
+    listed = [line for line in out.splitlines() if line.startswith("  bad.jsonl line")]
+    assert len(listed) == 20
+    assert (
+        listed[0]
+        == "  bad.jsonl line 2, field 'rejected': identical to 'chosen': the pair says nothing"
+    )
+    assert listed[3] == "  bad.jsonl line 5, field 'chosen': null"
+    assert "problems   24 bad rows:" in out and out.rstrip().endswith("  and 4 more")
+
+
+def test_skip_invalid_reports_the_usable_rows_and_exits_0(capsys, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(GOOD_LINE + '{"prompt": "p", "chosen": "x", "rejected": "x"}\n' * 7)
     report = inspect_json(capsys, path, "--skip-invalid")
-    assert report["groups"] == 1 and report["skipped"] == 7
-    assert len(report["problems"]) == 5
+    assert report["groups"] == 1 and report["bad_rows"] == 7
+    assert len(report["problems"]) == 7
     assert report["problems"][0].startswith("bad.jsonl line 2, field 'rejected': identical")
+
+
+def test_a_file_with_no_usable_row_exits_2_without_suggesting_skip_invalid(capsys, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": "p", "chosen": "x", "rejected": "x"}\n[1]\n')
+    assert main(["data", "inspect", str(path), "--skip-invalid"]) == 2
+    captured = capsys.readouterr()
+    assert "bad.jsonl line 2: each line must be a JSON object, got an array" in captured.out
+    assert "format     paired" in captured.out
+    assert captured.err == "preftune data: error: bad.jsonl: no usable rows (2 bad, listed above)\n"

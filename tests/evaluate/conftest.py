@@ -1,7 +1,8 @@
 """A real chat-completions server on 127.0.0.1 for judge tests.
 
 `chat_server(decide)` starts one; `decide(messages, attempt)` returns either the reply text
-(str), or one of these to misbehave:
+(str), or ("reply", body) for a whole completion body (tool calls, logprobs), or one of these
+to misbehave:
   ("status", code[, body[, headers]])  an error answer (headers: a dict, e.g. Retry-After)
   ("sleep", seconds)                   wait, then an empty JSON object
   ("late", seconds, text)              wait, then the reply text
@@ -53,6 +54,8 @@ class ChatServer:
                 action = server.decide(body["messages"], attempt)
                 if isinstance(action, str):
                     self._send(200, reply_body(action))
+                elif action[0] == "reply":
+                    self._send(200, json.dumps(action[1]).encode())
                 elif action[0] == "status":
                     body = action[2] if len(action) > 2 else '{"error": "scripted failure"}'
                     self._send(action[1], body.encode(), action[3] if len(action) > 3 else {})

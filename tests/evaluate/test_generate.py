@@ -1,9 +1,10 @@
 import json
+import re
 
 import pytest
 import torch
 
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, DataError
 from preftune.generate import generate, render_prompt
 
 PROMPTS = [
@@ -121,3 +122,115 @@ def test_run_folder_resolves_to_its_final_model(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, run / "final")
     rows = generate(str(run), PROMPTS[:1], tmp_path / "s.jsonl", max_new_tokens=2)
     assert rows[0]["model"] == str(run) and rows[0]["num_tokens"] == 2
+
+
+def test_resume_refuses_changed_prompt_text(tmp_path, tiny_model, tiny_tokenizer):
+    """Issue 17.9: a changed prompt used to be answered by the old sample."""
+    out = tmp_path / "samples.jsonl"
+    pair = (tiny_model, tiny_tokenizer)
+    generate(pair, PROMPTS, out, max_new_tokens=3)
+    edited = [PROMPTS[0], {"id": "p2", "prompt": "summarize the post: my dog eats socks"}]
+    with pytest.raises(ConfigError, match=r"another text of prompt 'p2'; pass --overwrite"):
+        generate(pair, edited, out, max_new_tokens=3)
+    rows = generate(pair, edited, out, max_new_tokens=3, overwrite=True)
+    assert [r["prompt"] for r in rows] == [p["prompt"] for p in edited]
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_resume_refuses_another_model(tmp_path, tiny_model, tiny_tokenizer):
+    """Issue 17.9: samples of model A used to be resumed with model B's answers."""
+    out = tmp_path / "samples.jsonl"
+    pair = (tiny_model, tiny_tokenizer)
+    generate(pair, PROMPTS[:1], out, max_new_tokens=3, model_name="base")
+    with pytest.raises(ConfigError, match=r"from model 'base', not 'dpo'; pass --overwrite"):
+        generate(pair, PROMPTS, out, max_new_tokens=3, model_name="dpo")
+
+
+def test_resume_refuses_rewritten_weights_in_the_same_folder(tmp_path, tiny_model_dir):
+    import os
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    out = tmp_path / "samples.jsonl"
+    generate(str(model), PROMPTS[:1], out, max_new_tokens=2)
+    assert generate(f"{tmp_path}/./model", PROMPTS[:1], out, max_new_tokens=2)[0]["id"] == "p1"
+    weights = next(model.glob("*.safetensors"))
+    os.utime(weights, ns=(1, 1))  # retrained: the weights file is another one
+    with pytest.raises(ConfigError, match=r"its weights or dtype changed"):
+        generate(str(model), PROMPTS, out, max_new_tokens=2)
+
+
+def test_a_samples_row_without_its_id_names_file_line_and_field(
+    tmp_path, tiny_model, tiny_tokenizer
+):
+    out = tmp_path / "samples.jsonl"
+    generate((tiny_model, tiny_tokenizer), PROMPTS[:2], out, max_new_tokens=2)
+    lines = out.read_text().splitlines()
+    row = json.loads(lines[1])
+    del row["id"]
+    out.write_text(lines[0] + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=r"samples.jsonl:2, field 'id': missing"):
+        generate((tiny_model, tiny_tokenizer), PROMPTS, out, max_new_tokens=2)
+
+
+def test_a_prompts_row_without_a_prompt_is_named(tmp_path):
+    from preftune.generate.prompt_sources import read_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"id": "a", "prompt": "hi"}\n\n{"id": "b", "prompt": null}\n')
+    with pytest.raises(DataError, match=r"prompts.jsonl:3, field 'prompt': empty \(null\)"):
+        read_prompts(str(path))
+
+
+@pytest.mark.parametrize("name", ["./typo", "../typo", "~/typo", "/no/such/model", "a/b/c"])
+def test_a_model_path_that_does_not_exist_is_refused_before_any_hub_call(name, monkeypatch):
+    """Issue 17.14: `--model ./typo` used to retry the Hub for 50 s, then print 46 lines."""
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", no_hub)
+    from preftune.models.loading import load_model
+
+    with pytest.raises(ConfigError, match=rf"model '{re.escape(name)}': no such folder"):
+        load_model(name)
+
+
+def test_a_folder_partly_there_and_an_uncached_id_offline(tmp_path, monkeypatch):
+    from preftune.models.loading import check_model_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ConfigError, match=r"model 'runs/dpo': no such folder"):
+        check_model_source("runs/dpo")
+    with pytest.raises(ConfigError, match=r"'runs': the folder has no config.json"):
+        check_model_source("runs")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ConfigError, match=r"not in the Hugging Face cache and HF_HUB_OFFLINE"):
+        check_model_source("someone/not-downloaded")
+
+
+def test_generate_cli_typo_exits_2_with_one_line(tmp_path, capsys):
+    from preftune.cli import main
+
+    code = main(["generate", "--model", "./typo", "--prompts", "task:sentiment", "--out", str(tmp_path / "s.jsonl")])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err == "preftune generate: error: model './typo': no such folder\n"
+
+
+def test_generate_cli_overwrite_starts_the_file_over(tmp_path, tiny_model_dir, capsys):
+    from preftune.cli import main
+
+    prompts = tmp_path / "prompts.jsonl"
+    out = tmp_path / "s.jsonl"
+    args = ["generate", "--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(out), "--max-new-tokens", "2"]  # fmt: skip
+    prompts.write_text('{"id": "a", "prompt": "one"}\n')
+    assert main(args) == 0
+    prompts.write_text('{"id": "a", "prompt": "two"}\n')
+    assert main(args) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert [json.loads(line)["prompt"] for line in out.read_text().splitlines()] == ["two"]

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -70,6 +71,10 @@ def test_kl_is_zero_against_itself_and_matches_manual_log_ratio(
             _logp(tiny_model, prompt_ids, response) - _logp(reference, prompt_ids, response)
         )
     assert results["kl"] == pytest.approx(sum(expected) / 3, abs=1e-4)
+    # the interval: a percentile bootstrap over prompts (ids "0" < "1" < "2": the rows' order)
+    draws = np.random.default_rng(0).integers(0, 3, size=(2000, 3))
+    bounds = np.quantile(np.asarray(expected)[draws].mean(axis=1), [0.025, 0.975])
+    assert [results["kl_ci_low"], results["kl_ci_high"]] == pytest.approx(list(bounds), abs=1e-4)
     without_logp = [{k: v for k, v in row.items() if k != "logp"} for row in samples]
     recomputed = kl_from_reference(tiny_model, reference, tiny_tokenizer, without_logp)
     assert recomputed["kl"] == pytest.approx(results["kl"], abs=1e-4)

@@ -159,6 +159,7 @@ def test_markdown_has_both_tables_verdicts_and_failures(tmp_path):
     assert "simpo-b2 on gold: does not beat start at this size" in text
     assert "ipo failed at train: TrainingError" in text
     assert "Training dynamics" in text
+    assert "No ranking for gold yet (rank/gold/ranking.json is missing)." in text
     for image in re.findall(r"\]\((plots/[^)]+\.png)\)", text):
         assert (layout.root / image).is_file()
     assert "plots/reward_vs_kl.png" in text and "plots/win_rate_gold.png" in text

@@ -1,4 +1,9 @@
-"""`preftune data inspect PATH`: what a preference data set holds, and what is wrong with it."""
+"""`preftune data inspect PATH`: what a preference data set holds, and what is wrong with it.
+
+Every bad row is found (the first `MAX_PROBLEMS_SHOWN` are listed with their line, then a
+count of the rest); with bad rows and no `--skip-invalid` the report is printed and the
+command exits 2 saying so.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,16 @@ import dataclasses
 import json
 
 from preftune.data.formats import FORMATS
+from preftune.errors import DataError
 
-MAX_PROBLEMS_SHOWN = 5
+MAX_PROBLEMS_SHOWN = 20
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     inspect = sub.add_parser(
         "inspect",
-        help="format, groups, responses, scores/labels/ties, token lengths, first problems",
+        help="format, groups, responses, scores/labels/ties, token lengths, bad rows",
         description="Read a preference data file, a saved `datasets` folder or a Hub id and "
         "say what it holds.",
     )
@@ -28,29 +34,29 @@ def add_arguments(parser) -> None:
     inspect.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="report token lengths with it")
     inspect.add_argument("--max-prompt-length", type=int, default=256)
     inspect.add_argument("--max-length", type=int, default=512)
-    inspect.add_argument("--skip-invalid", action="store_true", help="skip and count bad rows")
+    inspect.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="report on the usable rows and exit 0 even when some rows are bad",
+    )
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def inspect_data(args) -> dict:
     """The facts `data inspect` prints, as one dict."""
-    from preftune.data import read_records, summarize, tokenize
+    from preftune.data import check_records, summarize, tokenize
 
-    result = read_records(
-        args.path,
-        args.format,
-        split=args.split,
-        limit=args.limit,
-        seed=args.seed,
-        skip_invalid=args.skip_invalid,
+    result = check_records(
+        args.path, args.format, split=args.split, limit=args.limit, seed=args.seed
     )
     report = {
         "source": result.source,
         **summarize(result.groups),
-        "skipped": result.skipped,
+        "format": result.format,
+        "bad_rows": result.skipped,
         "problems": result.problems[:MAX_PROBLEMS_SHOWN],
     }
-    if args.tokenizer:
+    if args.tokenizer and result.groups:
         from preftune.models.loading import load_tokenizer
 
         _, stats = tokenize(
@@ -79,7 +85,7 @@ def _text(report: dict) -> str:
         f"labels     {report['with_labels']} groups with labels",
         f"ties       {report['ties']} groups",
         f"margins    {report['with_margins']} groups",
-        f"skipped    {report['skipped']} invalid rows",
+        f"bad rows   {report['bad_rows']}",
     ]
     tokens = report.get("tokens")
     if tokens:
@@ -93,12 +99,23 @@ def _text(report: dict) -> str:
                 f"max {tokens[f'{part}_tokens_max']}  truncated {tokens[f'{truncated}_truncated']}"
             )
     if report["problems"]:
-        lines.append(f"problems   first {len(report['problems'])} of {report['skipped']}:")
+        lines.append(f"problems   {report['bad_rows']} bad rows:")
         lines.extend(f"  {problem}" for problem in report["problems"])
+        if report["bad_rows"] > len(report["problems"]):
+            lines.append(f"  and {report['bad_rows'] - len(report['problems'])} more")
     return "\n".join(lines)
 
 
 def run(args) -> int:
     report = inspect_data(args)
-    print(json.dumps(report, indent=2) if args.json else _text(report))
+    print(json.dumps(report, indent=2) if args.json else _text(report), flush=True)
+    bad = report["bad_rows"]
+    if not report["groups"]:
+        raise DataError(f"no usable rows ({bad} bad, listed above)", source=report["source"])
+    if bad and not args.skip_invalid:
+        raise DataError(
+            f"{bad} bad row{'s' if bad > 1 else ''} (listed above); fix them, or pass "
+            "--skip-invalid to use the other rows",
+            source=report["source"],
+        )
     return 0

@@ -19,7 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='a .jsonl/.json file of {"id", "prompt"} rows, any preference data file, '
         "or task:NAME[:SPLIT] (e.g. task:sentiment:heldout)",
     )
-    parser.add_argument("--out", required=True, help="samples JSONL; re-running resumes it")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="samples JSONL; re-running resumes it when the model, settings and prompts match",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start --out over instead of resuming it"
+    )
     parser.add_argument("--limit", type=int, help="only the first N prompts")
     add_sampling_arguments(parser)
 
@@ -62,11 +69,15 @@ def sampling_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from preftune.evaluate.text_stats import text_stats
-    from preftune.generate import generate
+    from preftune.generate import generate, resolve_model_path
     from preftune.generate.prompt_sources import read_prompts
+    from preftune.models.loading import check_model_source
 
+    check_model_source(resolve_model_path(args.model))  # a typo fails before the prompts load
     prompts = read_prompts(args.prompts, limit=args.limit)
-    rows = generate(args.model, prompts, args.out, **sampling_options(args))
+    rows = generate(
+        args.model, prompts, args.out, overwrite=args.overwrite, **sampling_options(args)
+    )
     print(f"{len(rows)} samples in {args.out}")
     print(json.dumps(text_stats(rows), indent=2))
     return 0

@@ -5,7 +5,7 @@ Hub id into `PromptGroup`s; `make_view` shapes them for a method; `tokenize` mak
 """
 
 from preftune.data.batch import PreferenceBatch, TokenizedGroup, collate
-from preftune.data.reader import ReadResult, read_records
+from preftune.data.reader import ReadResult, check_records, read_records
 from preftune.data.records import PromptGroup, Response
 from preftune.data.summary import describe, summarize
 from preftune.data.tokenize import TokenizeStats, tokenize
@@ -20,6 +20,7 @@ __all__ = [
     "Response",
     "TokenizeStats",
     "TokenizedGroup",
+    "check_records",
     "collate",
     "describe",
     "drop_ties",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from preftune.data.messages import RowError, check_messages, is_messages
+from preftune.data.messages import RowError, check_messages, shown
 from preftune.data.records import Message, Text
 
 TRUE_WORDS = {"true": True, "false": False, "1": True, "0": False}
@@ -23,6 +23,8 @@ def _name(key: str, parent: str | None) -> str:
 def required(row: dict, key: str, parent: str | None = None):
     """The value of `key`; `parent` names the object it sits in ("completions[2]")."""
     value = optional(row, key)
+    if value is None and key in row:
+        raise RowError(_name(key, parent), "null" if row[key] is None else "empty")
     if value is None:
         raise RowError(_name(key, parent), f"missing; it has {sorted(map(str, row))}")
     return value
@@ -40,7 +42,7 @@ def first_present(row: dict, keys: tuple[str, ...], parent: str | None = None) -
 
 def text(value, field: str) -> str:
     if not isinstance(value, str):
-        raise RowError(field, f"expected a string, got {value!r:.60}")
+        raise RowError(field, f"expected a string, got {shown(value)}")
     if not value.strip():
         raise RowError(field, "empty text")
     return value
@@ -76,19 +78,14 @@ def response(value, field: str) -> Text:
     return checked[0]["content"] if len(checked) == 1 else checked
 
 
-def as_messages(value: Text) -> list[Message]:
-    """A prompt as messages: a plain string becomes one user message."""
-    return value if is_messages(value) else [{"role": "user", "content": value}]
-
-
 def score(value, field: str) -> float:
     """A finite number; numeric strings ("7.5", as in CSV files and UltraFeedback ratings) count."""
     if isinstance(value, bool):
-        raise RowError(field, f"expected a number, got the boolean {value}")
+        raise RowError(field, f"expected a number, got the boolean {shown(value)}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise RowError(field, f"expected a number, got {value!r:.60}") from None
+        raise RowError(field, f"expected a number, got {shown(value)}") from None
     if not math.isfinite(number):
         raise RowError(field, f"expected a finite number, got {value!r}")
     return number
@@ -102,4 +99,4 @@ def label(value, field: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in TRUE_WORDS:
         return TRUE_WORDS[value.strip().lower()]
-    raise RowError(field, f"expected a boolean (true/false), got {value!r:.60}")
+    raise RowError(field, f"expected a boolean (true/false), got {shown(value)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from preftune.data import fields
-from preftune.data.messages import RowError, common_prefix, split_hh_dialogue
+from preftune.data.messages import RowError, as_messages, common_prefix, shown, split_hh_dialogue
 from preftune.data.records import PromptGroup, Response, Text
 
 PROMPT_KEYS = ("prompt", "instruction")
@@ -72,7 +72,7 @@ def parse_paired_conversational(row: dict) -> PromptGroup:
             raise RowError("prompt", "missing, and 'chosen'/'rejected' share no leading messages")
         prompt = chosen[:shared]
     else:
-        prompt = fields.as_messages(fields.prompt(given, "prompt"))
+        prompt = as_messages(fields.prompt(given, "prompt"))
         shared = len(prompt) if chosen[: len(prompt)] == prompt == rejected[: len(prompt)] else 0
     return _pair(
         prompt,
@@ -101,7 +101,7 @@ def parse_tldr(row: dict) -> PromptGroup:
     """
     info = fields.required(row, "info")
     if not isinstance(info, dict):
-        raise RowError("info", f"expected an object with 'post', got {info!r:.60}")
+        raise RowError("info", f"expected an object with 'post', got {shown(info)}")
     body_key = "post" if fields.optional(info, "post") is not None else "article"
     body = fields.text(fields.required(info, body_key, "info"), f"info.{body_key}")
     parts = [
@@ -112,14 +112,14 @@ def parse_tldr(row: dict) -> PromptGroup:
     ]
     summaries = fields.required(row, "summaries")
     if not isinstance(summaries, list) or len(summaries) != 2:
-        raise RowError("summaries", f"expected a list of 2 summaries, got {summaries!r:.60}")
+        raise RowError("summaries", f"expected a list of 2 summaries, got {shown(summaries)}")
     texts = []
     for i, summary in enumerate(summaries):
         value = summary.get("text") if isinstance(summary, dict) else None
         texts.append(" " + fields.text(value, f"summaries[{i}].text").strip())
     choice = fields.required(row, "choice")
     if choice not in (0, 1) or isinstance(choice, bool):
-        raise RowError("choice", f"expected 0 or 1, got {choice!r:.60}")
+        raise RowError("choice", f"expected 0 or 1, got {shown(choice)}")
     group = _pair("\n\n".join(p for p in parts if p), texts[choice], texts[1 - choice], row)
     confidence = (row.get("extra") or {}).get("confidence")
     if confidence is not None:
@@ -141,7 +141,7 @@ def _nested_score(completion: dict, key: str, field: str) -> float:
     if key != "annotations":
         return fields.score(value, f"{field}.{key}")
     if not isinstance(value, dict):
-        raise RowError(f"{field}.annotations", f"expected an object of ratings, got {value!r:.60}")
+        raise RowError(f"{field}.annotations", f"expected an object of ratings, got {shown(value)}")
     ratings = [
         fields.score(aspect["Rating"], f"{field}.annotations.{name}.Rating")
         for name, aspect in value.items()
@@ -162,7 +162,7 @@ def _nested_responses(completions: list) -> list[Response]:
     for i, completion in enumerate(completions):
         field = f"completions[{i}]"
         if not isinstance(completion, dict):
-            raise RowError(field, f"expected an object, got {completion!r:.60}")
+            raise RowError(field, f"expected an object, got {shown(completion)}")
         text_key = fields.first_present(completion, COMPLETION_TEXT_KEYS, field)
         text = fields.response(completion[text_key], f"{field}.{text_key}")
         responses.append(Response(text, score=_nested_score(completion, key, field)))
@@ -193,7 +193,7 @@ def parse_scored(row: dict) -> PromptGroup:
     key = fields.first_present(row, ("completions", "responses"))
     listed = row[key]
     if not isinstance(listed, list) or not listed:
-        raise RowError(key, f"expected a non-empty list, got {listed!r:.60}")
+        raise RowError(key, f"expected a non-empty list, got {shown(listed)}")
     nested = isinstance(listed[0], dict)  # UltraFeedback: one object per completion
     responses = _nested_responses(listed) if nested else _flat_responses(row, key)
     return PromptGroup(prompt=prompt, responses=responses, id="")

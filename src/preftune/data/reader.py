@@ -23,13 +23,26 @@ ID_KEYS = ("id", "prompt_id")
 
 @dataclass
 class ReadResult:
-    """The groups read, their format, and the bad rows skipped (only with `skip_invalid`)."""
+    """The groups read, their format, and every bad row's problem (`read_records` raises on
+    them unless `skip_invalid`; `check_records` always returns them)."""
 
     groups: list[PromptGroup]
     format: str
-    skipped: int = 0
-    problems: list[str] = field(default_factory=list)
+    bad_rows: list[tuple[str, RowError]] = field(default_factory=list)  # (where, what)
     source: str = ""
+
+    @property
+    def skipped(self) -> int:
+        return len(self.bad_rows)
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per bad row: "file.jsonl line 3, field 'chosen': empty text"."""
+        return [str(_problem(where, error)) for where, error in self.bad_rows]
+
+
+def _problem(where: str, error: RowError, hint: str = "") -> DataError:
+    return DataError(error.message + hint, source=where, field=error.field)
 
 
 def _group_from_row(raw: RawRow, fmt: str) -> PromptGroup:
@@ -77,6 +90,31 @@ def resolve_format(format: str | None, columns: list[str], rows: list[RawRow], n
     return detected
 
 
+def check_records(
+    source,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> ReadResult:
+    """Read `source` (file, saved `datasets` folder or Hub id) as `format` (detected if None),
+    keeping every usable group and every bad row's problem; only an unreadable source raises.
+    """
+    rowset = load_rows(source, split=split, limit=limit, seed=seed)
+    if not rowset.rows:
+        raise DataError("no rows", source=rowset.name)
+    fmt = resolve_format(format, rowset.columns, rowset.rows, rowset.name)
+    groups, bad_rows = [], []
+    for raw in tqdm(rowset.rows, desc=f"read {rowset.name}", disable=None):
+        try:
+            groups.append(_group_from_row(raw, fmt))
+        except RowError as error:
+            bad_rows.append((raw.where, error))
+    _unique_ids(groups)
+    return ReadResult(groups, fmt, bad_rows, source=rowset.name)
+
+
 def read_records(
     source,
     format: str | None = None,
@@ -86,21 +124,22 @@ def read_records(
     seed: int = 0,
     skip_invalid: bool = False,
 ) -> ReadResult:
-    """Read `source` (file, saved `datasets` folder or Hub id) as `format` (detected if None)."""
-    rowset = load_rows(source, split=split, limit=limit, seed=seed)
-    if not rowset.rows:
-        raise DataError("no rows", source=rowset.name)
-    fmt = resolve_format(format, rowset.columns, rowset.rows, rowset.name)
-    groups, problems = [], []
-    for raw in tqdm(rowset.rows, desc=f"read {rowset.name}", disable=None):
-        try:
-            groups.append(_group_from_row(raw, fmt))
-        except RowError as error:
-            problem = DataError(error.message, source=raw.where, field=error.field)
-            if not skip_invalid:
-                raise problem from None
-            problems.append(str(problem))
-    if not groups:
-        raise DataError(f"no usable rows ({len(problems)} skipped; first: {problems[0]})")
-    _unique_ids(groups)
-    return ReadResult(groups, fmt, skipped=len(problems), problems=problems, source=rowset.name)
+    """`check_records`, then a DataError naming the first bad row (and how many more there
+    are) unless `skip_invalid`, which skips and counts them."""
+    result = check_records(source, format, split=split, limit=limit, seed=seed)
+    if result.bad_rows and not skip_invalid:
+        where, error = result.bad_rows[0]
+        more = result.skipped - 1
+        listed = (
+            f"{more} more bad row{'s' if more > 1 else ''}; `preftune data inspect {source}` "
+            "lists them all, "
+            if more
+            else ""
+        )
+        raise _problem(where, error, f" ({listed}skip_invalid (--skip-invalid) skips them)")
+    if not result.groups:
+        raise DataError(
+            f"no usable rows ({result.skipped} skipped; first: {result.problems[0]})",
+            source=result.source,
+        )
+    return result

@@ -16,6 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from preftune.errors import DataError
+from preftune.io import (
+    iter_lines,
+    max_row_bytes,
+    not_utf8,
+    parse_row,
+    read_text,
+    too_long_problem,
+)
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 SAVED_DATASET_MARKERS = ("dataset_dict.json", "state.json")
@@ -47,38 +55,45 @@ def sample_indices(count: int, limit: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(count), limit))
 
 
-def _parse_object(text: str, where: str, index: int) -> RawRow:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        return RawRow(where, index, None, f"invalid JSON: {error.msg} (column {error.colno})")
-    if not isinstance(value, dict):
-        return RawRow(where, index, None, f"expected a JSON object, got {type(value).__name__}")
-    return RawRow(where, index, value)
-
-
 def _columns(rows: list[RawRow]) -> list[str]:
     first = next((row.fields for row in rows if row.fields is not None), {})
     return list(first)
 
 
+def _jsonl_row(path: Path, number: int, line: str | None, index: int, limit: int) -> RawRow:
+    where = f"{path.name} line {number}"
+    if line is None:
+        return RawRow(where, index, None, too_long_problem(limit))
+    row, problem = parse_row(line)
+    return RawRow(where, index, row, problem)
+
+
 def _read_jsonl(path: Path, limit, seed) -> RowSet:
-    with path.open(encoding="utf-8") as handle:
-        lines = [(n, line) for n, line in enumerate(handle, start=1) if line.strip()]
-    rows = [
-        _parse_object(lines[i][1], f"{path.name} line {lines[i][0]}", i)
-        for i in sample_indices(len(lines), limit, seed)
-    ]
+    """Streamed one line at a time (`preftune.io.iter_lines`): `\\n` ends a row, a row over
+    `PREFTUNE_MAX_ROW_BYTES` is a problem named by its line, and a sampled read parses only
+    the rows it keeps."""
+    max_bytes = max_row_bytes()
+    if limit is None:
+        lines = enumerate(iter_lines(path, max_bytes=max_bytes))
+    else:
+        count = sum(1 for _ in iter_lines(path, max_bytes=max_bytes))
+        keep = set(sample_indices(count, limit, seed))
+        lines = (
+            (index, line)
+            for index, line in enumerate(iter_lines(path, max_bytes=max_bytes))
+            if index in keep
+        )
+    rows = [_jsonl_row(path, number, line, index, max_bytes) for index, (number, line) in lines]
     return RowSet(path.name, _columns(rows), rows)
 
 
 def _read_json(path: Path, limit, seed) -> RowSet:
     """A JSON array of objects, an object holding one such array, or JSON Lines named .json."""
-    content = path.read_text(encoding="utf-8")
+    content = read_text(path, what="JSON file")
     try:
         value = json.loads(content)
     except json.JSONDecodeError as error:
-        if len(content.strip().splitlines()) > 1 and content.lstrip().startswith("{"):
+        if content.strip().count("\n") > 0 and content.lstrip().startswith("{"):
             return _read_jsonl(path, limit, seed)  # `Dataset.to_json` writes JSON Lines
         raise DataError(
             f"invalid JSON: {error.msg} (column {error.colno})",
@@ -104,13 +119,19 @@ def _csv_row(where: str, index: int, row: dict, columns: list[str]) -> RawRow:
         return RawRow(
             where, index, None, f"{len(columns) + len(extra)} cells; the header has {len(columns)}"
         )
-    return RawRow(where, index, row)
+    short = {key: value for key, value in row.items() if value is not None}  # absent cells
+    return RawRow(where, index, short)
 
 
 def _read_csv(path: Path, limit, seed) -> RowSet:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
-        records = [(reader.line_num, row) for row in reader]
+        try:
+            records = [(reader.line_num, row) for row in reader]
+        except UnicodeDecodeError as error:
+            raise not_utf8(error, path.name) from None  # decoded by the block: no line
+        except csv.Error as error:
+            raise DataError(str(error), source=f"{path.name} line {reader.line_num}") from None
         columns = list(reader.fieldnames or [])
     rows = [
         _csv_row(f"{path.name} line {records[i][0]}", i, records[i][1], columns)

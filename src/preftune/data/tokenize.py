@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from preftune.data.batch import TokenizedGroup
-from preftune.data.fields import as_messages
-from preftune.data.messages import is_messages
+from preftune.data.messages import as_messages, is_messages
 from preftune.data.records import PromptGroup, Text
 from preftune.errors import ConfigError
 

@@ -3,12 +3,7 @@ response (the seed study's "SFT target")."""
 
 from __future__ import annotations
 
-
-def response_text(text) -> str:
-    """A response's text; for chat messages, the assistant turns joined."""
-    if isinstance(text, str):
-        return text
-    return "\n\n".join(m["content"] for m in text if m.get("role") == "assistant")
+from preftune.data.messages import response_text
 
 
 def preferred_responses(source: str, *, limit: int | None = None) -> list[dict]:

@@ -7,6 +7,8 @@
 - KL from the reference on the policy's own samples: the mean of s_policy(y) − s_ref(y) over
   y ~ policy, a Monte-Carlo estimate of KL(π ‖ π_ref) when the samples come from plain
   sampling (temperature 1, no top-k / top-p); for other samples it is the mean log-ratio.
+  Its 95% interval is a percentile bootstrap over prompts (`evaluate.stats.bootstrap_ci`):
+  one sampled answer per prompt makes the estimate noisy, and the interval says how much.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from tqdm.auto import tqdm
 
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import MethodDataError
+from preftune.evaluate.stats import bootstrap_ci
 from preftune.generate.prompts import render_prompt
 from preftune.models.engine import sequence_logps
 
@@ -88,9 +91,10 @@ def _sample_groups(tokenizer, samples: list[dict]) -> list[TokenizedGroup]:
 
 
 def kl_from_reference(
-    policy, reference, tokenizer, samples: list[dict], *, batch_size: int = 8
+    policy, reference, tokenizer, samples: list[dict], *, batch_size: int = 8, seed: int = 0
 ) -> dict:
-    """Mean s_policy − s_ref over the policy's own samples (rows from `generate`).
+    """Mean s_policy − s_ref over the policy's own samples (rows from `generate`), with a 95%
+    bootstrap interval over prompts (`kl_ci_low`, `kl_ci_high`).
 
     The policy side reuses the `logp` each sample carries (its log-prob under the model that
     generated it, which must be `policy`) and is computed only when a row lacks it; `policy`
@@ -112,8 +116,11 @@ def kl_from_reference(
         c.get("temperature") == 1.0 and c.get("top_k", 0) == 0 and c.get("top_p", 1.0) == 1.0
         for c in configs
     )
+    low, high = bootstrap_ci(log_ratio.tolist(), [str(row["id"]) for row in samples], seed=seed)
     return {
         "kl": float(log_ratio.mean()),
+        "kl_ci_low": low,
+        "kl_ci_high": high,
         "kl_per_token": float(log_ratio.sum() / lengths.sum().clamp(min=1)),
         "n": len(samples),
         "mean_length": float(lengths.double().mean()),

@@ -27,7 +27,7 @@ from preftune.evaluate.stats import (
     small_sample_warning,
 )
 from preftune.evaluate.text_stats import length_unit, response_length, text_stats
-from preftune.io import atomic_write_json, read_jsonl, read_text
+from preftune.io import atomic_write_json, read_numbered_jsonl, require_fields
 from preftune.judges.runner import judge_pairs
 from preftune.judges.store import JudgmentStore
 
@@ -42,31 +42,21 @@ def _rows(rows_or_path, role: str) -> list[dict]:
     """The rows of a JSONL file or a list; each must hold REQUIRED_FIELDS[role], with a text
     `response`. A row that does not is a DataError naming the file and line (or row)."""
     if isinstance(rows_or_path, (str, Path)):
-        path = Path(rows_or_path)
-        if not path.exists():
-            raise DataError(f"no such {role} file", source=str(path))
-        rows = read_jsonl(path, tolerate_torn_tail=False)
-        lines = read_text(path).split("\n")
-        places = [f"{path}:{n}" for n, line in enumerate(lines, start=1) if line.strip()]
+        source = str(rows_or_path)
+        if not Path(source).exists():
+            raise DataError(f"no such {role} file", source=source)
+        numbered = read_numbered_jsonl(source, tolerate_torn_tail=False)
     else:
-        rows = list(rows_or_path)
-        places = [f"{role} row {n}" for n in range(1, len(rows) + 1)]
-    needed = REQUIRED_FIELDS[role]
-    for row, place in zip(rows, places, strict=False):
-        for field in needed:
-            if field not in row:
-                raise DataError(
-                    f"missing; every {role} row needs {', '.join(needed)}",
-                    source=place,
-                    field=field,
-                )
+        source, numbered = f"{role} rows", list(enumerate(rows_or_path, start=1))
+    require_fields(source, numbered, REQUIRED_FIELDS[role])
+    for number, row in numbered:
         if not isinstance(row["response"], str):
             raise DataError(
                 f"must be text, got {type(row['response']).__name__}",
-                source=place,
+                source=f"{source}:{number}",
                 field="response",
             )
-    return rows
+    return [row for _, row in numbered]
 
 
 def pair_with_baseline(samples: list[dict], baseline: list[dict]) -> list[tuple[dict, dict]]:

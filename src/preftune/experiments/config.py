@@ -140,8 +140,9 @@ class EvalSettings(_Strict):
     max_new_tokens: int = Field(default=256, gt=0)
     batch_size: int = Field(default=8, gt=0)
     # Held-out prompts answered once more by plain sampling (temperature 1) for a Monte-Carlo
-    # KL(π ‖ π_start); 0 uses the log-ratio on the greedy answers instead (no extra sampling).
-    kl_samples: int = Field(default=0, ge=0)
+    # KL(π ‖ π_start); null (the default): every evaluated prompt; 0 uses the log-ratio on the
+    # greedy answers instead (no extra sampling, not a KL).
+    kl_samples: int | None = Field(default=None, ge=0)
     evaluations: list[Evaluation] = Field(min_length=1)
 
 

@@ -2,8 +2,9 @@
 
 Statistics (stats.json): mean gold reward, KL from the starting model, length, repetition,
 distinct-2 and the share of answers ending at EOS. KL (the x axis of the DPO paper's figure 2)
-is the mean of log π(y|x) − log π_start(y|x) over y sampled from π at temperature 1 when
-`evaluation.kl_samples` > 0; otherwise the same mean over the greedy answers, which costs
+is the mean of log π(y|x) − log π_start(y|x) over y sampled from π at temperature 1 (one
+answer per evaluated prompt by default, `evaluation.kl_samples` to change it), with a 95%
+bootstrap interval over prompts; `kl_samples: 0` uses the greedy answers instead, which costs
 nothing extra but is only a log-ratio (it can be negative).
 """
 
@@ -34,47 +35,67 @@ def sample_answers(model, prompts: list[dict], out: Path, config: StudyConfig) -
     )
 
 
+def kl_sample_count(config: StudyConfig, evaluated: int) -> int:
+    """How many prompts are sampled again for the KL estimate: `evaluation.kl_samples`, or
+    every evaluated prompt when it is unset; 0 means the greedy log-ratio."""
+    wanted = config.evaluation.kl_samples
+    return evaluated if wanted is None else min(wanted, evaluated)
+
+
 def write_stats(config: StudyConfig, samples: Path, start_model, out: Path, *, model=None) -> dict:
     """Statistics of one row's greedy answers; `model` is None for the starting model itself
-    (KL 0), else the row's model, sampled again when `evaluation.kl_samples` asks for it."""
+    (KL 0), else the row's model, sampled again at temperature 1 for the KL estimate."""
     from preftune.evaluate.text_stats import text_stats
 
     rows = read_jsonl(samples)
     text = text_stats(rows)
+    count = kl_sample_count(config, len(rows))
     stats = {
         "n": len(rows),
         "length": text["mean_length"],
         "repetition": text["repeated_trigram_share"],
         "distinct_2": text["distinct_2"],
         "eos_share": text.get("eos_share"),
-        "gold_reward": None,
+        "gold_reward": _mean_gold_reward(config, rows),
         "kl": 0.0,
-        "kl_estimate": KL_SAMPLED if config.evaluation.kl_samples else KL_GREEDY,
+        "kl_ci_low": 0.0,
+        "kl_ci_high": 0.0,
+        "kl_n": 0 if model is None else count,
+        "kl_estimate": KL_SAMPLED if count else KL_GREEDY,
     }
-    if config.gold_task is not None:
-        from preftune.tasks import get_task
-
-        gold = get_task(config.gold_task).gold
-        stats["gold_reward"] = fmean(gold(row["prompt"], row["response"]) for row in rows)
     if model is not None:  # answers carry their log-prob under the model that wrote them
-        from preftune.evaluate import kl_from_reference
-
-        kl_rows = rows
-        if config.evaluation.kl_samples:
-            kl_rows = _sample_for_kl(model, rows, out.with_name("kl_samples.jsonl"), config)
-        reference, tokenizer = start_model
-        stats["kl"] = kl_from_reference(None, reference, tokenizer, kl_rows)["kl"]
+        stats.update(_kl_figures(config, model, start_model, rows, out, count))
     write_json_atomic(out, stats)
     return stats
+
+
+def _mean_gold_reward(config: StudyConfig, rows: list[dict]) -> float | None:
+    if config.gold_task is None:
+        return None
+    from preftune.tasks import get_task
+
+    gold = get_task(config.gold_task).gold
+    return fmean(gold(row["prompt"], row["response"]) for row in rows)
+
+
+def _kl_figures(config, model, start_model, rows, out: Path, count: int) -> dict:
+    """kl, kl_ci_low, kl_ci_high: on `count` fresh samples, or on the greedy answers if 0."""
+    from preftune.evaluate import kl_from_reference
+
+    kl_rows = rows
+    if count:
+        kl_rows = _sample_for_kl(model, rows[:count], out.with_name("kl_samples.jsonl"), config)
+    reference, tokenizer = start_model
+    found = kl_from_reference(None, reference, tokenizer, kl_rows, seed=config.seed)
+    return {key: found[key] for key in ("kl", "kl_ci_low", "kl_ci_high")}
 
 
 def _sample_for_kl(model, rows: list[dict], out: Path, config: StudyConfig) -> list[dict]:
     from preftune.generate import generate
 
-    prompts = [{"id": row["id"], "prompt": row["prompt"]} for row in rows]
     return generate(
         model,
-        prompts[: config.evaluation.kl_samples],
+        [{"id": row["id"], "prompt": row["prompt"]} for row in rows],
         out,
         max_new_tokens=config.evaluation.max_new_tokens,
         temperature=1.0,

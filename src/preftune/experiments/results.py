@@ -1,15 +1,24 @@
 """Gather every figure of a study from its folder into one dict (written as results.json).
 
-Nothing here runs a model: the report is rebuilt from disk only.
+Nothing here runs a model: the report is rebuilt from disk only. With several seeds
+(study.yaml `seeds: [0, 1, 2]`) a method's files live under `eval/<label>/seed-<s>/` and its
+row holds the means over seeds (`start` and `sft` do not vary by seed: one row each); the
+per-seed figures stay under `row["per_seed"]`.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from statistics import fmean
+
 import yaml
 
 from preftune.errors import ConfigError
+from preftune.experiments import examples, provenance
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
+from preftune.experiments.seed_paths import seeded, study_seeds
 
 KL_SAMPLED = "sampled"  # mean log π(y) − log π_start(y) over y ~ π (temperature 1): KL(π ‖ π_start)
 KL_GREEDY = "greedy log-ratio"  # the same over the greedy answers: cheaper, not a KL, any sign
@@ -27,6 +36,8 @@ WIN_FIELDS = (
 STAT_FIELDS = (
     "gold_reward",
     "kl",
+    "kl_ci_low",
+    "kl_ci_high",
     "kl_estimate",
     "length",
     "repetition",
@@ -34,6 +45,13 @@ STAT_FIELDS = (
     "eos_share",
     "n",
 )
+# Intervals of one seed's figures; the mean over seeds has none of its own.
+INTERVAL_FIELDS = ("ci_low", "ci_high", "kl_ci_low", "kl_ci_high")
+COUNT_FIELDS = ("wins", "losses", "ties", "errors")  # "n" (prompts) is averaged
+# What a task's gold reward is, for a reader (tasks name their gold judge by `gold_name`).
+GOLD_TITLES = {"vader-sentiment": "VADER compound sentiment"}
+CLAIM = re.compile(r"^\s*(\S+)\s*>\s*(\S+)\s*$")
+FEW_PROMPTS = 20  # below this, intervals are wide: the report says so
 
 
 def read_study_config(layout: StudyLayout) -> dict:
@@ -47,61 +65,187 @@ def row_labels(study: dict) -> list[str]:
     return [START] + [m.get("label") or m["method"] for m in study["methods"]]
 
 
-def _evaluation_figures(layout: StudyLayout, label: str, evaluation: dict) -> dict | None:
-    folder = layout.judged(label, evaluation["name"])
+def gold_task(study: dict) -> str | None:
+    """The task whose gold reward scores answers (as `StudyConfig.gold_task`), if any."""
+    data = study.get("data") or {}
+    return (data.get("heldout") or {}).get("task") or (data.get("train") or {}).get("task")
+
+
+def gold_title(study: dict) -> str | None:
+    """The gold reward in words, e.g. "VADER compound sentiment"; None without a gold task."""
+    task = gold_task(study)
+    if not task:
+        return None
+    from preftune.tasks import get_task
+
+    name = get_task(task).gold_name
+    return GOLD_TITLES.get(name, name)
+
+
+def _evaluation_figures(folder: Path, evaluation: dict) -> dict | None:
     if evaluation.get("kind") == "mt-bench":
         grades = read_json(folder / "mtbench.json")
-        return (
-            None
-            if grades is None
-            else {
-                "score": grades.get("overall"),
-                **{field: grades.get(field) for field in ("n", "errors", "turn_1", "turn_2")},
-            }
-        )
+        if grades is None:
+            return None
+        return {
+            "score": grades.get("overall"),
+            **{field: grades.get(field) for field in ("n", "errors", "turn_1", "turn_2")},
+        }
     results = read_json(folder / "results.json")
     return None if results is None else {field: results.get(field) for field in WIN_FIELDS}
 
 
+def mean_over_seeds(figures: list[dict | None]) -> dict | None:
+    """One seed's figures as they are; for several, means of the numbers (counts summed,
+    intervals dropped: the ranking's intervals account for seeds)."""
+    present = [f for f in figures if f]
+    if len(present) <= 1:
+        return present[0] if present else None
+    merged = {"seeds": len(present)}
+    for field in present[0]:
+        values = [f.get(field) for f in present if f.get(field) is not None]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if field in INTERVAL_FIELDS:
+            merged[field] = None
+        elif numbers and len(numbers) == len(values):
+            merged[field] = sum(numbers) if field in COUNT_FIELDS else fmean(numbers)
+        else:
+            merged[field] = values[0] if values else None
+    return merged
+
+
+def _per_seed(layout: StudyLayout, study: dict, label: str, seed: int | None) -> dict:
+    folder = seeded(layout.eval_dir(label), label, seed)
+    stats = read_json(folder / "stats.json")
+    return {
+        "seed": seed,
+        "stats": None if stats is None else {field: stats.get(field) for field in STAT_FIELDS},
+        "evaluations": {
+            e["name"]: _evaluation_figures(folder / e["name"], e)
+            for e in study["evaluation"]["evaluations"]
+        },
+        "preference": read_json(folder / "preference.json"),
+    }
+
+
 def _row(layout: StudyLayout, study: dict, label: str) -> dict:
     methods = {m.get("label") or m["method"]: m for m in study["methods"]}
+    seeds = [None] if label == START else study_seeds(study)
+    per_seed = [_per_seed(layout, study, label, seed) for seed in seeds]
+    stats = mean_over_seeds([s["stats"] for s in per_seed])
     failure = read_json(layout.failure(label))
-    stats = read_json(layout.stats(label)) or {}
-    run = layout.run(SFT if label == START and study.get("sft") else label)
     row = {
         "label": label,
         "method": methods[label]["method"] if label in methods else None,
         "status": "failed" if failure else ("ok" if stats else "incomplete"),
         "failure": failure,
+        "seeds": len([s for s in per_seed if s["stats"]]),
         "evaluations": {
-            e["name"]: _evaluation_figures(layout, label, e)
+            e["name"]: mean_over_seeds([s["evaluations"][e["name"]] for s in per_seed])
             for e in study["evaluation"]["evaluations"]
         },
-        "stats": {field: stats.get(field) for field in STAT_FIELDS},
+        "stats": stats or {field: None for field in STAT_FIELDS},
+        "preference": mean_over_seeds([s["preference"] for s in per_seed]),
+        "per_seed": per_seed if len(seeds) > 1 else [],
     }
     if label in methods or (label == START and study.get("sft")):
-        row["dynamics"] = describe_run(run / "metrics.jsonl")
+        run = layout.run(SFT if label == START else label)
+        row["dynamics"] = describe_run(seeded(run, label, seeds[0]) / "metrics.jsonl")
     return row
 
 
+def read_rankings(layout: StudyLayout, evaluations: list[dict]) -> dict:
+    """rank/<evaluation>/ranking.json of each evaluation that has one, with the heatmap's path."""
+    found = {}
+    for evaluation in evaluations:
+        folder = layout.root / "rank" / evaluation["name"]
+        ranking = read_json(folder / "ranking.json")
+        if ranking is None:
+            continue
+        heatmap = folder / "head_to_head.png"
+        found[evaluation["name"]] = {
+            **ranking,
+            "heatmap": heatmap.relative_to(layout.root).as_posix() if heatmap.is_file() else None,
+        }
+    return found
+
+
+def head_to_head(table: dict, x: str, y: str) -> dict | None:
+    """x against y from a ranking's head_to_head; read from y's side (flipped) when only
+    that direction is stored."""
+    if y in table.get(x, {}):
+        return table[x][y]
+    other = table.get(y, {}).get(x)
+    if other is None:
+        return None
+    flipped = {**other, "wins": other.get("losses"), "losses": other.get("wins")}
+    for field, source in (("win_rate", "win_rate"), ("ci_low", "ci_high"), ("ci_high", "ci_low")):
+        value = other.get(source)
+        flipped[field] = None if value is None else 1 - value
+    return flipped
+
+
+def beats(figures: dict | None) -> bool:
+    """Whether a head-to-head entry says its row wins: significant, win rate above one half."""
+    return bool(figures and figures.get("significant")) and (figures.get("win_rate") or 0) > 0.5
+
+
+def evaluate_claim(claim: str, rankings: dict) -> dict:
+    """A claim "x > y": supported on an evaluation when x beats y there with a significant
+    paired test and a win rate above one half."""
+    match = CLAIM.match(claim)
+    if not match:
+        return {"claim": claim, "error": "not of the form 'x > y'", "evaluations": {}}
+    x, y = match.groups()
+    verdicts = {}
+    for name, ranking in rankings.items():
+        figures = head_to_head(ranking.get("head_to_head", {}), x, y)
+        if figures is None:
+            verdicts[name] = {"supported": None, "reason": f"no head-to-head of {x} and {y}"}
+            continue
+        verdicts[name] = {
+            "supported": beats(figures),
+            **{k: figures.get(k) for k in ("win_rate", "ci_low", "ci_high", "p_value", "p_holm")},
+            "significant": bool(figures.get("significant")),
+        }
+    return {"claim": claim, "x": x, "y": y, "evaluations": verdicts}
+
+
 def collect(layout: StudyLayout) -> dict:
-    """Every row's win rates (fractions, under `win_rate`), stats, dynamics and failures."""
+    """Every row's win rates (fractions, under `win_rate`), stats, dynamics and failures; the
+    rankings, claims, example answers, settings and cost."""
     study = read_study_config(layout)
-    return {
+    evaluations = [
+        {
+            "name": e["name"],
+            "kind": e.get("kind", "pairwise"),
+            "baseline": e.get("baseline", START),
+            "judge": e["judge"].get("type"),
+        }
+        for e in study["evaluation"]["evaluations"]
+    ]
+    rankings = read_rankings(layout, evaluations)
+    results = {
         "study": study.get("name"),
         "model": study.get("model"),
         "start": SFT if study.get("sft") else START,
-        "evaluations": [
-            {
-                "name": e["name"],
-                "kind": e.get("kind", "pairwise"),
-                "baseline": e.get("baseline", START),
-                "judge": e["judge"].get("type"),
-            }
-            for e in study["evaluation"]["evaluations"]
-        ],
+        "gold": gold_title(study),
+        "seeds": len(study_seeds(study)),
+        "seed_list": [s for s in study_seeds(study) if s is not None] or [study.get("seed", 0)],
+        "evaluations": evaluations,
         "rows": [_row(layout, study, label) for label in row_labels(study)],
+        "ranking": {name: r.get("ranking", []) for name, r in rankings.items()},
+        "head_to_head": {name: r.get("head_to_head", {}) for name, r in rankings.items()},
+        "ranking_details": {
+            name: {k: r.get(k) for k in ("method", "seeds", "n_prompts", "warnings", "heatmap")}
+            for name, r in rankings.items()
+        },
+        "claims": [evaluate_claim(claim, rankings) for claim in study.get("claims") or []],
     }
+    results["examples"] = examples.pick(layout, study, results, gold_task(study))
+    results["settings"] = provenance.settings(layout, study, row_labels(study)[1:])
+    results["cost"] = provenance.cost(layout)
+    return results
 
 
 def kl_kind(results: dict) -> str:

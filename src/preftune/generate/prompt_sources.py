@@ -10,23 +10,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from preftune.data.messages import shown
 from preftune.errors import DataError
-from preftune.io import read_jsonl
+from preftune.io import read_numbered_jsonl, read_text
 
 RESPONSE_FIELDS = {"chosen", "rejected", "completion", "completions", "responses", "response"}
 
 
-def _plain_prompt_rows(path: Path) -> list[dict] | None:
-    """The rows when `path` is a prompts file, else None (it holds responses too)."""
+def _plain_prompt_rows(path: Path) -> list[tuple[str, dict]] | None:
+    """[(where, row)] when `path` is a prompts file (no row holds a response), else None."""
     if path.suffix == ".jsonl":
-        rows = read_jsonl(path, tolerate_torn_tail=False)
+        rows = [
+            (f"{path}:{n}", row) for n, row in read_numbered_jsonl(path, tolerate_torn_tail=False)
+        ]
     elif path.suffix == ".json":
-        rows = json.loads(path.read_text())
+        try:
+            value = json.loads(read_text(path, what="prompts file"))
+        except json.JSONDecodeError as error:
+            raise DataError(f"invalid JSON: {error.msg}", source=f"{path}:{error.lineno}") from None
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            return None
+        rows = [(f"{path} row {i}", row) for i, row in enumerate(value)]
     else:
         return None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and "prompt" in r for r in rows):
+    if not any("prompt" in row for _, row in rows) or any(
+        RESPONSE_FIELDS & set(r) for _, r in rows
+    ):
         return None
-    return None if any(RESPONSE_FIELDS & set(r) for r in rows) else rows
+    for where, row in rows:
+        if not row.get("prompt"):
+            state = "missing" if "prompt" not in row else f"empty ({shown(row['prompt'])})"
+            raise DataError(state, source=where, field="prompt")
+    return rows
 
 
 def read_prompts(source: str, *, limit: int | None = None) -> list[dict]:
@@ -49,5 +64,7 @@ def read_prompts(source: str, *, limit: int | None = None) -> list[dict]:
 
         groups = read_records(source, limit=limit).groups
         return [{"id": g.id, "prompt": g.prompt} for g in groups]
-    prompts = [{"id": str(r.get("id", i)), "prompt": r["prompt"]} for i, r in enumerate(rows)]
+    prompts = [
+        {"id": str(row.get("id", i)), "prompt": row["prompt"]} for i, (_, row) in enumerate(rows)
+    ]
     return prompts[:limit]

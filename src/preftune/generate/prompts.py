@@ -6,19 +6,10 @@ response was sampled after are the ids it is scored after.
 
 from __future__ import annotations
 
+from preftune.data.messages import as_messages, prompt_text
 from preftune.errors import ConfigError
 
-
-def as_messages(prompt: str | list[dict]) -> list[dict]:
-    """A bare string is one user turn; a message list is used as given."""
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
-def prompt_text(prompt: str | list[dict]) -> str:
-    """Plain text of a prompt for judges and reports: the messages joined, roles named."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+__all__ = ["as_messages", "prompt_text", "render_prompt"]
 
 
 def render_prompt(tokenizer, prompt: str | list[dict], *, chat_template: bool = True) -> list[int]:

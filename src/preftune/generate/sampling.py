@@ -1,7 +1,11 @@
 """Batched sampling from a causal LM into a resumable samples file.
 
 Each output line is {"id", "prompt", "response", "model", "generation_config",
-"finish_reason", "num_tokens", "logp", "response_token_ids"} plus "sample" when n > 1.
+"finish_reason", "num_tokens", "logp", "response_token_ids"} plus "sample" when n > 1, and
+"model_fingerprint" (the weights files' sizes and times, and the dtype) for a model given by
+name or path. A rerun resumes the file only when every row was made by the same model, with
+the same settings, for the same prompt text; otherwise it stops and says so (start over with
+`overwrite=True` / `--overwrite`, or write elsewhere), so old and new answers never mix.
 `num_tokens` counts the generated tokens including the closing EOS; `logp` is their summed
 log-prob under the generating model's own distribution (raw logits: no temperature, top-k or
 top-p), which under plain sampling from the reference is the reference log-prob for free.
@@ -16,7 +20,7 @@ from tqdm.auto import tqdm
 
 from preftune.errors import ConfigError
 from preftune.generate.prompts import render_prompt
-from preftune.io import JsonlAppender, read_jsonl
+from preftune.io import JsonlAppender, read_numbered_jsonl, require_fields
 
 
 def resolve_model_path(path: str | Path) -> str:
@@ -25,15 +29,71 @@ def resolve_model_path(path: str | Path) -> str:
     return str(final) if (final / "config.json").exists() else str(path)
 
 
+def model_label(model_or_path) -> str:
+    """The name rows are labelled with: the path / Hub id given, or a loaded model's own."""
+    if isinstance(model_or_path, tuple):
+        return str(getattr(model_or_path[0].config, "name_or_path", "") or "model")
+    return str(model_or_path)
+
+
 def load_for_generation(model_or_path, dtype: str = "fp32"):
     """(model, tokenizer, name) from a path / Hub id / run folder, or from a loaded pair."""
     if isinstance(model_or_path, tuple):
         model, tokenizer = model_or_path
-        return model, tokenizer, str(getattr(model.config, "name_or_path", "") or "model")
+        return model, tokenizer, model_label(model_or_path)
     from preftune.models.loading import load_model, load_tokenizer
 
     path = resolve_model_path(model_or_path)
-    return load_model(path, dtype=dtype).eval(), load_tokenizer(path), str(model_or_path)
+    return load_model(path, dtype=dtype).eval(), load_tokenizer(path), model_label(model_or_path)
+
+
+def _fingerprint(model_or_path, dtype: str) -> str | None:
+    """What identifies a named model's weights (None for a model passed in loaded)."""
+    if isinstance(model_or_path, tuple):
+        return None
+    from preftune.models.loading import check_model_source
+    from preftune.models.reference import model_fingerprint
+
+    path = resolve_model_path(model_or_path)
+    check_model_source(path)
+    local = Path(path).expanduser()
+    return model_fingerprint(str(local.resolve()) if local.is_dir() else path, dtype, None)
+
+
+def _same_model_name(stored: str | None, current: str) -> bool:
+    """The same label, or two spellings of one local folder ("./run" and "run")."""
+    if stored == current:
+        return True
+    return (
+        bool(stored) and Path(stored).exists() and Path(stored).resolve() == Path(current).resolve()
+    )
+
+
+START_OVER = "pass --overwrite (overwrite=True) to start it over, or write to a new --out"
+
+
+def _check_resumable(done: dict, prompts: list[dict], config: dict, model: dict, out_path):
+    """Refuse to resume a samples file made by another model, with other settings or for
+    other prompt text (ConfigError naming the first difference)."""
+    prompt_by_id = {str(p["id"]): p["prompt"] for p in prompts}
+    for row in done.values():
+        if row.get("generation_config") != config:
+            raise ConfigError(
+                f"{out_path} holds samples made with other generation settings "
+                f"({row.get('generation_config')}, now {config}); {START_OVER}"
+            )
+        same_name = _same_model_name(row.get("model"), model["model"])
+        fingerprints = row.get("model_fingerprint"), model["model_fingerprint"]
+        if not same_name or (all(fingerprints) and len(set(fingerprints)) > 1):
+            changed = "" if not same_name else " (its weights or dtype changed)"
+            raise ConfigError(
+                f"{out_path} holds samples from model '{row.get('model')}', not "
+                f"'{model['model']}'{changed}; {START_OVER}"
+            )
+        if row["id"] in prompt_by_id and row.get("prompt") != prompt_by_id[row["id"]]:
+            raise ConfigError(
+                f"{out_path} holds samples for another text of prompt '{row['id']}'; {START_OVER}"
+            )
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -111,14 +171,17 @@ def generate(
     chat_template: bool = True,
     dtype: str = "fp32",
     model_name: str | None = None,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Sample `n` responses per prompt ({"id", "prompt"}; prompt a string or chat messages).
 
     `model_or_path` is a Hub id, model folder, training run folder or a loaded
     (model, tokenizer) pair. Greedy when temperature is 0. Rows already in `out_path` (same
     id and sample index) are kept and not generated again; the file must have been written
-    with the same generation settings. `model_name` labels the rows' "model" field (default:
-    the path, or the loaded model's name_or_path). Returns the rows for `prompts`, in order.
+    by the same model, with the same settings, for the same prompt text (else ConfigError;
+    `overwrite=True` starts the file over). `model_name` labels the rows' "model" field
+    (default: the path, or the loaded model's name_or_path). Returns the rows for `prompts`,
+    in order.
     """
     if n < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ConfigError("n, max_new_tokens and batch_size must be at least 1")
@@ -136,28 +199,30 @@ def generate(
         "seed": seed,
         "chat_template": chat_template,
     }
-    done = {(str(r["id"]), r.get("sample", 0)): r for r in read_jsonl(out_path)}
-    for row in done.values():
-        if row["generation_config"] != config:
-            raise ConfigError(
-                f"{out_path} holds samples made with other generation settings "
-                f"({row['generation_config']}, now {config}); write to another file"
-            )
+    identity = {
+        "model": model_name or model_label(model_or_path),
+        "model_fingerprint": _fingerprint(model_or_path, dtype),
+    }
+    if overwrite:
+        Path(out_path).unlink(missing_ok=True)
+    numbered = read_numbered_jsonl(out_path)
+    require_fields(out_path, numbered, ("id", "response", "model", "generation_config"))
+    done = {(str(r["id"]), r.get("sample", 0)): r for _, r in numbered}
+    _check_resumable(done, prompts, config, identity, out_path)
     jobs = [(p, s) for p in prompts for s in range(n) if (str(p["id"]), s) not in done]
     if jobs:
-        model, tokenizer, name = load_for_generation(model_or_path, dtype)
+        model, tokenizer, _ = load_for_generation(model_or_path, dtype)
+        identity["model_fingerprint"] = _fingerprint(model_or_path, dtype)  # now downloaded
         was_training = model.training
         model.eval()  # no dropout while sampling; a model in training mode gets it back
         try:
-            done.update(
-                _run_jobs(model, tokenizer, model_name or name, jobs, out_path, config, batch_size)
-            )
+            done.update(_run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size))
         finally:
             model.train(was_training)
     return [done[(str(p["id"]), s)] for p in prompts for s in range(n)]
 
 
-def _run_jobs(model, tokenizer, name, jobs, out_path, config, batch_size) -> dict:
+def _run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size) -> dict:
     torch.manual_seed(config["seed"])
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
@@ -180,7 +245,7 @@ def _run_jobs(model, tokenizer, name, jobs, out_path, config, batch_size) -> dic
                     "id": str(prompt["id"]),
                     "prompt": prompt["prompt"],
                     "response": tokenizer.decode(result["token_ids"], skip_special_tokens=True),
-                    "model": name,
+                    "model": identity["model"],
                     "generation_config": config,
                     "finish_reason": result["finish_reason"],
                     "num_tokens": len(result["token_ids"]),
@@ -189,6 +254,8 @@ def _run_jobs(model, tokenizer, name, jobs, out_path, config, batch_size) -> dic
                 }
                 if config["n"] > 1:
                     row["sample"] = sample
+                if identity["model_fingerprint"] is not None:
+                    row["model_fingerprint"] = identity["model_fingerprint"]
                 out.write(row)
                 written[(row["id"], sample)] = row
             bar.update(len(chunk))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from preftune.errors import ConfigError
+from preftune.io import read_jsonl
 
 
 def mtbench_data_dir() -> Path:
@@ -33,7 +33,7 @@ def mtbench_data_dir() -> Path:
 def mtbench_judge_prompts() -> dict[str, dict]:
     """MT-Bench's judge prompts by name ("pair-v2", "single-v1", ...)."""
     path = mtbench_data_dir() / "judge_prompts.jsonl"
-    return {row["name"]: row for row in map(json.loads, path.read_text().splitlines())}
+    return {row["name"]: row for row in read_jsonl(path, tolerate_torn_tail=False)}
 
 
 def parse_bracket_verdict(text: str) -> str:

@@ -1,19 +1,19 @@
 """A content-addressed tensor cache on disk: entries keyed by a hash of what they were computed from.
 
-A folder holds shards (`<hash>.pt`, each a dict key -> tensor), written atomically (temporary
-file, then rename), so runs of different methods that share sequences share their entries and a
-killed run never leaves a half-written shard behind.
+A folder holds shards (`<hash>.pt`, each a dict key -> tensor), written atomically
+(`preftune.io.atomic_write`), so runs of different methods that share sequences share their
+entries and a killed run never leaves a half-written shard behind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+
+from preftune.io import atomic_write
 
 
 def content_key(*parts: Iterable[int] | str | bytes) -> str:
@@ -53,9 +53,5 @@ class TensorCache:
         self.entries.update(new)
         if not new or not persist:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = content_key(*sorted(new)) + ".pt"
-        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".partial")
-        os.close(handle)
-        torch.save(new, temporary)
-        os.replace(temporary, self.folder / name)
+        atomic_write(self.folder / name, lambda stream: torch.save(new, stream))

