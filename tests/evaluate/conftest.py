@@ -1,10 +1,18 @@
 """A real chat-completions server on 127.0.0.1 for judge tests.
 
 `chat_server(decide)` starts one; `decide(messages, attempt)` returns either the reply text
-(str), ("reply", body) for a whole completion body (tool calls, logprobs), or ("status",
-code), ("sleep", seconds) or ("garbage", bytes) to misbehave. `attempt`
-counts the requests seen so far with the same messages (0 for the first), so a test can fail
-the first try and answer the second. Every request body is kept in `server.requests`.
+(str), or ("reply", body) for a whole completion body (tool calls, logprobs), or one of these
+to misbehave:
+  ("status", code[, body[, headers]])  an error answer (headers: a dict, e.g. Retry-After)
+  ("sleep", seconds)                   wait, then an empty JSON object
+  ("late", seconds, text)              wait, then the reply text
+  ("garbage", bytes)                   a body that is not a reply
+  ("trickle", seconds, text)           the reply's headers at once, then one byte per `seconds`
+  ("trickle-status", seconds)          the status line itself, one byte per `seconds`
+  ("cut", text)                        half the reply, then the connection closes
+`attempt` counts the requests seen so far with the same messages (0 for the first), so a test
+can fail the first try and answer the second. Every request body is kept in
+`server.requests`, the time.monotonic() it arrived in `server.times`.
 """
 
 from __future__ import annotations
@@ -18,10 +26,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 
+def reply_body(text: str) -> bytes:
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+
+
 class ChatServer:
     def __init__(self, decide):
         self.decide = decide
         self.requests: list[dict] = []
+        self.times: list[float] = []
         self.attempts: Counter = Counter()
         self.lock = threading.Lock()
         server = self
@@ -35,30 +48,56 @@ class ChatServer:
                 key = json.dumps(body["messages"])
                 with server.lock:
                     server.requests.append(body)
+                    server.times.append(time.monotonic())
                     attempt = server.attempts[key]
                     server.attempts[key] += 1
                 action = server.decide(body["messages"], attempt)
                 if isinstance(action, str):
-                    reply = {"choices": [{"message": {"role": "assistant", "content": action}}]}
-                    self._send(200, json.dumps(reply).encode())
+                    self._send(200, reply_body(action))
                 elif action[0] == "reply":
                     self._send(200, json.dumps(action[1]).encode())
                 elif action[0] == "status":
-                    self._send(action[1], b'{"error": "scripted failure"}')
+                    body = action[2] if len(action) > 2 else '{"error": "scripted failure"}'
+                    self._send(action[1], body.encode(), action[3] if len(action) > 3 else {})
                 elif action[0] == "sleep":
                     time.sleep(action[1])
                     self._send(200, b"{}")
+                elif action[0] == "late":
+                    time.sleep(action[1])
+                    self._send(200, reply_body(action[2]))
                 elif action[0] == "garbage":
                     self._send(200, action[1])
+                elif action[0] == "trickle":
+                    self._send(200, reply_body(action[2]), pause=action[1])
+                elif action[0] == "cut":
+                    payload = reply_body(action[1])
+                    self._send(200, payload[: len(payload) // 2], length=len(payload))
+                    self.close_connection = True
+                elif action[0] == "trickle-status":
+                    self._trickle(b"HTTP/1.1 200 OK" * 100, action[1])
 
-            def _send(self, code, payload):
+            def _trickle(self, payload, pause):
+                try:
+                    for byte in payload:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:
+                    pass  # the client gave up (timeout)
+
+            def _send(self, code, payload, headers=None, pause=0.0, length=None):
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Content-Length", str(length or len(payload)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
+                    if pause:
+                        self._trickle(payload, pause)
+                    else:
+                        self.wfile.write(payload)
+                except OSError:
                     pass  # the client gave up (timeout)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

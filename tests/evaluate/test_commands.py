@@ -131,4 +131,20 @@ def test_mtbench_mode_answers_and_grades(tmp_path, tiny_model_dir, chat_server):
     assert code == 0
     summary = json.loads((out / "mtbench.json").read_text())
     assert summary["n"] == 4 and summary["overall"] == 6 and summary["categories"] == {"writing": 6}
+    assert summary["warnings"][0].startswith("only 4 answers graded")
     assert len(server.requests) == 4
+
+
+def test_a_tiny_judged_set_warns_that_its_interval_means_little(tmp_path, capsys):
+    """3 prompts that all win give the interval [1.0, 1.0]: shown with a warning on stderr
+    and in results.json, not as a certainty."""
+    rows = [{"id": str(i), "prompt": "review"} for i in range(3)]
+    samples = _write_jsonl(tmp_path / "s.jsonl", [{**r, "response": "wonderful"} for r in rows])
+    baseline = _write_jsonl(tmp_path / "b.jsonl", [{**r, "response": "awful"} for r in rows])
+    command = ["judge", "--samples", str(samples), "--baseline", str(baseline), "--judge"]
+    assert main([*command, "gold", "--gold", "vader-sentiment", "--out", str(tmp_path / "o")]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert (results["ci_low"], results["ci_high"], results["win_rate"]) == (1.0, 1.0, 1.0)
+    warning = "only 3 prompts decided: the 95% interval [1.00, 1.00] rests on too little data"
+    assert any(w.startswith(warning) for w in results["warnings"])
+    assert f"preftune judge: warning: {warning}" in capsys.readouterr().err

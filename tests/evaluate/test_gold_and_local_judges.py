@@ -41,6 +41,13 @@ def test_errors_name_what_is_missing():
         build_judge("openai", model="m")
     with pytest.raises(ConfigError, match="not one of"):
         build_judge("coin-flip")
+    with pytest.raises(
+        ConfigError, match=r"--concurrency \(concurrency\) must be a whole number >= 1, got nan"
+    ):
+        build_judge("gold", gold="vader-sentiment", concurrency=float("nan"))
+    with pytest.raises(ConfigError, match=r"--backoff \(backoff\) must be a number >= 0"):
+        build_judge("gold", gold="vader-sentiment", backoff=-0.5)
+    assert build_judge("gold", gold="vader-sentiment", max_retries=0, backoff=0).identity
 
 
 def test_hf_llm_judge_reads_letter_probabilities(tiny_model, tiny_tokenizer):
@@ -142,3 +149,64 @@ def test_hf_llm_average_decision_cancels_a_slot_preference(tiny_model, tiny_toke
     assert judge.compare("q", "y", "x").winner == "b"
     judge.tie_margin = 0.1  # P(x better) = 0.55 is within the margin
     assert judge.compare("q", "x", "y").winner == "tie"
+
+
+def judged(*verdict_pairs):
+    """Two-order judgments with the given [a-first, b-first] verdicts (in a/b terms)."""
+    from preftune.judges import Judgment
+
+    return [Judgment("tie", verdicts=list(pair)) for pair in verdict_pairs]
+
+
+def test_position_bias_warning_thresholds():
+    """Hand-counted: in the a-first order "a" is the response shown first, in the b-first
+    order "b" is. The warning needs >= 10 pairs and a first-shown share above 0.7 (or below
+    0.3) or the two orders agreeing in fewer than half the pairs."""
+    from preftune.evaluate.win_rate import position_bias, position_bias_warning
+
+    always_first = position_bias(judged(*[("a", "b")] * 10))
+    assert always_first == {"order_agreement": 0.0, "first_position_share": 1.0, "decisions": 10}
+    assert "picked the response shown first in 100%" in position_bias_warning(always_first)
+    assert position_bias_warning(position_bias(judged(*[("a", "b")] * 9))) is None  # too few
+    at_limit = position_bias(judged(*[("a", "a")] * 6, *[("a", "b")] * 4))  # 14 of 20 first
+    assert at_limit["first_position_share"] == 0.7 and at_limit["order_agreement"] == 0.6
+    assert position_bias_warning(at_limit) is None
+    over = position_bias(judged(*[("a", "a")] * 5, *[("a", "b")] * 5))  # 15 of 20 first
+    assert over["first_position_share"] == 0.75 and position_bias_warning(over) is not None
+    # no slot preferred overall (10 of 20 first), but the orders agree in only 4 of 10 pairs
+    flips = position_bias(
+        judged(*[("a", "b")] * 3, *[("b", "a")] * 3, ("a", "a"), ("a", "a"), ("b", "b"), ("b", "b"))
+    )
+    assert flips["first_position_share"] == 0.5 and flips["order_agreement"] == 0.4
+    assert "agree in 40% of 10 pairs" in position_bias_warning(flips)
+
+
+def test_small_sample_warning_below_20_prompts():
+    from preftune.evaluate.stats import small_sample_warning
+
+    assert small_sample_warning(20, 0.4, 0.6) is None
+    assert small_sample_warning(19, 0.4, 0.6).startswith("only 19 prompts decided")
+    assert (
+        small_sample_warning(0, None, None)
+        == "no prompt was decided: there is no win rate to report"
+    )
+
+
+def test_hf_llm_judge_that_always_prefers_the_first_answer_is_flagged(
+    tmp_path, tiny_model, tiny_tokenizer
+):
+    """With decision "average", a judge that puts P(slot A) at 0.9 or 0.8 whatever it reads
+    gives the samples every pair (p_a = (0.9 + 1 - 0.8) / 2 = 0.55) and a win rate of 1.0:
+    the results carry the position-bias warning."""
+    from preftune.judges.local_llm import LocalLLMJudge
+
+    judge = LocalLLMJudge((tiny_model, tiny_tokenizer), decision="average")
+    judge.probability_first_slot = lambda q, first, second: 0.9 if first == "mine" else 0.8
+    samples = [{"id": str(i), "prompt": f"q{i}", "response": "mine"} for i in range(12)]
+    baseline = [{"id": str(i), "prompt": f"q{i}", "response": "theirs"} for i in range(12)]
+    results = win_rate(samples, baseline, judge, tmp_path)
+    assert results["win_rate"] == 1.0
+    assert results["position_bias"]["first_position_share"] == 1.0
+    assert any(w.startswith("position bias") for w in results["warnings"])
+    on_disk = (tmp_path / "results.json").read_text()
+    assert "position bias" in on_disk

@@ -51,7 +51,13 @@ def test_exact_win_rate_on_a_known_case(tmp_path, chat_server):
     assert results["win_rate"] == pytest.approx(0.7)
     assert results["n"] == 10 and results["errors"] == 0
     assert len(server.requests) == 20  # both orders, once each
-    assert results["position_bias"] == {"order_agreement": 1.0, "first_position_share": 0.5}
+    assert results["position_bias"] == {
+        "order_agreement": 1.0,
+        "first_position_share": 0.5,
+        "decisions": 10,
+    }
+    # 10 prompts < 20: the interval is flagged; a fair judge raises no position-bias warning
+    assert [w.split(":")[0] for w in results["warnings"]] == ["only 10 prompts decided"]
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["win_rate"] == pytest.approx(0.7)
 
@@ -117,7 +123,12 @@ def test_position_biased_judge_gives_ties(tmp_path, chat_server):
     samples, baseline = known_case()
     results = win_rate(samples, baseline, make_judge(server), tmp_path)
     assert results["ties"] == 10 and results["win_rate"] == pytest.approx(0.5)
-    assert results["position_bias"] == {"order_agreement": 0.0, "first_position_share": 1.0}
+    assert results["position_bias"] == {
+        "order_agreement": 0.0,
+        "first_position_share": 1.0,
+        "decisions": 10,
+    }
+    assert any(w.startswith("position bias") for w in results["warnings"])
 
 
 def test_refused_request_stops_the_run_and_keeps_finished_decisions(tmp_path, chat_server):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from preftune.commands.generate import add_sampling_arguments, sampling_options
 from preftune.judges import JUDGES
@@ -229,6 +230,7 @@ def _run_mtbench_pairwise(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from preftune.errors import ConfigError
+    from preftune.io import redact
 
     chosen = [flag for flag in BENCHMARK_FLAGS if getattr(args, flag)]
     if len(chosen) > 1 or (chosen and args.mtbench):
@@ -242,10 +244,12 @@ def run(args: argparse.Namespace) -> int:
             "mtbench_pairwise": _run_mtbench_pairwise,
         }[chosen[0]]
         results = benchmark(args)
-        print(json.dumps({k: v for k, v in results.items() if k != "judgments"}, indent=2))
+        print(redact(json.dumps({k: v for k, v in results.items() if k != "judgments"}, indent=2)))
         return 0
     if args.judge is None:
         raise ConfigError(f"--judge is required, one of {list(JUDGES)}")
     results = _run_mtbench(args) if args.mtbench else _run_win_rate(args)
-    print(json.dumps(results, indent=2))
+    print(redact(json.dumps(results, indent=2)))
+    for warning in results.get("warnings", []):
+        print(f"preftune judge: warning: {redact(warning)}", file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import fmean
 
 from preftune.errors import ConfigError, DataError
+from preftune.evaluate.stats import MIN_PROMPTS
 from preftune.generate.sampling import generate, load_for_generation
 from preftune.io import JsonlAppender, atomic_write_json, read_jsonl
 from preftune.judges.prompts import mtbench_data_dir
@@ -117,13 +118,23 @@ def summarize_grades(grades: list[dict]) -> dict:
         return fmean(r["score"] for r in rows) if rows else None
 
     categories = sorted({g["category"] for g in grades})
+    errors = len(grades) - len(scored)
+    warnings = []
+    if len(scored) < MIN_PROMPTS:
+        warnings.append(
+            f"only {len(scored)} answers graded: the mean scores rest on too little data to "
+            f"trust; grade at least {MIN_PROMPTS}"
+        )
+    if errors:
+        warnings.append(f"{errors} grades failed (score null in grades.jsonl); a rerun asks again")
     return {
         "overall": mean(scored),
         "turn_1": mean([g for g in scored if g["turn"] == 1]),
         "turn_2": mean([g for g in scored if g["turn"] == 2]),
         "categories": {c: mean([g for g in scored if g["category"] == c]) for c in categories},
         "n": len(scored),
-        "errors": len(grades) - len(scored),
+        "errors": errors,
+        "warnings": warnings,
     }
 
 

@@ -8,6 +8,29 @@ from __future__ import annotations
 
 import numpy as np
 
+# Below this many prompts a bootstrap interval is too rough to read (3 prompts that all win
+# give [1.0, 1.0]); results then carry a warning instead of looking certain.
+MIN_PROMPTS = 20
+
+
+def small_sample_warning(
+    prompts: int, ci_low: float | None, ci_high: float | None, *, minimum: int = MIN_PROMPTS
+) -> str | None:
+    """A sentence when an interval rests on fewer than `minimum` prompts; None otherwise.
+
+    >>> small_sample_warning(3, 1.0, 1.0)
+    'only 3 prompts decided: the 95% interval [1.00, 1.00] rests on too little data to trust; judge at least 20 prompts'
+    """
+    if prompts >= minimum:
+        return None
+    if prompts == 0 or ci_low is None or ci_high is None:
+        return "no prompt was decided: there is no win rate to report"
+    return (
+        f"only {prompts} prompt{'s' if prompts != 1 else ''} decided: the 95% interval "
+        f"[{ci_low:.2f}, {ci_high:.2f}] rests on too little data to trust; judge at least "
+        f"{minimum} prompts"
+    )
+
 
 def bootstrap_ci(
     outcomes: list[float],

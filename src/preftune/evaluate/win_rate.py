@@ -3,34 +3,60 @@
 Writes <out_dir>/judgments.jsonl (every decision, cached for reruns) and
 <out_dir>/results.json: win_rate (ties count half), wins, losses, ties, n, errors, a
 bootstrap 95% CI over prompts, the length-controlled win rate, mean response lengths,
-repetition/diversity statistics, position bias for two-order judges and mean judge scores
-when the judge scores responses (gold, reward model).
+repetition/diversity statistics, position bias for two-order judges, mean judge scores
+when the judge scores responses (gold, reward model), and `warnings`: sentences about what
+makes the figures unreliable (`preftune judge` prints them to stderr):
+
+- fewer than MIN_PROMPTS (20) prompts decided: the interval rests on too little data;
+- position bias, over at least BIAS_MIN_DECISIONS (10) two-order decisions: the judge picks
+  the response shown first in more than 70% (or less than 30%) of its decisive single-order
+  verdicts, or its two orders agree in fewer than half the pairs;
+- pairs that ended in "error" (a rerun asks them again).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from statistics import fmean
 
 from preftune.errors import DataError
-from preftune.evaluate.stats import bootstrap_ci, length_controlled_win_rate
+from preftune.evaluate.stats import (
+    bootstrap_ci,
+    length_controlled_win_rate,
+    small_sample_warning,
+)
 from preftune.evaluate.text_stats import length_unit, response_length, text_stats
-from preftune.io import read_jsonl
+from preftune.io import atomic_write_json, read_numbered_jsonl, require_fields
 from preftune.judges.runner import judge_pairs
 from preftune.judges.store import JudgmentStore
 
 OUTCOME = {"a": 1.0, "tie": 0.5, "b": 0.0}
+REQUIRED_FIELDS = {"samples": ("id", "prompt", "response"), "baseline": ("id", "response")}
+BIAS_MIN_DECISIONS = 10
+MAX_FIRST_POSITION_SHARE = 0.7  # and at least 1 - this
+MIN_ORDER_AGREEMENT = 0.5
 
 
-def _rows(rows_or_path) -> list[dict]:
+def _rows(rows_or_path, role: str) -> list[dict]:
+    """The rows of a JSONL file or a list; each must hold REQUIRED_FIELDS[role], with a text
+    `response`. A row that does not is a DataError naming the file and line (or row)."""
     if isinstance(rows_or_path, (str, Path)):
-        if not Path(rows_or_path).exists():
-            raise DataError("no such samples file", source=str(rows_or_path))
-        return read_jsonl(rows_or_path, tolerate_torn_tail=False)
-    return list(rows_or_path)
+        source = str(rows_or_path)
+        if not Path(source).exists():
+            raise DataError(f"no such {role} file", source=source)
+        numbered = read_numbered_jsonl(source, tolerate_torn_tail=False)
+    else:
+        source, numbered = f"{role} rows", list(enumerate(rows_or_path, start=1))
+    require_fields(source, numbered, REQUIRED_FIELDS[role])
+    for number, row in numbered:
+        if not isinstance(row["response"], str):
+            raise DataError(
+                f"must be text, got {type(row['response']).__name__}",
+                source=f"{source}:{number}",
+                field="response",
+            )
+    return [row for _, row in numbered]
 
 
 def pair_with_baseline(samples: list[dict], baseline: list[dict]) -> list[tuple[dict, dict]]:
@@ -63,13 +89,38 @@ def position_bias(judgments) -> dict | None:
             if decisive
             else None
         ),
+        "decisions": len(both),
     }
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    staging = path.with_suffix(".json.tmp")
-    staging.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(staging, path)
+def position_bias_warning(bias: dict | None) -> str | None:
+    """A sentence when `position_bias` shows a judge that follows the order more than the
+    answers (see the module docstring for the thresholds); None otherwise."""
+    if bias is None or bias["decisions"] < BIAS_MIN_DECISIONS:
+        return None
+    share, agreement = bias["first_position_share"], bias["order_agreement"]
+    lopsided = share is not None and abs(share - 0.5) > MAX_FIRST_POSITION_SHARE - 0.5
+    if not lopsided and agreement >= MIN_ORDER_AGREEMENT:
+        return None
+    share_text = "n/a" if share is None else f"{share:.0%}"
+    return (
+        f"position bias: the judge picked the response shown first in {share_text} of its "
+        f"decisive verdicts and its two orders agree in {agreement:.0%} of "
+        f"{bias['decisions']} pairs; its verdicts follow the order more than the answers"
+    )
+
+
+def _warnings(results: dict, prompts_decided: int, pairs: int) -> list[str]:
+    found = [
+        small_sample_warning(prompts_decided, results["ci_low"], results["ci_high"]),
+        position_bias_warning(results["position_bias"]),
+    ]
+    if results["errors"]:
+        found.append(
+            f'{results["errors"]} of {pairs} pairs ended in error (winner "error" in '
+            "judgments.jsonl, not counted); a rerun asks them again"
+        )
+    return [warning for warning in found if warning]
 
 
 def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int = 2000) -> dict:
@@ -79,7 +130,7 @@ def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    matched = pair_with_baseline(_rows(samples), _rows(baseline))
+    matched = pair_with_baseline(_rows(samples, "samples"), _rows(baseline, "baseline"))
     pairs = [
         {
             "id": str(row["id"]),
@@ -132,5 +183,7 @@ def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int
         results["mean_score_samples"] = fmean(j.score_a for j in scored)
         results["mean_score_baseline"] = fmean(j.score_b for j in scored)
     results = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in results.items()}
-    _write_json(out_dir / "results.json", results)
+    prompts_decided = len({pairs[i]["id"] for i in decided})
+    results["warnings"] = _warnings(results, prompts_decided, len(pairs))
+    atomic_write_json(out_dir / "results.json", results)
     return results

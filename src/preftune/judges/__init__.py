@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+
 from preftune.errors import ConfigError
 from preftune.judges.base import Judge, JudgeError, Judgment, combine_orders, compare_by_scores
 from preftune.judges.gold import GoldJudge, get_gold, gold_names, register_gold
@@ -30,6 +32,11 @@ def build_judge(
     decision: str = "both-orders",
 ):
     """A judge from command-line style settings; each kind says which settings it needs."""
+    _require("concurrency", concurrency, at_least=1, whole=True)
+    _require("max_retries", max_retries, at_least=0, whole=True)
+    _require("parse_retries", parse_retries, at_least=0, whole=True)
+    _require("timeout", timeout, at_least=0, whole=False, above=True)
+    _require("backoff", backoff, at_least=0, whole=False)
     if kind == "gold":
         if not gold:
             raise ConfigError(f"--judge gold needs --gold NAME, one of {gold_names()}")
@@ -62,6 +69,24 @@ def build_judge(
             client, prompt=prompt, parse_retries=parse_retries, concurrency=concurrency
         )
     raise ConfigError(f"judge '{kind}' is not one of {list(JUDGES)}")
+
+
+def _require(name: str, value, *, at_least: float, whole: bool, above: bool = False) -> None:
+    """A ConfigError naming the option unless `value` is a finite (whole) number >= `at_least`
+    (> when `above`): a negative retry count or a zero timeout would misbehave silently."""
+    kinds = int if whole else (int, float)
+    fits = (
+        isinstance(value, kinds)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > at_least if above else value >= at_least)
+    )
+    if not fits:
+        what = "a whole number" if whole else "a number"
+        raise ConfigError(
+            f"--{name.replace('_', '-')} ({name}) must be {what} {'>' if above else '>='} "
+            f"{at_least:g}, got {value!r}"
+        )
 
 
 __all__ = [

@@ -16,7 +16,16 @@ WINNERS = ("a", "b", "tie", "error")
 
 
 class JudgeError(PreftuneError):
-    """The judge cannot work at all (bad endpoint, refused key, a model that will not load)."""
+    """The judge cannot work at all (bad endpoint, refused key, a model that will not load).
+
+    `partial` is the decision of the pair being judged when the judge stopped part-way (a
+    Judgment with winner "error" holding the orders that were answered), or None: the runner
+    saves it so that no answer already paid for is lost.
+    """
+
+    def __init__(self, message: str, *, partial: Judgment | None = None):
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass
@@ -45,6 +54,11 @@ class Judge(Protocol):
     identity: str
 
     def compare(self, prompt, response_a: str, response_b: str) -> Judgment: ...
+
+
+# A two-order judge that can fail one order (an API judge) also accepts
+# `compare(prompt, a, b, earlier=judgment)`: `earlier` is its last decision of the same pair,
+# which ended in "error" with one order answered; only the failed order is asked again.
 
 
 def compare_by_scores(score_a: float, score_b: float, raw: object = None) -> Judgment:
