@@ -199,7 +199,7 @@ def write_preference_accuracy(
     ]
     limits = {k: config.train[k] for k in ("max_prompt_length", "max_length") if k in config.train}
     tokenized, _ = tokenize(groups, tokenizer, **limits)
-    beta = entry.hparams.get("beta", METHODS[entry.method].hparams["beta"])
+    beta = entry.hparams.get("beta", METHODS[entry.method].defaults["beta"])
     policy, _, _ = load_for_generation(str(policy_path))
     figures = ranking_accuracy(
         policy,
