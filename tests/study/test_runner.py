@@ -311,3 +311,35 @@ def test_two_seeds_and_a_sweep_tune_on_dev_and_rank_on_test_prompts(
     StudyRunner(study_from_dict(raw), out, log=lines.append).run()
     assert runs == []
     assert len([line for line in lines if "finished steps skipped" in line]) == 1
+
+
+LOCK_HOLDER = """
+import sys, time
+from preftune.io import FolderLock
+lock = FolderLock(sys.argv[1], what="study folder").acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_compare_on_a_held_study_folder_exits_2_naming_the_holder(
+    tmp_path, tiny_model_dir
+):
+    import subprocess
+    import sys
+
+    out = tmp_path / "study"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        config = study_from_dict(tiny_study(tiny_model_dir, ("dpo",)))
+        with pytest.raises(
+            ConfigError, match=rf"in use by another preftune process \(pid {holder.pid}\)"
+        ):
+            StudyRunner(config, out, log=lambda line: None).run()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "study.yaml").exists()  # the refused process wrote nothing

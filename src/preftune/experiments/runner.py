@@ -32,7 +32,7 @@ from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json, write_json_atomic
 from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
 from preftune.experiments.report import build_report
-from preftune.io import atomic_write_text, read_jsonl
+from preftune.io import FolderLock, atomic_write_text, read_jsonl
 
 
 class StudyRunner:
@@ -50,12 +50,18 @@ class StudyRunner:
     # -- the pipeline -------------------------------------------------------------------
 
     def run(self) -> dict:
+        """Run (or resume) the study; the folder is held by this process until it returns, so
+        a second `preftune compare` on it exits 2 naming this one's pid."""
         missing = self.config.missing_baseline_files()
         if missing:
             raise ConfigError(
                 f"evaluation baseline file '{missing[0]}' does not exist; the study needs it to "
                 "judge against, so nothing was started"
             )
+        with FolderLock(self.layout.root, what="study folder"):
+            return self._run_stages()
+
+    def _run_stages(self) -> dict:
         self._claim_folder()
         self._say_plan()
         began = time.perf_counter()
