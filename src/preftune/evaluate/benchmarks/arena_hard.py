@@ -289,7 +289,7 @@ def arena_hard(
         game = games[index]
         user = USER_TEMPLATE.format(**game)
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-        verdict, raws = judge._ask(messages, parse_verdict)  # re-asks what does not parse
+        verdict, raws = judge.ask(messages, parse_verdict)  # re-asks what does not parse
         return {"id": game["id"], "game": game["game"], "verdict": verdict, "raw": raws}
 
     rows, cache_hits = cached_requests(

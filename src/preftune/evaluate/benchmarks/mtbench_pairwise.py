@@ -137,7 +137,7 @@ def mtbench_pairwise(
     keys = [judgment_key(identity, r["prompt_name"], r["fields"], "") for r in requests]
 
     def verdict(prompt_name: str, fields: dict) -> tuple[str, list[str]]:
-        found, raws = judge._ask(_messages(prompt_name, fields), _parse)  # re-asks unparsed
+        found, raws = judge.ask(_messages(prompt_name, fields), _parse)  # re-asks unparsed
         return found or "error", raws
 
     def work(index: int) -> dict:
