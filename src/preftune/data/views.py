@@ -4,8 +4,8 @@
   group flagged as a tie) is kept and flagged `tie=True`, never dropped here (see `drop_ties`).
 - "binary": one labelled response per output group. Labels from the data when present; else
   the responses the pairing uses, best-scored desirable and the others undesirable (for pairs:
-  chosen desirable, rejected undesirable, as in the seed study; for scored lists, "top-vs-worst"
-  gives one of each, "top-vs-each" every response).
+  chosen desirable, rejected undesirable, as in the HH/TL;DR comparison study; for scored
+  lists, "top-vs-worst" gives one of each, "top-vs-each" every response).
 - "list": all responses of a group, best first.
 - "chosen": the best response only (SFT). Groups with binary labels give their first
   desirable response; groups with no desirable response have nothing to imitate and are left out.
