@@ -169,3 +169,28 @@ def test_api_key_comes_from_the_named_environment_variable(monkeypatch, chat_ser
     assert client.api_key == "sekret"
     judge = build_judge("openai", model="m", base_url=server.base_url, prompt="dpo-hh")
     assert judge.compare("q", "x", "y").winner == "error"  # "[[C]]" is not the HH format
+
+
+QUESTION = [{"role": "user", "content": "Which number?"}]
+
+
+def number(text: str) -> int | None:
+    found = re.search(r"\d+", text)
+    return int(found.group()) if found else None
+
+
+def test_ask_sends_the_messages_and_asks_again_until_the_reply_parses(chat_server):
+    replies = iter(["no number", "still none", "it is 42"])
+    server = chat_server(lambda messages, attempt: next(replies))
+    found, raws = make_judge(server).ask(QUESTION, number)  # parse_retries 2: 3 replies at most
+    assert found == 42 and raws == ["no number", "still none", "it is 42"]
+    assert server.requests[0]["messages"] == QUESTION
+
+
+def test_ask_gives_none_after_the_parse_retries_or_a_rejected_request(chat_server):
+    stubborn = chat_server(lambda messages, attempt: "no number")
+    assert make_judge(stubborn).ask(QUESTION, number) == (None, ["no number"] * 3)
+    rejecting = chat_server(lambda messages, attempt: ("status", 400))
+    found, raws = make_judge(rejecting).ask(QUESTION, number)
+    assert found is None and len(raws) == 1 and raws[0].startswith("<request failed")
+    assert len(rejecting.requests) == 1  # a rejected request is not asked again

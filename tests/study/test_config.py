@@ -16,8 +16,8 @@ from preftune.experiments.config import load_study_config, study_from_dict
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def test_seed_study_examples_keep_the_seed_hyperparameters():
-    for name, dataset in (("seed-study-hh", "Anthropic/hh-rlhf"), ("seed-study-tldr", "summarize")):
+def test_comparison_examples_keep_the_published_hyperparameters():
+    for name, dataset in (("hh-comparison", "Anthropic/hh-rlhf"), ("tldr-comparison", "summarize")):
         config = load_study_config(EXAMPLES / f"{name}.yaml")
         assert dataset in config.data.train.path
         assert "Mistral-7B" in config.model and config.sft is not None

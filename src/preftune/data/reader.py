@@ -125,7 +125,18 @@ def read_records(
     skip_invalid: bool = False,
 ) -> ReadResult:
     """`check_records`, then a DataError naming the first bad row (and how many more there
-    are) unless `skip_invalid`, which skips and counts them."""
+    are) unless `skip_invalid`, which skips and counts them.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "pairs.jsonl"
+    >>> _ = path.write_text('{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\\n'
+    ...                     '{"prompt": "Hi", "chosen": "Hello!"}\\n')
+    >>> result = read_records(path, skip_invalid=True)
+    >>> result.format, [(r.text, r.score) for r in result.groups[0].responses]
+    ('paired', [('4', 1.0), ('5', 0.0)])
+    >>> result.skipped, result.problems
+    (1, ["pairs.jsonl line 2, field 'rejected': missing; it has ['chosen', 'prompt']"])
+    """
     result = check_records(source, format, split=split, limit=limit, seed=seed)
     if result.bad_rows and not skip_invalid:
         where, error = result.bad_rows[0]

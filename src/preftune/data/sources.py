@@ -25,7 +25,6 @@ from preftune.io import (
     too_long_problem,
 )
 
-FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 SAVED_DATASET_MARKERS = ("dataset_dict.json", "state.json")
 
 

@@ -7,12 +7,12 @@ tokenizer that has none) text is concatenated as is, and conversations are writt
 Anthropic HH style ("\\n\\nHuman: ...\\n\\nAssistant: ...").
 
 Responses end with EOS: whatever a template puts after its last EOS (ChatML's newline) is cut,
-and EOS is appended when the text has none. Truncation follows the seed study: the prompt is
-cut from the left to `max_prompt_length`, then each response from the right so that prompt +
-response fits `max_length` (a response cut this way no longer ends with EOS). Nothing is
-dropped: `max_prompt_length < max_length` leaves every response at least one token. Responses
-that differ only after the cut become identical and give no gradient: such groups are counted
-(`identical_after_truncation`) with a warning naming the setting to raise.
+and EOS is appended when the text has none. Truncation follows the HH/TL;DR comparison study:
+the prompt is cut from the left to `max_prompt_length`, then each response from the right so
+that prompt + response fits `max_length` (a response cut this way no longer ends with EOS).
+Nothing is dropped: `max_prompt_length < max_length` leaves every response at least one
+token. Responses that differ only after the cut become identical and give no gradient: such
+groups are counted (`identical_after_truncation`) with a warning naming the setting to raise.
 
 The response's tokens must follow the prompt's tokens exactly as the model will see them at
 generation time. Tokenizing prompt + response together is used when the prompt's tokens are a

@@ -4,8 +4,8 @@
   group flagged as a tie) is kept and flagged `tie=True`, never dropped here (see `drop_ties`).
 - "binary": one labelled response per output group. Labels from the data when present; else
   the responses the pairing uses, best-scored desirable and the others undesirable (for pairs:
-  chosen desirable, rejected undesirable, as in the seed study; for scored lists, "top-vs-worst"
-  gives one of each, "top-vs-each" every response).
+  chosen desirable, rejected undesirable, as in the HH/TL;DR comparison study; for scored
+  lists, "top-vs-worst" gives one of each, "top-vs-each" every response).
 - "list": all responses of a group, best first.
 - "chosen": the best response only (SFT). Groups with binary labels give their first
   desirable response; groups with no desirable response have nothing to imitate and are left out.
@@ -143,6 +143,17 @@ def make_view(
     each other, vs the worst, or all score-ordered combinations; the binary view of a scored
     group keeps the responses those pairs use. `curriculum` orders pairs
     from the largest score gap to the smallest (Curry-DPO).
+
+    >>> group = PromptGroup("Hi?", [Response("ok", score=1.0), Response("great!", score=3.0),
+    ...                             Response("no", score=0.0)], id="g")
+    >>> [(g.id, [r.text for r in g.responses]) for g in make_view([group], "pair",
+    ...                                                           pairs="top-vs-each")]
+    [('g/0', ['great!', 'ok']), ('g/1', ['great!', 'no'])]
+    >>> [(r.text, r.label) for g in make_view([group], "binary", pairs="top-vs-worst")
+    ...  for r in g.responses]
+    [('great!', True), ('no', False)]
+    >>> [r.text for r in make_view([group], "list")[0].responses]
+    ['great!', 'ok', 'no']
     """
     if view not in VIEWS:
         raise ConfigError(f"view '{view}' is not one of {VIEWS}")

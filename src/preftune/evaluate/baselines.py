@@ -1,5 +1,5 @@
 """Baseline responses to judge against: a samples file, or a preference data set's preferred
-response (the seed study's "SFT target")."""
+response ("SFT target" in the HH/TL;DR comparison study)."""
 
 from __future__ import annotations
 

@@ -279,14 +279,33 @@ def rank(
     all_units = [unit for units in pairs.values() for unit in units]
     seeds = sorted({s for s, _ in all_units if s is not None}) or [None]
     prompts = sorted({p for _, p in all_units})
+    draws, cells = _bootstrap_pairs(pairs, seeds, prompts, bootstrap, seed, level)
+    head_to_head = _holm_corrected(cells, labels, alpha)
+    return {
+        "ranking": _ranking(labels, pairs, draws, head_to_head, level),
+        "head_to_head": head_to_head,
+        "method": _method(bootstrap, seed, alpha, level, len(cells)),
+        "seeds": len(seeds),
+        "n_prompts": len(prompts),
+        "warnings": _few_prompts_warnings(cells),
+    }
+
+
+def _bootstrap_pairs(pairs, seeds: list, prompts: list, bootstrap: int, seed: int, level: float):
+    """Each pair's resampled win rates (the same seed and prompt draws for every pair) and its
+    head-to-head cell before the correction."""
     seed_index = {s: i for i, s in enumerate(seeds)}
     prompt_index = {p: i for i, p in enumerate(prompts)}
     counts = _bootstrap_counts(len(seeds), len(prompts), bootstrap, seed)
-
     draws, cells = {}, {}
     for (x, y), units in pairs.items():
         draws[(x, y)] = _resampled_means(_grid(units, seed_index, prompt_index), counts)
         cells[(x, y)] = _head_to_head(units, draws[(x, y)], level)
+    return draws, cells
+
+
+def _holm_corrected(cells: dict, labels: list[str], alpha: float) -> dict[str, dict[str, dict]]:
+    """head_to_head[x][y]: each cell with its Holm-adjusted p-value and verdict, both ways."""
     reject, adjusted, _, _ = multipletests(
         [cell["p_value"] for cell in cells.values()], alpha=alpha, method="holm"
     )
@@ -294,7 +313,11 @@ def rank(
     for (x, y), significant, p_holm in zip(cells, reject, adjusted, strict=True):
         cell = {**cells[(x, y)], "p_holm": float(p_holm), "significant": bool(significant)}
         head_to_head[x][y], head_to_head[y][x] = cell, _mirror(cell)
+    return head_to_head
 
+
+def _ranking(labels: list[str], pairs, draws, head_to_head, level: float) -> list[dict]:
+    """The entries best first: score (mean head-to-head win rate), its interval, tier, prompts."""
     scores, intervals, prompts_seen = {}, {}, {}
     for label in labels:
         others = [other for other in labels if other != label]
@@ -309,7 +332,7 @@ def rank(
         )
     order = sorted(labels, key=lambda label: -scores[label])
     tiers = _tiers(order, scores, head_to_head)
-    ranking = [
+    return [
         {
             "label": label,
             "score": scores[label],
@@ -320,30 +343,30 @@ def rank(
         }
         for label in order
     ]
-    fewest = min(cell["prompts"] for cell in cells.values())
-    warnings = []
-    if fewest < FEW_PROMPTS:
-        warnings.append(
-            f"only {fewest} prompts in the smallest comparison (fewer than {FEW_PROMPTS}): "
-            "the intervals are wide and few differences can be significant"
-        )
+
+
+def _method(bootstrap: int, seed: int, alpha: float, level: float, n_pairs: int) -> dict:
+    """How the figures were made, in words and settings (ranking.json's "method")."""
     return {
-        "ranking": ranking,
-        "head_to_head": head_to_head,
-        "method": {
-            "score": "mean head-to-head win rate against every other entry (ties count half)",
-            "ci": f"{level:.0%} percentile bootstrap, {bootstrap} draws, seed {seed}: seeds "
-            "and prompts with replacement (one prompt draw for all seeds)",
-            "p_value": "exact two-sided sign test (ties dropped) when a pair spans one seed; "
-            "with several seeds 2*Phi(-|win rate - 1/2| / bootstrap standard error)",
-            "correction": f"Holm across all {len(cells)} pairs at alpha {alpha}",
-            "tier": "a new tier starts at an entry the current tier's leader beats significantly",
-            "bootstrap": bootstrap,
-            "seed": seed,
-            "alpha": alpha,
-            "level": level,
-        },
-        "seeds": len(seeds),
-        "n_prompts": len(prompts),
-        "warnings": warnings,
+        "score": "mean head-to-head win rate against every other entry (ties count half)",
+        "ci": f"{level:.0%} percentile bootstrap, {bootstrap} draws, seed {seed}: seeds "
+        "and prompts with replacement (one prompt draw for all seeds)",
+        "p_value": "exact two-sided sign test (ties dropped) when a pair spans one seed; "
+        "with several seeds 2*Phi(-|win rate - 1/2| / bootstrap standard error)",
+        "correction": f"Holm across all {n_pairs} pairs at alpha {alpha}",
+        "tier": "a new tier starts at an entry the current tier's leader beats significantly",
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "alpha": alpha,
+        "level": level,
     }
+
+
+def _few_prompts_warnings(cells: dict) -> list[str]:
+    fewest = min(cell["prompts"] for cell in cells.values())
+    if fewest >= FEW_PROMPTS:
+        return []
+    return [
+        f"only {fewest} prompts in the smallest comparison (fewer than {FEW_PROMPTS}): "
+        "the intervals are wide and few differences can be significant"
+    ]

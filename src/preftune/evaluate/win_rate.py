@@ -127,48 +127,36 @@ def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int
     """Judge every sample against the baseline response to its prompt; returns results.json.
 
     `samples` / `baseline` are rows ({"id", "prompt", "response", ...}) or JSONL paths.
+
+    >>> import tempfile
+    >>> from preftune.judges import GoldJudge
+    >>> longer_wins = GoldJudge(lambda prompt, response: len(response), name="length")
+    >>> samples = [{"id": "1", "prompt": "Hi", "response": "Hello there!"},
+    ...            {"id": "2", "prompt": "Bye", "response": "Bye"}]
+    >>> baseline = [{"id": "1", "response": "Hi"}, {"id": "2", "response": "Ciao"}]
+    >>> results = win_rate(samples, baseline, longer_wins, tempfile.mkdtemp(), bootstrap=100)
+    >>> results["wins"], results["losses"], results["ties"], results["win_rate"]
+    (1, 1, 0, 0.5)
+    >>> results["mean_score_samples"], results["mean_score_baseline"]  # mean lengths in chars
+    (7.5, 3.0)
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     matched = pair_with_baseline(_rows(samples, "samples"), _rows(baseline, "baseline"))
-    pairs = [
-        {
-            "id": str(row["id"]),
-            "sample": row.get("sample", 0),
-            "prompt": row["prompt"],
-            "a": row["response"],
-            "b": base["response"],
-        }
-        for row, base in matched
-    ]
-    store = JudgmentStore(out_dir / "judgments.jsonl")
-    try:
-        judgments, cache_hits = judge_pairs(judge, pairs, store)
-    finally:
-        store.close()
-
-    unit = length_unit([r for r, _ in matched], [b for _, b in matched])
+    pairs = [_judged_pair(row, base) for row, base in matched]
+    judgments, cache_hits = _judge_with_cache(judge, pairs, out_dir / "judgments.jsonl")
     decided = [i for i, j in enumerate(judgments) if j.winner != "error"]
-    outcomes = [OUTCOME[judgments[i].winner] for i in decided]
-    length_differences = [
-        response_length(matched[i][0], unit) - response_length(matched[i][1], unit) for i in decided
-    ]
-    ci_low, ci_high = bootstrap_ci(
-        outcomes, [pairs[i]["id"] for i in decided], samples=bootstrap, seed=seed
-    )
-    winners = [judgments[i].winner for i in decided]
+    unit = length_unit([r for r, _ in matched], [b for _, b in matched])
     results = {
         "judge": judge.identity,
-        "win_rate": fmean(outcomes) if outcomes else float("nan"),
-        "wins": winners.count("a"),
-        "losses": winners.count("b"),
-        "ties": winners.count("tie"),
-        "n": len(decided),
-        "errors": len(pairs) - len(decided),
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "ci_level": 0.95,
-        "lc_win_rate": length_controlled_win_rate(outcomes, length_differences),
+        **_outcome_figures(
+            [judgments[i].winner for i in decided],
+            prompts=[pairs[i]["id"] for i in decided],
+            length_differences=[_length_difference(*matched[i], unit) for i in decided],
+            errors=len(pairs) - len(decided),
+            seed=seed,
+            bootstrap=bootstrap,
+        ),
         "length_unit": unit,
         "mean_length_samples": fmean(response_length(r, unit) for r, _ in matched),
         "mean_length_baseline": fmean(response_length(b, unit) for _, b in matched),
@@ -177,13 +165,72 @@ def win_rate(samples, baseline, judge, out_dir, *, seed: int = 0, bootstrap: int
         "baseline_stats": text_stats(list({id(b): b for _, b in matched}.values())),
         "cache_hits": cache_hits,
         "seed": seed,
+        **_mean_scores([judgments[i] for i in decided]),
     }
-    scored = [judgments[i] for i in decided if judgments[i].score_a is not None]
-    if scored:
-        results["mean_score_samples"] = fmean(j.score_a for j in scored)
-        results["mean_score_baseline"] = fmean(j.score_b for j in scored)
     results = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in results.items()}
     prompts_decided = len({pairs[i]["id"] for i in decided})
     results["warnings"] = _warnings(results, prompts_decided, len(pairs))
     atomic_write_json(out_dir / "results.json", results)
     return results
+
+
+def _judged_pair(row: dict, base: dict) -> dict:
+    """What the judge sees of a sample and its baseline: the sample is a, the baseline b."""
+    return {
+        "id": str(row["id"]),
+        "sample": row.get("sample", 0),
+        "prompt": row["prompt"],
+        "a": row["response"],
+        "b": base["response"],
+    }
+
+
+def _judge_with_cache(judge, pairs: list[dict], path: Path):
+    """(judgments in the order of `pairs`, cache hits); decisions already in `path` are reused."""
+    store = JudgmentStore(path)
+    try:
+        return judge_pairs(judge, pairs, store)
+    finally:
+        store.close()
+
+
+def _length_difference(row: dict, base: dict, unit: str) -> float:
+    return response_length(row, unit) - response_length(base, unit)
+
+
+def _outcome_figures(
+    winners: list[str],
+    *,
+    prompts: list[str],
+    length_differences: list[float],
+    errors: int,
+    seed: int,
+    bootstrap: int,
+) -> dict:
+    """Win rate (ties count half), counts, the bootstrap 95% CI over prompts and the
+    length-controlled win rate of the decided pairs."""
+    outcomes = [OUTCOME[winner] for winner in winners]
+    ci_low, ci_high = bootstrap_ci(outcomes, prompts, samples=bootstrap, seed=seed)
+    return {
+        "win_rate": fmean(outcomes) if outcomes else float("nan"),
+        "wins": winners.count("a"),
+        "losses": winners.count("b"),
+        "ties": winners.count("tie"),
+        "n": len(winners),
+        "errors": errors,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "ci_level": 0.95,
+        "lc_win_rate": length_controlled_win_rate(outcomes, length_differences),
+    }
+
+
+def _mean_scores(decided: list) -> dict:
+    """Mean judge scores of each side, for judges that score responses (gold, reward model)."""
+    scored = [j for j in decided if j.score_a is not None]
+    if not scored:
+        return {}
+    return {
+        "mean_score_samples": fmean(j.score_a for j in scored),
+        "mean_score_baseline": fmean(j.score_b for j in scored),
+    }

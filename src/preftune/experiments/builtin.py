@@ -5,20 +5,21 @@ on-policy data (4 samples per training prompt at temperature 1, scored by VADER 
 lists, so pair, binary and list methods all learn from the same information), then every
 method from the same start, then greedy answers on held-out prompts judged by the gold reward
 against the starting model's answers. The sizes and the learning rate are the offline study's
-own (see the README, "The built-in study"); real, config-driven studies keep the seed study's
-settings (batch 64, lr 5e-7, RMSprop, beta 0.1).
+own (see the README, "The built-in study"); real, config-driven studies keep the settings of
+the HH/TL;DR comparison study (batch 64, lr 5e-7, RMSprop, beta 0.1).
 """
 
 from __future__ import annotations
 
 from preftune.experiments.config import StudyConfig, study_from_dict
 
-# The seed study's pair methods (DPO, IPO, SLiC) and KTO, and the MPPO paper's strongest
-# (SimPO, Pair-MNM). KTO trains on the binary view of the same best and worst samples the pair
-# methods use (one desirable and one undesirable single per prompt, as the seed study turns
-# pairs into binary data); an earlier run that gave it all 4 samples as singles (3 undesirable
-# to 1 desirable) collapsed. KTO-tanh, ORPO and every other method run from a config:
-# `preftune compare --print-config > study.yaml`, add them, `preftune compare --config study.yaml`.
+# The pair methods of the HH/TL;DR comparison study (DPO, IPO, SLiC) and KTO, and the MPPO
+# paper's strongest (SimPO, Pair-MNM). KTO trains on the binary view of the same best and worst
+# samples the pair methods use (one desirable and one undesirable single per prompt, as that
+# study turns pairs into binary data); an earlier run that gave it all 4 samples as singles
+# (3 undesirable to 1 desirable) collapsed. KTO-tanh, ORPO and every other method run from a
+# config: `preftune compare --print-config > study.yaml`, add them, `preftune compare --config
+# study.yaml`.
 DEFAULT_METHODS = ["dpo", "ipo", "slic", "kto", "simpo", "mppo-pair-mnm"]
 QUICK_METHODS = ["dpo", "simpo", "mppo-pair-mnm"]
 # Orderings the papers report, checked by the report against the ranking: SimPO over DPO

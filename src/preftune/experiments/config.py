@@ -238,7 +238,8 @@ class Evaluation(_Strict):
 
 
 class EvalSettings(_Strict):
-    num_prompts: int = Field(default=128, gt=0)  # held-out prompts judged (the seed: 128)
+    # Held-out prompts judged (128, as in the HH/TL;DR comparison study).
+    num_prompts: int = Field(default=128, gt=0)
     max_new_tokens: int = Field(default=256, gt=0)
     batch_size: int = Field(default=8, gt=0)
     # Held-out prompts answered once more by plain sampling (temperature 1) for a Monte-Carlo

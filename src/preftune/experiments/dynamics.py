@@ -1,6 +1,8 @@
-"""Training dynamics read from a run's metrics.jsonl: the seed study's Table 2, derived.
+"""Training dynamics read from a run's metrics.jsonl, the counterpart of Table 2 of the
+HH/TL;DR comparison study (the published comparison of SFT, PPO, DPO, SLiC, IPO, KTO and RPO
+on Mistral-7B with Anthropic HH and TL;DR).
 
-The seed paper reads training logs by hand to say which methods train stably (policy entropy,
+That study reads training logs by hand to say which methods train stably (policy entropy,
 reward margins, accuracies, gradient norms). Here each logged series gets a trend and a
 stability grade, and a few readings become flags, e.g. "likelihood of chosen responses fell"
 (likelihood displacement, Razin et al. 2024, arXiv 2410.08847).

@@ -23,7 +23,8 @@ from preftune.io import read_jsonl
 def sample_answers(
     model, prompts: list[dict], out: Path, config: StudyConfig, seed: int | None = None
 ) -> list[dict]:
-    """Greedy answers (temperature 0, as in the seed study) to the held-out prompts."""
+    """Greedy answers to the held-out prompts (temperature 0, as in the HH/TL;DR comparison
+    study)."""
     from preftune.generate import generate
 
     return generate(

@@ -106,23 +106,47 @@ def write_preference_pairs(
     return rows
 
 
-def _sampled_pairs(config: StudyConfig, start_model, layout: StudyLayout, count: int):
+def _sample(
+    config: StudyConfig,
+    settings: OnPolicy,
+    model,
+    prompts,
+    out: Path,
+    *,
+    n: int,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[dict]:
+    """`n` samples per prompt at the on-policy temperature, top-k and top-p, with the study's
+    seed."""
     from preftune.generate import generate
 
-    gold = get_task(config.gold_task).gold
-    prompts = read_jsonl(layout.dev)[:count]
-    settings = config.data.on_policy or OnPolicy()
-    samples = generate(
-        start_model,
+    return generate(
+        model,
         [{"id": p["id"], "prompt": p["prompt"]} for p in prompts],
-        layout.preference_pairs.with_name("preference_samples.jsonl"),
-        max_new_tokens=config.evaluation.max_new_tokens,
+        out,
         temperature=settings.temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
-        n=2,
-        batch_size=config.evaluation.batch_size,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
         seed=config.seed,
+    )
+
+
+def _sampled_pairs(config: StudyConfig, start_model, layout: StudyLayout, count: int):
+    gold = get_task(config.gold_task).gold
+    prompts = read_jsonl(layout.dev)[:count]
+    samples = _sample(
+        config,
+        config.data.on_policy or OnPolicy(),
+        start_model,
+        prompts,
+        layout.preference_pairs.with_name("preference_samples.jsonl"),
+        n=2,
+        max_new_tokens=config.evaluation.max_new_tokens,
+        batch_size=config.evaluation.batch_size,
     )
     by_id: dict[str, list[dict]] = {}
     for row in samples:
@@ -152,22 +176,18 @@ def write_scored_lists(config: StudyConfig, start_model, layout: StudyLayout) ->
     Empty and duplicate responses are dropped, and a prompt left with fewer than two responses
     is dropped (there is nothing to prefer); the counts are returned and logged in the study.
     """
-    from preftune.generate import generate
-
     settings = config.data.on_policy
     task = get_task(config.data.train.task)
     prompts = task.prompts("train", config.data.train.limit)
-    samples = generate(
+    samples = _sample(
+        config,
+        settings,
         start_model,
         prompts,
         layout.train_data.with_name("samples.jsonl"),
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_k=settings.top_k,
-        top_p=settings.top_p,
         n=settings.samples_per_prompt,
+        max_new_tokens=settings.max_new_tokens,
         batch_size=settings.batch_size,
-        seed=config.seed,
     )
     by_prompt: dict[str, list[str]] = {}
     for row in samples:

@@ -5,7 +5,8 @@ rebuild it at any time, also for a study that is still running or partly failed.
 the answer to "which method is best?" (each evaluation's ranking, head-to-head heatmap and one
 sentence), then the study's claims, Table 3 (win rates, gold reward, sampled KL, length,
 repetition), example answers side by side, Table 2 (training dynamics), settings and cost, and
-plots (`sections` builds the blocks; this module renders them).
+plots (`sections` builds the blocks; this module renders them). Tables 2 and 3 are numbered and
+laid out as in the HH/TL;DR comparison study (docs/internals.md, "Experiments").
 """
 
 from __future__ import annotations

@@ -292,7 +292,10 @@ def _table3_notes(results: dict) -> str:
 
 
 def results_section(results: dict) -> list[tuple]:
-    blocks = [("h", "Results (the seed study's Table 3)"), ("table", *table3(results))]
+    blocks = [
+        ("h", "Results (laid out as Table 3 of the HH/TL;DR comparison study)"),
+        ("table", *table3(results)),
+    ]
     blocks.append(("p", _table3_notes(results)))
     readings = []
     for evaluation in results["evaluations"]:
@@ -377,7 +380,7 @@ def dynamics_section(results: dict) -> list[tuple]:
     if not rows:
         return []
     return [
-        ("h", "Training dynamics (the seed study's Table 2, from metrics.jsonl)"),
+        ("h", "Training dynamics (metrics.jsonl, as Table 2 of the HH/TL;DR comparison study)"),
         ("table", header, rows),
         (
             "p",

@@ -49,6 +49,12 @@ def read_prompts(source: str, *, limit: int | None = None) -> list[dict]:
 
     A plain prompts file gives its first `limit` rows; a preference data file a seeded
     subset in file order (`read_records`); a task its own split's first `limit` prompts.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "prompts.jsonl"
+    >>> _ = path.write_text('{"prompt": "Hi?"}\\n{"id": "q2", "prompt": "Why?"}\\n')
+    >>> read_prompts(str(path))  # ids default to the row number
+    [{'id': '0', 'prompt': 'Hi?'}, {'id': 'q2', 'prompt': 'Why?'}]
     """
     if source.startswith("task:"):
         from preftune.tasks import get_task

@@ -24,7 +24,18 @@ from preftune.io import JsonlAppender, read_numbered_jsonl, require_fields
 
 
 def resolve_model_path(path: str | Path) -> str:
-    """A training run folder stands for its final model (<run>/final); anything else as given."""
+    """A training run folder stands for its final model (<run>/final); anything else as given.
+
+    >>> import pathlib, tempfile
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> resolve_model_path(run) == str(run)  # no final model yet
+    True
+    >>> (run / "final").mkdir(); _ = (run / "final" / "config.json").write_text("{}")
+    >>> resolve_model_path(run) == str(run / "final")
+    True
+    >>> resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct")
+    'HuggingFaceTB/SmolLM2-135M-Instruct'
+    """
     final = Path(path) / "final"
     return str(final) if (final / "config.json").exists() else str(path)
 
@@ -183,13 +194,9 @@ def generate(
     (default: the path, or the loaded model's name_or_path). Returns the rows for `prompts`,
     in order.
     """
-    if n < 1 or max_new_tokens < 1 or batch_size < 1:
-        raise ConfigError("n, max_new_tokens and batch_size must be at least 1")
-    if n > 1 and temperature == 0:
-        raise ConfigError(f"n={n} samples per prompt need temperature > 0 (greedy repeats itself)")
-    ids = [str(p["id"]) for p in prompts]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("prompt ids must be unique")
+    _check_settings(
+        prompts, n=n, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature
+    )
     config = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
@@ -203,23 +210,48 @@ def generate(
         "model": model_name or model_label(model_or_path),
         "model_fingerprint": _fingerprint(model_or_path, dtype),
     }
+    done = _resumable_rows(out_path, prompts, config, identity, overwrite=overwrite)
+    jobs = [(p, s) for p in prompts for s in range(n) if (str(p["id"]), s) not in done]
+    if jobs:
+        done.update(
+            _sample_jobs(model_or_path, dtype, identity, jobs, out_path, config, batch_size)
+        )
+    return [done[(str(p["id"]), s)] for p in prompts for s in range(n)]
+
+
+def _check_settings(prompts: list[dict], *, n, max_new_tokens, batch_size, temperature) -> None:
+    if n < 1 or max_new_tokens < 1 or batch_size < 1:
+        raise ConfigError("n, max_new_tokens and batch_size must be at least 1")
+    if n > 1 and temperature == 0:
+        raise ConfigError(f"n={n} samples per prompt need temperature > 0 (greedy repeats itself)")
+    ids = [str(p["id"]) for p in prompts]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("prompt ids must be unique")
+
+
+def _resumable_rows(out_path, prompts, config: dict, identity: dict, *, overwrite: bool) -> dict:
+    """The rows already in `out_path` by (id, sample index), after `_check_resumable`; none
+    when `overwrite` (the file is removed)."""
     if overwrite:
         Path(out_path).unlink(missing_ok=True)
     numbered = read_numbered_jsonl(out_path)
     require_fields(out_path, numbered, ("id", "response", "model", "generation_config"))
     done = {(str(r["id"]), r.get("sample", 0)): r for _, r in numbered}
     _check_resumable(done, prompts, config, identity, out_path)
-    jobs = [(p, s) for p in prompts for s in range(n) if (str(p["id"]), s) not in done]
-    if jobs:
-        model, tokenizer, _ = load_for_generation(model_or_path, dtype)
-        identity["model_fingerprint"] = _fingerprint(model_or_path, dtype)  # now downloaded
-        was_training = model.training
-        model.eval()  # no dropout while sampling; a model in training mode gets it back
-        try:
-            done.update(_run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size))
-        finally:
-            model.train(was_training)
-    return [done[(str(p["id"]), s)] for p in prompts for s in range(n)]
+    return done
+
+
+def _sample_jobs(model_or_path, dtype, identity, jobs, out_path, config, batch_size) -> dict:
+    """Load the model and sample the (prompt, sample index) jobs in eval mode; the model's
+    training mode is restored afterwards."""
+    model, tokenizer, _ = load_for_generation(model_or_path, dtype)
+    identity["model_fingerprint"] = _fingerprint(model_or_path, dtype)  # now downloaded
+    was_training = model.training
+    model.eval()  # no dropout while sampling; a model in training mode gets it back
+    try:
+        return _run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size)
+    finally:
+        model.train(was_training)
 
 
 def _run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size) -> dict:

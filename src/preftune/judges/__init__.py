@@ -31,7 +31,17 @@ def build_judge(
     backoff: float = 1.0,
     decision: str = "both-orders",
 ):
-    """A judge from command-line style settings; each kind says which settings it needs."""
+    """A judge from command-line style settings; each kind says which settings it needs.
+
+    >>> judge = build_judge("gold", gold="vader-sentiment")  # the sentiment task's gold reward
+    >>> judge.identity
+    'gold:vader-sentiment'
+    >>> judge.compare("Review the film.", "A wonderful, moving film.", "A dull, awful film.").winner
+    'a'
+    >>> build_judge("openai", model="gpt-4o")
+    Traceback (most recent call last):
+    preftune.errors.ConfigError: --judge openai needs --base-url (e.g. https://api.openai.com/v1)
+    """
     _require("concurrency", concurrency, at_least=1, whole=True)
     _require("max_retries", max_retries, at_least=0, whole=True)
     _require("parse_retries", parse_retries, at_least=0, whole=True)

@@ -42,7 +42,15 @@ def get_gold(name: str) -> GoldFunction:
 
 
 class GoldJudge:
-    """Scores both responses with a gold function; the higher score wins, equal is a tie."""
+    """Scores both responses with a gold function; the higher score wins, equal is a tie.
+
+    >>> longer_wins = GoldJudge(lambda prompt, response: len(response), name="length")
+    >>> longer_wins.score("Hi", "Hello!")
+    6.0
+    >>> judgment = longer_wins.compare("Hi", "Hey", "Hello!")
+    >>> judgment.winner, judgment.score_a, judgment.score_b
+    ('b', 3.0, 6.0)
+    """
 
     def __init__(self, function: GoldFunction | str, name: str | None = None):
         if isinstance(function, str):

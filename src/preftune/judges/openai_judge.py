@@ -45,8 +45,13 @@ class OpenAIJudge:
             f"openai:{client.url}:{client.model}:{prompt}:temperature={client.temperature}"
         )
 
-    def _ask(self, messages: list[dict], parse):
-        """(parsed answer or None, every raw reply); retries what does not parse."""
+    def ask(self, messages: list[dict], parse):
+        """Send chat `messages`; return (`parse(reply)`, every raw reply).
+
+        A reply that `parse` maps to None is asked again, up to `parse_retries` more times;
+        after that, or when the request itself failed, the answer is None. Benchmarks with
+        their own prompts and verdict formats (Arena-Hard, MT-Bench pairwise) ask through this.
+        """
         raws = []
         for _ in range(self.parse_retries + 1):
             try:
@@ -65,7 +70,7 @@ class OpenAIJudge:
             verdict = self.prompt.parse(text)
             return None if verdict == "error" else verdict
 
-        verdict, raws = self._ask(self.prompt.messages(question, first, second), parse)
+        verdict, raws = self.ask(self.prompt.messages(question, first, second), parse)
         return verdict or "error", raws
 
     def compare(
@@ -94,7 +99,7 @@ class OpenAIJudge:
 
     def rate(self, prompt_name: str = "single-v1", **fields: str) -> Rating:
         """Grade one answer 1-10 with an MT-Bench single-answer prompt."""
-        score, raws = self._ask(rating_messages(prompt_name, **fields), parse_rating)
+        score, raws = self.ask(rating_messages(prompt_name, **fields), parse_rating)
         return Rating(score, raws)
 
     def score(self, prompt, response: str) -> float:

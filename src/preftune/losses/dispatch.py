@@ -99,8 +99,21 @@ def compute(
     method's hyperparameters (`METHODS[name].hparams`), its extra input tensors
     (`METHODS[name].extra_inputs`) and, for pairwise methods, `weighting="wpo"` with
     `wpo_alignment` and the extra input `log_collision`. Unknown keywords and values out of
-    a hyperparameter's declared range raise `UnknownOption`. Returns the mean over groups (binary feedback: over responses) of the
-    method's loss, a scalar with gradients, and a dict of float metrics.
+    a hyperparameter's declared range raise `UnknownOption`. Returns the mean over groups
+    (binary feedback: over responses) of the method's loss, a scalar with gradients, and a
+    dict of float metrics.
+
+    DPO on one pair, [chosen, rejected], whose log-ratios to the reference are 0.5 and -0.5:
+
+    >>> policy = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    >>> reference = torch.tensor([[-1.5, -1.5]])
+    >>> loss, metrics = compute("dpo", policy, reference, beta=0.1)
+    >>> round(loss.item(), 4)  # -log sigmoid(0.1 * (0.5 - (-0.5))) = log(1 + e^-0.1)
+    0.6444
+    >>> round(metrics["rewards/margins"], 4)  # beta * 0.5 - beta * (-0.5)
+    0.1
+    >>> loss.backward(); policy.grad  # -beta sigmoid(-0.1) on chosen, the opposite on rejected
+    tensor([[-0.0475,  0.0475]])
     """
     spec = _spec(name)
     hparams, extras, modifiers = _split_keywords(spec, keywords)

@@ -285,11 +285,7 @@ def alpaca_eval(
     identity = f"alpaca_eval:{annotator}:{client.model}:{base_url}"
     pairs = _pairs(evaluation, outputs, identity)
     path = out_dir / "annotations.json"
-    done = {
-        row["key"]: row
-        for row in (read_rows(path, what="annotations") if path.exists() else [])
-        if row.get("preference") is not None
-    }
+    done = _usable_annotations(path)
     cache_hits = sum(pair["key"] in done for pair in pairs)
     todo = [pair for pair in pairs if pair["key"] not in done]
 
@@ -297,8 +293,35 @@ def alpaca_eval(
         done.update((row["key"], row) for row in rows)
         atomic_write_json(path, [done.get(pair["key"], pair) for pair in pairs])
 
+    settings = _annotation_settings(client, config, concurrency)
+    annotator_pool = package.annotators.PairwiseAnnotator(
+        annotators_config=str(config), caching_path=None
+    )
+    _annotate(annotator_pool, todo, settings, chunk_size, save)
+    annotations = [done.get(pair["key"], {**pair, "preference": None}) for pair in pairs]
+    save(annotations)
+    results = {
+        "benchmark": "alpaca_eval",
+        "annotator": annotator,
+        "judge_model": client.model,
+        **_annotation_metrics(package, pairs, annotations),
+        "cache_hits": cache_hits,
+    }
+    results = _plain(results)
+    atomic_write_json(out_dir / "results.json", results)
+    return results
+
+
+def _usable_annotations(path: Path) -> dict[str, dict]:
+    """The annotations an earlier run saved with a preference, by key (a rerun keeps them)."""
+    rows = read_rows(path, what="annotations") if path.exists() else []
+    return {row["key"]: row for row in rows if row.get("preference") is not None}
+
+
+def _annotation_settings(client: ChatClient, config: Path, concurrency: int) -> dict:
+    """The annotator's client settings; the key is registered as a secret, so never logged."""
     register_secret(client.api_key)
-    settings = {
+    return {
         "client_config_path": str(config.parents[1] / "client_configs.yaml"),
         # a local server needs no key, but the openai client insists on one
         "client_kwargs": {
@@ -309,22 +332,16 @@ def alpaca_eval(
         "num_procs": concurrency,
         "requires_chatml": True,
     }
-    annotator_pool = package.annotators.PairwiseAnnotator(
-        annotators_config=str(config), caching_path=None
-    )
-    _annotate(annotator_pool, todo, settings, chunk_size, save)
-    annotations = [done.get(pair["key"], {**pair, "preference": None}) for pair in pairs]
-    save(annotations)
 
+
+def _annotation_metrics(package, pairs: list[dict], annotations: list[dict]) -> dict:
+    """The package's win rates (as fractions), LC win rate and counts over the judged pairs."""
     judged = [row for row in annotations if row.get("preference") is not None]
     if not judged:
         raise JudgeError(f"the judge gave no usable annotation for any of {len(pairs)} pairs")
     metrics = _plain(package.metrics.get_winrate(judged))
     lc, lc_unavailable = _length_controlled(judged)
-    results = {
-        "benchmark": "alpaca_eval",
-        "annotator": annotator,
-        "judge_model": client.model,
+    return {
         "generator": pairs[0]["generator_2"],
         "reference_generator": pairs[0]["generator_1"],
         "win_rate": metrics["win_rate"] / 100,
@@ -340,8 +357,4 @@ def alpaca_eval(
         "n_wins_base": metrics["n_wins_base"],
         "n_draws": metrics["n_draws"],
         "errors": len(annotations) - len(judged),
-        "cache_hits": cache_hits,
     }
-    results = _plain(results)
-    atomic_write_json(out_dir / "results.json", results)
-    return results

@@ -281,25 +281,8 @@ def arena_hard(
     _require_answers(questions, answers, "evaluated")
     _require_answers(questions, baseline, "baseline")
     out_dir = Path(out_dir)
-    identity = f"arena-hard-v0.1:{judge.identity}"
     games = _games(questions, answers, baseline)
-    keys = [judgment_key(identity, g["question"], g["answer_a"], g["answer_b"]) for g in games]
-
-    def work(index: int) -> dict:
-        game = games[index]
-        user = USER_TEMPLATE.format(**game)
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-        verdict, raws = judge._ask(messages, parse_verdict)  # re-asks what does not parse
-        return {"id": game["id"], "game": game["game"], "verdict": verdict, "raw": raws}
-
-    rows, cache_hits = cached_requests(
-        out_dir / "judgments.jsonl",
-        keys,
-        work,
-        usable=lambda row: row.get("verdict") is not None,
-        concurrency=getattr(judge, "concurrency", 1),
-        desc="arena-hard",
-    )
+    rows, cache_hits = _judge_games(games, judge, out_dir / "judgments.jsonl")
     decided = [(g, r) for g, r in zip(games, rows, strict=True) if r["verdict"] is not None]
     if not decided:
         raise DataError(f"the judge gave no usable verdict in any of {len(games)} games")
@@ -312,22 +295,10 @@ def arena_hard(
         style = np.array(
             [style_differences(answers[g["id"]], baseline[g["id"]]) for g, _ in decided]
         )
-    score, coefficients = bradley_terry_win_rate(outcomes, weights, style)
-    ci_low, ci_high = bootstrap_interval(
-        outcomes, weights, style, rounds=bootstrap_rounds, seed=seed
-    )
     results = {
         "benchmark": "arena_hard",
         "judge": judge.identity,
-        "score": score,
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "ci_level": 0.95,
-        "bootstrap_rounds": bootstrap_rounds,
-        "style_control": style_control,
-        "style_coefficients": dict(zip(STYLE_FEATURES, coefficients.tolist(), strict=True))
-        if style_control
-        else None,
+        **_score_figures(outcomes, weights, style, bootstrap_rounds, seed),
         "verdicts": {
             f"game_{game}": dict(Counter(r["verdict"] for g, r in decided if g["game"] == game))
             for game in (1, 2)
@@ -342,3 +313,45 @@ def arena_hard(
     }
     atomic_write_json(out_dir / "results.json", results)
     return results
+
+
+def _judge_games(games: list[dict], judge, path: Path) -> tuple[list[dict], int]:
+    """Each game's verdict and raw replies (cached in `path`), and how many came from it."""
+    identity = f"arena-hard-v0.1:{judge.identity}"
+    keys = [judgment_key(identity, g["question"], g["answer_a"], g["answer_b"]) for g in games]
+
+    def work(index: int) -> dict:
+        game = games[index]
+        user = USER_TEMPLATE.format(**game)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+        verdict, raws = judge.ask(messages, parse_verdict)  # re-asks what does not parse
+        return {"id": game["id"], "game": game["game"], "verdict": verdict, "raw": raws}
+
+    return cached_requests(
+        path,
+        keys,
+        work,
+        usable=lambda row: row.get("verdict") is not None,
+        concurrency=getattr(judge, "concurrency", 1),
+        desc="arena-hard",
+    )
+
+
+def _score_figures(outcomes, weights, style, bootstrap_rounds: int, seed: int) -> dict:
+    """The Bradley-Terry score against the baseline, its bootstrap interval and, under style
+    control (`style` given), the style coefficients."""
+    score, coefficients = bradley_terry_win_rate(outcomes, weights, style)
+    ci_low, ci_high = bootstrap_interval(
+        outcomes, weights, style, rounds=bootstrap_rounds, seed=seed
+    )
+    return {
+        "score": score,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "ci_level": 0.95,
+        "bootstrap_rounds": bootstrap_rounds,
+        "style_control": style is not None,
+        "style_coefficients": dict(zip(STYLE_FEATURES, coefficients.tolist(), strict=True))
+        if style is not None
+        else None,
+    }

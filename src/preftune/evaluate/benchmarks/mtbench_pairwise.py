@@ -121,23 +121,47 @@ def mtbench_pairwise(
     """Judge the model (A) against the baseline on both turns of each question, both orders;
     writes DIR/judgments.jsonl and DIR/mtbench_pairwise.json (win/tie/loss per category)."""
     questions = mtbench_questions(limit)
+    requests = _all_requests(questions, answers, baseline, reference_model)
+    rows, cache_hits = _decide(requests, judge, Path(out_dir) / "judgments.jsonl")
+    categories = sorted({r["category"] for r in rows})
+    summary = {
+        "benchmark": "mtbench_pairwise",
+        "judge": judge.identity,
+        "overall": _tally(rows),
+        "turns": {str(turn): _tally([r for r in rows if r["turn"] == turn]) for turn in (1, 2)},
+        "categories": {c: _tally([r for r in rows if r["category"] == c]) for c in categories},
+        "n_questions": len(questions),
+        "cache_hits": cache_hits,
+    }
+    atomic_write_json(Path(out_dir) / "mtbench_pairwise.json", summary)
+    return summary
+
+
+def _all_requests(questions, answers, baseline, reference_model: str) -> list[dict]:
+    """Both turns' judge requests for every question; a question without an answer on either
+    side is an error naming it."""
     for what, given in (("evaluated", answers), ("baseline", baseline)):
         missing = [str(q["question_id"]) for q in questions if str(q["question_id"]) not in given]
         if missing:
             raise unmatched(missing, f"MT-Bench questions have no {what} answers")
     references = reference_answers(reference_model)
-    requests = [
+    return [
         {"id": str(q["question_id"]), "category": q["category"], **request}
         for q in questions
         for request in judge_requests(
             q, answers[str(q["question_id"])], baseline[str(q["question_id"])], references
         )
     ]
+
+
+def _decide(requests: list[dict], judge, path: Path) -> tuple[list[dict], int]:
+    """Each request judged in both orders and combined (cached in `path`), and how many
+    decisions came from the cache."""
     identity = f"mtbench-pairwise:{judge.identity}"
     keys = [judgment_key(identity, r["prompt_name"], r["fields"], "") for r in requests]
 
     def verdict(prompt_name: str, fields: dict) -> tuple[str, list[str]]:
-        found, raws = judge._ask(_messages(prompt_name, fields), _parse)  # re-asks unparsed
+        found, raws = judge.ask(_messages(prompt_name, fields), _parse)  # re-asks unparsed
         return found or "error", raws
 
     def work(index: int) -> dict:
@@ -155,23 +179,11 @@ def mtbench_pairwise(
             "raw": {"model_first": raw_first, "baseline_first": raw_swapped},
         }
 
-    rows, cache_hits = cached_requests(
-        Path(out_dir) / "judgments.jsonl",
+    return cached_requests(
+        path,
         keys,
         work,
         usable=lambda row: row.get("winner") != "error",
         concurrency=getattr(judge, "concurrency", 1),
         desc="mt-bench pairwise",
     )
-    categories = sorted({r["category"] for r in rows})
-    summary = {
-        "benchmark": "mtbench_pairwise",
-        "judge": judge.identity,
-        "overall": _tally(rows),
-        "turns": {str(turn): _tally([r for r in rows if r["turn"] == turn]) for turn in (1, 2)},
-        "categories": {c: _tally([r for r in rows if r["category"] == c]) for c in categories},
-        "n_questions": len(questions),
-        "cache_hits": cache_hits,
-    }
-    atomic_write_json(Path(out_dir) / "mtbench_pairwise.json", summary)
-    return summary
