@@ -50,12 +50,9 @@ class StudyRunner:
     # -- the pipeline -------------------------------------------------------------------
 
     def run(self) -> dict:
-        missing = self.config.missing_baseline_files()
+        missing = self.config.missing_inputs()
         if missing:
-            raise ConfigError(
-                f"evaluation baseline file '{missing[0]}' does not exist; the study needs it to "
-                "judge against, so nothing was started"
-            )
+            raise ConfigError(f"{missing[0]}; the study needs it, so nothing was started")
         self._claim_folder()
         self._say_plan()
         began = time.perf_counter()
