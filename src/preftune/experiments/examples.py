@@ -46,7 +46,8 @@ def _judge_outcomes(layout: StudyLayout, study: dict, labels: list[str]) -> tupl
     """label -> prompt id -> outcome (1 win, 0.5 tie, 0 loss) on the first pairwise evaluation."""
     from preftune.evaluate.win_rate import OUTCOME
 
-    pairwise = [e for e in study["evaluation"]["evaluations"] if e.get("kind") != "mt-bench"]
+    evaluations = study["evaluation"]["evaluations"]
+    pairwise = [e for e in evaluations if e.get("kind", "pairwise") == "pairwise"]
     if not pairwise:
         return "", {}
     name, seed = pairwise[0]["name"], StudyLayout.seeds(study)[0]
