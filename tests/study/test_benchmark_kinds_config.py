@@ -221,6 +221,7 @@ def test_the_papers_views_have_a_column_per_evaluation_set_and_show_only_when_th
         "mt score (1-10)",
         "ah score: win % vs gpt-4-0314",
     ]
+    assert views["mt_bench_arena_hard"]["units"] == ["grade", "fraction"]
     blocks = sections.paper_views_section(results)
     tables = [block for block in blocks if block[0] == "table"]
     assert tables[0][2] == [

@@ -259,7 +259,8 @@ def _score_columns(evaluations: list[dict]) -> list[dict]:
 
 
 def _view(results: dict, columns: list[dict]) -> dict:
-    """{"columns": [titles], "rows": [{"label", "cells": [{"value", "ci_low", "ci_high"}]}]}."""
+    """{"columns": [titles], "units": ["grade" (MT-Bench's 1-10) or "fraction"], "rows":
+    [{"label", "cells": [{"value", "ci_low", "ci_high"}]}]}."""
     rows = []
     for row in results["rows"]:
         cells = []
@@ -274,7 +275,11 @@ def _view(results: dict, columns: list[dict]) -> dict:
                 }
             )
         rows.append({"label": row["label"], "cells": cells})
-    return {"columns": [column["title"] for column in columns], "rows": rows}
+    return {
+        "columns": [column["title"] for column in columns],
+        "units": ["grade" if column["field"] == "score" else "fraction" for column in columns],
+        "rows": rows,
+    }
 
 
 def paper_views(results: dict) -> dict:

@@ -316,20 +316,18 @@ VIEW_TITLES = {
 }
 
 
-def _view_cell(cell: dict, title: str) -> str:
-    if title.endswith("(1-10)"):
+def _view_cell(cell: dict, unit: str) -> str:
+    if unit == "grade":
         return number(cell["value"], 2)
     return interval(cell["value"], cell["ci_low"], cell["ci_high"], percent, 1)
 
 
 def view_table(results: dict, view: dict) -> tuple[list[str], list[list[str]]]:
+    """One of `results.paper_views` as a table: a row per method, percentages with intervals."""
     header = ["Method", *view["columns"]]
     rows = [
         [_name(results, row["label"])]
-        + [
-            _view_cell(cell, title)
-            for cell, title in zip(row["cells"], view["columns"], strict=True)
-        ]
+        + [_view_cell(cell, unit) for cell, unit in zip(row["cells"], view["units"], strict=True)]
         for row in view["rows"]
     ]
     return header, rows
