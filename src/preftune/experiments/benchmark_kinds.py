@@ -43,8 +43,9 @@ def annotator(spec: Evaluation) -> str:
 
 
 def annotator_problem(spec: Evaluation) -> str | None:
-    """ "kind: ..." when the alpaca-eval package is missing, "annotator: ..." when it has no
-    such annotator config; None when the evaluation can run."""
+    """What stops an AlpacaEval evaluation, naming its field: `kind` when the alpaca-eval
+    package is missing, `annotator` when it has no such annotator config; None when it can
+    run."""
     from preftune.evaluate.benchmarks.alpaca_eval import annotator_names
 
     try:
@@ -190,13 +191,15 @@ def _mtbench_pairwise(spec, model, judge, out: Path, generation: dict, seed: int
 def _normal_interval(value, standard_error) -> tuple[float | None, float | None]:
     """value ± 1.96 standard errors, within [0, 1] (AlpacaEval reports a standard error).
 
-    >>> _normal_interval(0.5, 0.1)
-    (0.304, 0.696)
+    >>> [round(bound, 3) for bound in _normal_interval(0.5, 0.1)]
+    [0.304, 0.696]
+    >>> _normal_interval(0.9, 0.1)[1]
+    1.0
     """
     if value is None or standard_error is None:
         return None, None
     spread = Z_95 * standard_error
-    return round(max(0.0, value - spread), 12), round(min(1.0, value + spread), 12)
+    return max(0.0, value - spread), min(1.0, value + spread)
 
 
 def row_figures(folder: Path, kind: str) -> dict | None:

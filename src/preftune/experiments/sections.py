@@ -378,8 +378,6 @@ def paper_views_section(results: dict) -> list[tuple]:
     their evaluations."""
     blocks = []
     for key, view in results.get("paper_views", {}).items():
-        if not view["columns"]:
-            continue
         blocks += [("h", VIEW_TITLES[key]), ("table", *view_table(results, view))]
         blocks.append(("p", _view_notes(results, key)))
         gaps = _lc_gaps(results) if key == "win_rates" else []
