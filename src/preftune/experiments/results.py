@@ -3,7 +3,8 @@
 Nothing here runs a model: the report is rebuilt from disk only. With several seeds
 (study.yaml `seeds: [0, 1, 2]`) a method's files live under `eval/<label>/seed-<s>/` and its
 row holds the means over seeds (`start` and `sft` do not vary by seed: one row each); the
-per-seed figures stay under `row["per_seed"]`.
+per-seed figures stay under `row["per_seed"]`. `paper_views` arranges the rows in the
+published papers' shape (win rates by evaluation set; MT-Bench and Arena-Hard).
 """
 
 from __future__ import annotations

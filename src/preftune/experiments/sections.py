@@ -130,13 +130,13 @@ def small_sample_warning(results: dict, name: str) -> str | None:
 
 def describe_evaluation(results: dict, evaluation: dict) -> str:
     """How an evaluation decides, naming the gold reward when it is the judge."""
+    if evaluation["kind"] in BENCHMARK_KINDS:
+        return benchmark_kinds.describe(evaluation)
     judge = evaluation["judge"]
     if judge == "gold" and results.get("gold"):
         judge = f"the gold reward ({results['gold']})"
     else:
         judge = f"the {judge} judge"
-    if evaluation["kind"] in BENCHMARK_KINDS:
-        return benchmark_kinds.describe(evaluation)
     if evaluation["kind"] == "mt-bench":
         return f"MT-Bench answers graded 1-10 by {judge}"
     return f"each answer against {evaluation['baseline']}'s, decided by {judge}"
