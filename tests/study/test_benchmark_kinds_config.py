@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, DataError
 from preftune.experiments import benchmark_kinds, sections
 from preftune.experiments.builtin import builtin_study
 from preftune.experiments.config import Evaluation, load_study_config, study_from_dict
@@ -231,3 +231,21 @@ def test_the_papers_views_have_a_column_per_evaluation_set_and_show_only_when_th
     assert tables[1][2] == [["start", "5.50", "—"], ["dpo", "7.25", "40.0 [30.0, 50.0]"]]
     only_pairwise = _results(evaluations[:1], {"dpo": rows["dpo"]})
     assert paper_views(only_pairwise) == {}
+
+
+def test_a_bad_benchmark_file_names_the_evaluation_file_row_and_field(tmp_path):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"id": "q1", "prompt": "count"}) + "\n")
+    baseline = tmp_path / "gpt-4-0314.jsonl"
+    baseline.write_text(json.dumps({"id": "q1"}) + "\n")  # no answer
+    spec = Evaluation(
+        name="arena",
+        kind="arena-hard",
+        questions=str(questions),
+        baseline=str(baseline),
+        judge=JUDGE,
+    )
+    with pytest.raises(
+        DataError, match=r"evaluation 'arena' \(arena-hard\): .*gpt-4-0314\.jsonl.*row 1"
+    ):
+        benchmark_kinds.evaluate(spec, None, None, tmp_path / "out", generation={}, seed=0)

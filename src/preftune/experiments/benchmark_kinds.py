@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import NormalDist, fmean
 
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, DataError
 from preftune.experiments.config import Evaluation
 from preftune.experiments.layout import read_json
 from preftune.io import atomic_write_json
@@ -116,13 +116,17 @@ def describe(evaluation: dict) -> str:
 
 def evaluate(spec: Evaluation, model, judge, out: Path, *, generation: dict, seed: int) -> dict:
     """Answer the benchmark's prompts with `model` (greedy, `generation` settings) and judge
-    them with `judge` (an `OpenAIJudge`) into `out`; returns what results.json holds."""
+    them with `judge` (an `OpenAIJudge`) into `out`; returns what results.json holds. A bad
+    input file is an error naming the evaluation as well as the file, row and field."""
     run = {
         "alpaca-eval": _alpaca_eval,
         "arena-hard": _arena_hard,
         "mt-bench-pairwise": _mtbench_pairwise,
     }[spec.kind]
-    return run(spec, model, judge, Path(out), generation, seed)
+    try:
+        return run(spec, model, judge, Path(out), generation, seed)
+    except (ConfigError, DataError) as error:
+        raise type(error)(f"evaluation '{spec.name}' ({spec.kind}): {error}") from None
 
 
 def _alpaca_eval(spec, model, judge, out: Path, generation: dict, seed: int) -> dict:
