@@ -39,8 +39,8 @@ def test_mppo_example_has_every_variant_and_both_evaluations():
     assert {"dpo", "kto", "orpo", "simpo"} <= methods
     assert len([m for m in methods if m.startswith("mppo-")]) == 8
     kinds = {e.kind: e for e in config.evaluation.evaluations}
-    assert set(kinds) == {"mt-bench", "pairwise"}
-    assert kinds["pairwise"].baseline.endswith(".jsonl")  # a fixed baseline model's answers
+    assert set(kinds) == {"mt-bench", "arena-hard"}  # the paper's two benchmarks
+    assert kinds["arena-hard"].baseline.endswith(".jsonl")  # a fixed baseline model's answers
 
 
 def test_builtin_study_and_its_quick_version():

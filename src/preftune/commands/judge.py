@@ -180,7 +180,6 @@ def _run_arena_hard(args: argparse.Namespace) -> dict:
 
     from preftune.errors import ConfigError
     from preftune.evaluate.benchmarks import arena_hard as ah
-    from preftune.evaluate.benchmarks.common import answer_prompts
 
     judge = _benchmark_judge(args, "--arena-hard")
     judge.client.max_tokens = ah.JUDGE_MAX_TOKENS  # the judge answers the prompt itself first
@@ -193,11 +192,9 @@ def _run_arena_hard(args: argparse.Namespace) -> dict:
         ah.check_answer_ids(questions, answers, args.samples)
     questions = questions[: args.limit]
     if args.model:
-        prompts = [{"id": q["id"], "prompt": q["question"]} for q in questions]
-        samples = answer_prompts(
-            args.model, prompts, Path(args.out) / "answers.jsonl", **_answer_options(args, 4096)
+        answers = ah.answer_questions(
+            args.model, questions, Path(args.out) / "answers.jsonl", **_answer_options(args, 4096)
         )
-        answers = {identifier: row["response"] for identifier, row in samples.items()}
     return ah.arena_hard(
         questions,
         answers,

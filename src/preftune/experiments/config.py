@@ -33,6 +33,16 @@ RESERVED_LABELS = ("start", "sft")  # rows of every study, never a method's labe
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CLAIM_PATTERN = re.compile(r"\s*(\S+)\s*>\s*(\S+)\s*")
 SWEEP_TRAIN_KEYS = ("lr",)  # training settings a sweep may vary besides the hyperparameters
+BENCHMARK_KINDS = ("alpaca-eval", "arena-hard", "mt-bench-pairwise")  # docs/benchmarks.md
+FILE_BASELINE_KINDS = ("arena-hard", "mt-bench-pairwise")  # judged against a file of answers
+# The settings each evaluation kind takes besides name, kind and judge.
+KIND_SETTINGS = {
+    "pairwise": ("baseline", "prompts", "pairs"),
+    "mt-bench": ("limit", "max_new_tokens"),
+    "alpaca-eval": ("annotator", "reference", "limit", "max_new_tokens"),
+    "arena-hard": ("baseline", "questions", "style_control", "limit", "max_new_tokens"),
+    "mt-bench-pairwise": ("baseline", "limit", "max_new_tokens"),
+}
 
 
 def _number_or_text(value):
@@ -210,14 +220,23 @@ class Evaluation(_Strict):
 
     `kind: pairwise` gives a win rate over `baseline` ("start": the starting model's answers;
     "sft": the SFT model's; "reference": the held-out data's preferred response; or a samples
-    .jsonl file, e.g. a fixed model's answers as in Arena-Hard). `prompts` defaults to the
-    study's held-out data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions
-    (1-10) and needs no baseline or prompts. A baseline file must exist when the study starts
-    (`missing_baseline_files`), so a config can be checked before the file is fetched.
+    .jsonl file, e.g. a fixed model's answers). `prompts` defaults to the study's held-out
+    data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions (1-10) and needs no
+    baseline or prompts. The published benchmarks (docs/benchmarks.md) answer their own
+    prompts and judge through an OpenAI-compatible endpoint (`judge: {type: openai}`):
+    `alpaca-eval` against a reference set's outputs (`reference`, default the Hub's 805 with
+    GPT-4 Turbo's; `annotator`), `arena-hard` against a fixed model's answers (`baseline`
+    file; `questions`, default the Hub's 500; `style_control`), `mt-bench-pairwise` against a
+    baseline's MT-Bench answers (`baseline` file). `limit` keeps a benchmark's first prompts,
+    `max_new_tokens` overrides the study's for its answers. A file an evaluation reads must
+    exist when the study starts (`missing_inputs`), so a config can be checked before it is
+    fetched.
     """
 
     name: str
-    kind: Literal["pairwise", "mt-bench"] = "pairwise"
+    kind: Literal["pairwise", "mt-bench", "alpaca-eval", "arena-hard", "mt-bench-pairwise"] = (
+        "pairwise"
+    )
     judge: JudgeSpec
     baseline: str = "start"
     prompts: DataSource | None = None
@@ -225,16 +244,68 @@ class Evaluation(_Strict):
     # against the baseline; "all" judges every pair of rows on every prompt (R(R-1)/2 times as
     # many requests). Gold judges always compare all pairs (scores cost nothing).
     pairs: Literal["anchored", "all"] = "anchored"
+    annotator: str | None = None  # AlpacaEval's annotator config (None: the leaderboard's)
+    reference: str | None = None  # AlpacaEval set with reference outputs (None: the Hub's)
+    questions: str | None = None  # Arena-Hard questions (None: the Hub's v0.1)
+    style_control: bool = False  # Arena-Hard: the win rate at equal length and markdown
+    limit: int | None = Field(default=None, gt=0)  # a benchmark's first prompts only
+    max_new_tokens: int | None = Field(default=None, gt=0)  # answers to a benchmark's prompts
 
     @model_validator(mode="after")
     def _checked(self):
         _check_name("name", self.name)
-        if self.baseline not in BASELINES and not self.baseline.endswith(".jsonl"):
+        allowed = KIND_SETTINGS[self.kind]
+        for field in sorted(set().union(*KIND_SETTINGS.values()) - set(allowed)):
+            if getattr(self, field) != type(self).model_fields[field].default:
+                raise ValueError(
+                    f"{field}: not a setting of kind '{self.kind}' (it takes: "
+                    f"{', '.join(allowed) or 'none'})"
+                )
+        if self.kind in BENCHMARK_KINDS:
+            self._check_benchmark()
+        elif self.baseline not in BASELINES and not self.baseline.endswith(".jsonl"):
             raise ValueError(
                 f"baseline: {self.baseline!r} is not one of {list(BASELINES)} nor a .jsonl file "
                 "of answers"
             )
         return self
+
+    def _check_benchmark(self) -> None:
+        """A benchmark judges through an OpenAI-compatible endpoint with its own prompts, and
+        reads its baseline answers, questions or reference set from JSON/JSONL files."""
+        if self.judge.type != "openai":
+            raise ValueError(
+                f"judge.type: {self.kind} calls an OpenAI-compatible endpoint; use type 'openai'"
+            )
+        own = sorted(set(self.judge.options) & {"prompt", "decision", "gold"})
+        if own:
+            raise ValueError(
+                f"judge.{own[0]}: {self.kind} judges with the benchmark's own prompts; remove it"
+            )
+        if self.kind in FILE_BASELINE_KINDS and self.baseline in BASELINES:
+            raise ValueError(
+                f"baseline: {self.kind} judges against a fixed model's answers: give their "
+                ".jsonl file (GPT-4-0314's for Arena-Hard v0.1)"
+            )
+        for field, path in self.input_files().items():
+            if not path.endswith((".jsonl", ".json")):
+                raise ValueError(f"{field}: {path!r} is not a .jsonl or .json file")
+
+    def input_files(self) -> dict[str, str]:
+        """{field: path} of the files this evaluation reads (baseline answers, questions, a
+        reference set).
+
+        >>> judge = {"type": "openai"}
+        >>> Evaluation(name="a", kind="arena-hard", judge=judge, baseline="b.jsonl").input_files()
+        {'baseline': 'b.jsonl'}
+        """
+        fields = ("baseline", "questions", "reference")
+        found = {field: getattr(self, field) for field in fields}
+        return {
+            field: path
+            for field, path in found.items()
+            if path is not None and path not in BASELINES and field in KIND_SETTINGS[self.kind]
+        }
 
 
 class EvalSettings(_Strict):
@@ -325,10 +396,22 @@ class StudyConfig(_Strict):
         if same_task and (dev.split or "dev") == (heldout.split or "heldout"):
             raise ValueError("data.dev: the dev split is the test split; use split 'dev'")
 
-    def missing_baseline_files(self) -> list[str]:
-        """Baseline .jsonl files the evaluations name that do not exist (yet)."""
-        files = [e.baseline for e in self.evaluation.evaluations if e.baseline not in BASELINES]
-        return [path for path in files if not Path(path).is_file()]
+    def missing_inputs(self) -> list[str]:
+        """What the evaluations need that is not there (yet), one line each naming its field:
+        files they read, and the alpaca-eval package with a valid `annotator`."""
+        problems = []
+        for index, evaluation in enumerate(self.evaluation.evaluations):
+            where = f"evaluation.evaluations.{index}"
+            for field, path in evaluation.input_files().items():
+                if not Path(path).is_file():
+                    problems.append(f"{where}.{field}: file '{path}' does not exist")
+            if evaluation.kind == "alpaca-eval":
+                from preftune.experiments.benchmark_kinds import annotator_problem
+
+                problem = annotator_problem(evaluation)
+                if problem:
+                    problems.append(f"{where}.{problem}")
+        return problems
 
     @property
     def dev_source(self) -> DataSource | None:

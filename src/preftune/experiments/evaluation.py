@@ -14,7 +14,7 @@ from pathlib import Path
 from statistics import fmean
 
 from preftune.errors import ConfigError
-from preftune.experiments.config import Evaluation, StudyConfig
+from preftune.experiments.config import BENCHMARK_KINDS, Evaluation, StudyConfig
 from preftune.experiments.layout import SFT, START, StudyLayout, write_json_atomic
 from preftune.experiments.results import KL_GREEDY, KL_SAMPLED
 from preftune.io import read_jsonl
@@ -148,16 +148,30 @@ def judge_row(
     seed: int | None = None,
 ) -> dict:
     """Run one evaluation of one row into <eval>/<label>[/seed-<s>]/<evaluation>/: results.json
-    for a win rate, mtbench.json for MT-Bench (answers generated there, both turns)."""
+    for a win rate or a benchmark, mtbench.json for MT-Bench (the answers to a benchmark's or
+    MT-Bench's own prompts are generated there)."""
     out = layout.judged(label, spec.name, seed)
+    if spec.kind in BENCHMARK_KINDS:
+        from preftune.experiments import benchmark_kinds
+
+        return benchmark_kinds.evaluate(
+            spec,
+            model,
+            build_study_judge(config, spec),
+            out,
+            generation=benchmark_generation(config, spec, seed),
+            seed=config.seed,
+        )
     if spec.kind == "mt-bench":
         from preftune.evaluate.mtbench import generate_answers, grade_answers
 
+        generation = benchmark_generation(config, spec, seed)
         answers = generate_answers(
             model,
             out,
-            max_new_tokens=config.evaluation.max_new_tokens,
-            batch_size=config.evaluation.batch_size,
+            limit=spec.limit,
+            max_new_tokens=generation["max_new_tokens"],
+            batch_size=generation["batch_size"],
         )
         return grade_answers(answers, build_study_judge(config, spec), out)
     from preftune.evaluate.win_rate import win_rate
@@ -169,6 +183,17 @@ def judge_row(
         out,
         seed=config.seed,
     )
+
+
+def benchmark_generation(config: StudyConfig, spec: Evaluation, seed: int | None) -> dict:
+    """How a row answers a benchmark's prompts: greedy, as the held-out answers, with the
+    evaluation's `max_new_tokens` when it sets one."""
+    return {
+        "max_new_tokens": spec.max_new_tokens or config.evaluation.max_new_tokens,
+        "temperature": 0.0,
+        "batch_size": config.evaluation.batch_size,
+        "seed": config.seed if seed is None else seed,
+    }
 
 
 def has_implicit_reward(method: str) -> bool:

@@ -46,7 +46,8 @@ def _judge_outcomes(layout: StudyLayout, study: dict, labels: list[str]) -> tupl
     """label -> prompt id -> outcome (1 win, 0.5 tie, 0 loss) on the first pairwise evaluation."""
     from preftune.evaluate.win_rate import OUTCOME
 
-    pairwise = [e for e in study["evaluation"]["evaluations"] if e.get("kind") != "mt-bench"]
+    evaluations = study["evaluation"]["evaluations"]
+    pairwise = [e for e in evaluations if e.get("kind", "pairwise") == "pairwise"]
     if not pairwise:
         return "", {}
     name, seed = pairwise[0]["name"], StudyLayout.seeds(study)[0]
@@ -79,11 +80,11 @@ def pick(layout: StudyLayout, study: dict, results: dict, gold_task: str | None)
         measure, scores = f"gold reward ({results.get('gold')})", gold
     else:
         measure, scores = _judge_outcomes(layout, study, list(answers))
-    spread = _spread(ids, scores) if scores else {}
+    spread = _spread(ids, scores) if scores else {}  # none without a gold or pairwise judge
     chosen = [
         (i, f"largest spread of {measure}: {spread[i]:.2f}")
-        for i in sorted(ids, key=lambda i: -spread[i])[:DISAGREEING]
-        if spread and spread[i] > 0
+        for i in sorted(spread, key=lambda i: -spread[i])[:DISAGREEING]
+        if spread[i] > 0
     ]
     rest = [i for i in ids if i not in {c for c, _ in chosen}]
     draw = random.Random(study.get("seed", 0)).sample(rest, min(RANDOM, len(rest)))

@@ -4,6 +4,9 @@ A unit of comparison is (seed, prompt id); `start` has seed None (it does not va
 - Gold and reward-model judges: each answer's score, so every pair of rows is compared for
   free.
 - MT-Bench: each question's grade (the mean of its two turns), compared like scores.
+- The published benchmarks (AlpacaEval, Arena-Hard, MT-Bench pairwise): each row's outcome
+  on each prompt against the benchmark's fixed baseline, already paid for, compared like
+  scores (anchored; the benchmark's own judge prompts cannot compare two rows directly).
 - LLM judges, `pairs: anchored`: each row's judgments against the baseline, already paid for;
   the baseline row (`start` when it is the baseline) scores 0.5 on every prompt.
 - LLM judges, `pairs: all`: every pair of rows judged on every prompt, into rank/<evaluation>/.
@@ -17,7 +20,7 @@ from collections import defaultdict
 from statistics import fmean
 
 from preftune.evaluate.win_rate import OUTCOME
-from preftune.experiments.config import Evaluation, StudyConfig
+from preftune.experiments.config import BENCHMARK_KINDS, Evaluation, StudyConfig
 from preftune.experiments.evaluation import build_study_judge
 from preftune.experiments.layout import SFT, START, StudyLayout
 from preftune.io import read_jsonl
@@ -46,6 +49,8 @@ def rank_evaluation(
     out = layout.ranking(spec.name)
     if spec.kind == "mt-bench":
         outcomes = outcomes_from_scores(mtbench_scores(layout, spec, rows))
+    elif spec.kind in BENCHMARK_KINDS:
+        outcomes = outcomes_from_scores(benchmark_outcomes(layout, spec, rows))
     elif spec.judge.type in SCORING_JUDGES:
         judge = build_study_judge(config, spec)
         outcomes = outcomes_from_scores(score_entries(_entries(layout, rows), judge))
@@ -80,6 +85,17 @@ def mtbench_scores(layout, spec, rows) -> dict[str, dict]:
     return dict(scores)
 
 
+def benchmark_outcomes(layout, spec, rows) -> dict[str, dict]:
+    """Each row's outcome against a benchmark's baseline per unit (seed, prompt id)."""
+    from preftune.experiments.benchmark_kinds import prompt_outcomes
+
+    outcomes: dict[str, dict] = defaultdict(dict)
+    for label, seed in rows:
+        found = prompt_outcomes(layout.judged(label, spec.name, seed), spec.kind)
+        outcomes[label].update({(seed, prompt): value for prompt, value in found.items()})
+    return dict(outcomes)
+
+
 def anchored_outcomes(spec, layout, rows) -> dict[str, dict]:
     """Each row's outcome against the baseline per unit, from its judgments.jsonl (the last
     decision about its current answer to each prompt; failed decisions left out)."""
@@ -100,9 +116,14 @@ def anchored_outcomes(spec, layout, rows) -> dict[str, dict]:
 def judge_requests(spec: Evaluation, rows: int, seeds: int, prompts: int) -> int:
     """Judge requests of an evaluation at most (both orders of each comparison): each method
     row (per seed) against the baseline, plus, with `pairs: all`, every pair of rows on every
-    prompt and seed. MT-Bench grades and gold scores are not counted (no comparisons)."""
+    prompt and seed; a benchmark judges every row (start too) on its own prompts (`prompts`
+    does not apply). MT-Bench grades and gold scores are not counted (no comparisons)."""
     from preftune.evaluate.rank_judging import REQUESTS_PER_COMPARISON
 
+    if spec.kind in BENCHMARK_KINDS:
+        from preftune.experiments import benchmark_kinds
+
+        return benchmark_kinds.judge_requests(spec, answer_sets=1 + (rows - 1) * seeds)
     if spec.kind == "mt-bench" or spec.judge.type in SCORING_JUDGES:
         return 0
     anchored = (rows - 1) * seeds * prompts + (0 if spec.baseline in (START, SFT) else prompts)

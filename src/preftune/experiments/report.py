@@ -4,7 +4,8 @@
 rebuild it at any time, also for a study that is still running or partly failed. It opens with
 the answer to "which method is best?" (each evaluation's ranking, head-to-head heatmap and one
 sentence), then the study's claims, Table 3 (win rates, gold reward, sampled KL, length,
-repetition), example answers side by side, Table 2 (training dynamics), settings and cost, and
+repetition), the papers' views of the benchmarks (win rates by evaluation set; MT-Bench and
+Arena-Hard), example answers side by side, Table 2 (training dynamics), settings and cost, and
 plots (`sections` builds the blocks; this module renders them). Tables 2 and 3 are numbered and
 laid out as in the HH/TL;DR comparison study (docs/internals.md, "Experiments").
 """
@@ -45,6 +46,7 @@ def _blocks(layout: StudyLayout, results: dict, study: dict) -> list[tuple]:
         *sections.ranking_section(layout, results),
         *sections.claims_section(results),
         *sections.results_section(results),
+        *sections.paper_views_section(results),
         *sections.examples_section(results),
         *sections.failures_section(results),
         *sections.dynamics_section(results),

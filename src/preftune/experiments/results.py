@@ -3,7 +3,8 @@
 Nothing here runs a model: the report is rebuilt from disk only. With several seeds
 (study.yaml `seeds: [0, 1, 2]`) a method's files live under `eval/<label>/seed-<s>/` and its
 row holds the means over seeds (`start` and `sft` do not vary by seed: one row each); the
-per-seed figures stay under `row["per_seed"]`.
+per-seed figures stay under `row["per_seed"]`. `paper_views` arranges the rows in the
+published papers' shape (win rates by evaluation set; MT-Bench and Arena-Hard).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from statistics import fmean
 import yaml
 
 from preftune.errors import ConfigError
-from preftune.experiments import examples, provenance
+from preftune.experiments import benchmark_kinds, examples, provenance
+from preftune.experiments.config import BENCHMARK_KINDS
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
@@ -45,7 +47,7 @@ STAT_FIELDS = (
     "n",
 )
 # Intervals of one seed's figures; the mean over seeds has none of its own.
-INTERVAL_FIELDS = ("ci_low", "ci_high", "kl_ci_low", "kl_ci_high")
+INTERVAL_FIELDS = ("ci_low", "ci_high", "lc_ci_low", "lc_ci_high", "kl_ci_low", "kl_ci_high")
 COUNT_FIELDS = ("wins", "losses", "ties", "errors")  # "n" (prompts) is averaged
 # What a task's gold reward is, for a reader (tasks name their gold judge by `gold_name`).
 GOLD_TITLES = {"vader-sentiment": "VADER compound sentiment"}
@@ -82,6 +84,8 @@ def gold_title(study: dict) -> str | None:
 
 
 def _evaluation_figures(folder: Path, evaluation: dict) -> dict | None:
+    if evaluation.get("kind") in BENCHMARK_KINDS:
+        return benchmark_kinds.row_figures(folder, evaluation["kind"])
     if evaluation.get("kind") == "mt-bench":
         grades = read_json(folder / "mtbench.json")
         if grades is None:
@@ -211,19 +215,95 @@ def evaluate_claim(claim: str, rankings: dict) -> dict:
     return {"claim": claim, "x": x, "y": y, "evaluations": verdicts}
 
 
+def _evaluation_entry(raw: dict) -> dict:
+    """An evaluation of study.yaml as the report reads it (benchmarks: `benchmark_kinds.settings`)."""
+    entry = {
+        "name": raw["name"],
+        "kind": raw.get("kind", "pairwise"),
+        "baseline": raw.get("baseline", START),
+        "judge": raw["judge"].get("type"),
+    }
+    if entry["kind"] in BENCHMARK_KINDS:
+        entry.update(benchmark_kinds.settings(raw))
+    return entry
+
+
+def _view_column(evaluation: dict, title: str, field: str = "win_rate", prefix: str = "") -> dict:
+    return {"title": title, "evaluation": evaluation["name"], "field": field, "prefix": prefix}
+
+
+def _win_rate_columns(evaluations: list[dict]) -> list[dict]:
+    """A column per win-rate evaluation; AlpacaEval gives two, LC then raw (as published)."""
+    columns = []
+    for evaluation in evaluations:
+        name, baseline = evaluation["name"], evaluation["baseline"]
+        if evaluation["kind"] == "alpaca-eval":
+            columns.append(_view_column(evaluation, f"{name} LC win % vs {baseline}", prefix="lc_"))
+            columns.append(_view_column(evaluation, f"{name} raw win % vs {baseline}"))
+        elif evaluation["kind"] != "mt-bench":
+            columns.append(_view_column(evaluation, f"{name} win % vs {baseline}"))
+    return columns
+
+
+def _score_columns(evaluations: list[dict]) -> list[dict]:
+    """MT-Bench's mean grade (1-10) and Arena-Hard's score (its win rate against the baseline)."""
+    columns = []
+    for evaluation in evaluations:
+        name = evaluation["name"]
+        if evaluation["kind"] == "mt-bench":
+            columns.append(_view_column(evaluation, f"{name} score (1-10)", field="score"))
+        elif evaluation["kind"] == "arena-hard":
+            columns.append(
+                _view_column(evaluation, f"{name} score: win % vs {evaluation['baseline']}")
+            )
+    return columns
+
+
+def _view(results: dict, columns: list[dict]) -> dict:
+    """{"columns": [titles], "units": ["grade" (MT-Bench's 1-10) or "fraction"], "rows":
+    [{"label", "cells": [{"value", "ci_low", "ci_high"}]}]}."""
+    rows = []
+    for row in results["rows"]:
+        cells = []
+        for column in columns:
+            figures = row["evaluations"].get(column["evaluation"]) or {}
+            prefix = column["prefix"]
+            cells.append(
+                {
+                    "value": figures.get(prefix + column["field"]),
+                    "ci_low": figures.get(prefix + "ci_low"),
+                    "ci_high": figures.get(prefix + "ci_high"),
+                }
+            )
+        rows.append({"label": row["label"], "cells": cells})
+    return {
+        "columns": [column["title"] for column in columns],
+        "units": ["grade" if column["field"] == "score" else "fraction" for column in columns],
+        "rows": rows,
+    }
+
+
+def paper_views(results: dict) -> dict:
+    """The rows in the papers' shape, each view only when the study has its evaluations:
+    "win_rates", the HH/TL;DR comparison study's Table 3 (a column per evaluation set's win
+    rate with its interval, AlpacaEval as LC and raw), when the study has a published
+    benchmark; "mt_bench_arena_hard", the MPPO paper's (MT-Bench score, Arena-Hard score),
+    when it has MT-Bench or Arena-Hard."""
+    evaluations = results["evaluations"]
+    kinds = {evaluation["kind"] for evaluation in evaluations}
+    views = {}
+    if kinds & set(BENCHMARK_KINDS):
+        views["win_rates"] = _view(results, _win_rate_columns(evaluations))
+    if kinds & {"mt-bench", "arena-hard"}:
+        views["mt_bench_arena_hard"] = _view(results, _score_columns(evaluations))
+    return views
+
+
 def collect(layout: StudyLayout) -> dict:
     """Every row's win rates (fractions, under `win_rate`), stats, dynamics and failures; the
     rankings, claims, example answers, settings and cost."""
     study = read_study_config(layout)
-    evaluations = [
-        {
-            "name": e["name"],
-            "kind": e.get("kind", "pairwise"),
-            "baseline": e.get("baseline", START),
-            "judge": e["judge"].get("type"),
-        }
-        for e in study["evaluation"]["evaluations"]
-    ]
+    evaluations = [_evaluation_entry(e) for e in study["evaluation"]["evaluations"]]
     rankings = read_rankings(layout, evaluations)
     results = {
         "study": study.get("name"),
@@ -243,6 +323,7 @@ def collect(layout: StudyLayout) -> dict:
         },
         "claims": [evaluate_claim(claim, rankings) for claim in study.get("claims") or []],
     }
+    results["paper_views"] = paper_views(results)
     results["examples"] = examples.pick(layout, study, results, gold_task(study))
     results["settings"] = provenance.settings(layout, study, row_labels(study)[1:])
     results["cost"] = provenance.cost(layout)

@@ -52,12 +52,9 @@ class StudyRunner:
     def run(self) -> dict:
         """Run (or resume) the study; the folder is held by this process until it returns, so
         a second `preftune compare` on it exits 2 naming this one's pid."""
-        missing = self.config.missing_baseline_files()
+        missing = self.config.missing_inputs()
         if missing:
-            raise ConfigError(
-                f"evaluation baseline file '{missing[0]}' does not exist; the study needs it to "
-                "judge against, so nothing was started"
-            )
+            raise ConfigError(f"{missing[0]}; the study needs it, so nothing was started")
         with FolderLock(self.layout.root, what="study folder"):
             return self._run_stages()
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from preftune.experiments import plots
+from preftune.experiments import benchmark_kinds, plots
+from preftune.experiments.config import BENCHMARK_KINDS
 from preftune.experiments.dynamics import SERIES
 from preftune.experiments.layout import START, StudyLayout
 from preftune.experiments.results import (
@@ -129,6 +130,8 @@ def small_sample_warning(results: dict, name: str) -> str | None:
 
 def describe_evaluation(results: dict, evaluation: dict) -> str:
     """How an evaluation decides, naming the gold reward when it is the judge."""
+    if evaluation["kind"] in BENCHMARK_KINDS:
+        return benchmark_kinds.describe(evaluation)
     judge = evaluation["judge"]
     if judge == "gold" and results.get("gold"):
         judge = f"the gold reward ({results['gold']})"
@@ -305,6 +308,84 @@ def results_section(results: dict) -> list[tuple]:
                 readings.append(f"{_name(results, row['label'])} on {evaluation['name']}: {said}.")
     if readings:
         blocks.append(("list", readings))
+    return blocks
+
+
+# -- the papers' views -----------------------------------------------------------------------
+
+VIEW_TITLES = {
+    "win_rates": "Win rates by evaluation set (as the HH/TL;DR comparison study's Table 3)",
+    "mt_bench_arena_hard": "MT-Bench and Arena-Hard (as the MPPO paper reports them)",
+}
+
+
+def _view_cell(cell: dict, unit: str) -> str:
+    if unit == "grade":
+        return number(cell["value"], 2)
+    return interval(cell["value"], cell["ci_low"], cell["ci_high"], percent, 1)
+
+
+def view_table(results: dict, view: dict) -> tuple[list[str], list[list[str]]]:
+    """One of `results.paper_views` as a table: a row per method, percentages with intervals."""
+    header = ["Method", *view["columns"]]
+    rows = [
+        [_name(results, row["label"])]
+        + [_view_cell(cell, unit) for cell, unit in zip(row["cells"], view["units"], strict=True)]
+        for row in view["rows"]
+    ]
+    return header, rows
+
+
+def _view_notes(results: dict, key: str) -> str:
+    kinds = {evaluation["kind"] for evaluation in results["evaluations"]}
+    notes = []
+    if key == "win_rates":
+        notes.append(
+            "Each cell: the row's win rate in percent against that evaluation set's baseline, "
+            "ties counting half, with a 95% interval"
+        )
+        if "alpaca-eval" in kinds:
+            notes.append(
+                "AlpacaEval: the alpaca-eval package's win rate ± 1.96 standard errors; LC is "
+                "its length-controlled win rate (the AlpacaEval 2.0 leaderboard's headline)"
+            )
+    if "arena-hard" in kinds:
+        notes.append(
+            "Arena-Hard: the Bradley-Terry win rate against the baseline, 95% bootstrap "
+            "interval over battles"
+        )
+    if "mt-bench-pairwise" in kinds and key == "win_rates":
+        notes.append("MT-Bench pairwise: both turns in both orders, interval over questions")
+    if "mt-bench" in kinds and key == "mt_bench_arena_hard":
+        notes.append("MT-Bench: the mean 1-10 grade over both turns")
+    if results["seeds"] > 1:
+        notes.append(f"methods: means over {results['seeds']} seeds, without an interval")
+    return "; ".join(notes) + "."
+
+
+def _lc_gaps(results: dict) -> list[str]:
+    """Why an AlpacaEval LC cell is empty, once per evaluation."""
+    gaps = {}
+    for evaluation in results["evaluations"]:
+        if evaluation["kind"] != "alpaca-eval":
+            continue
+        for row in results["rows"]:
+            reason = (row["evaluations"].get(evaluation["name"]) or {}).get("lc_unavailable")
+            if reason:
+                gaps.setdefault(evaluation["name"], f"{evaluation['name']} LC: — because {reason}.")
+    return list(gaps.values())
+
+
+def paper_views_section(results: dict) -> list[tuple]:
+    """The rows in the published papers' shape (`results.paper_views`), when the study has
+    their evaluations."""
+    blocks = []
+    for key, view in results.get("paper_views", {}).items():
+        blocks += [("h", VIEW_TITLES[key]), ("table", *view_table(results, view))]
+        blocks.append(("p", _view_notes(results, key)))
+        gaps = _lc_gaps(results) if key == "win_rates" else []
+        if gaps:
+            blocks.append(("list", gaps))
     return blocks
 
 

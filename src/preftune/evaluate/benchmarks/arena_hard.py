@@ -27,7 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from preftune.errors import DataError
-from preftune.evaluate.benchmarks.common import cached_requests, read_rows, unmatched
+from preftune.evaluate.benchmarks.common import (
+    answer_prompts,
+    cached_requests,
+    read_rows,
+    unmatched,
+)
 from preftune.io import atomic_write_json
 from preftune.judges.store import judgment_key
 
@@ -137,6 +142,13 @@ def load_answers(path: str | Path, *, what: str) -> dict[str, str]:
                 raise DataError(f"row {number} has no value", source=str(path), field=field)
         answers.setdefault(str(identifier), answer)
     return answers
+
+
+def answer_questions(model_or_path, questions: list[dict], path: Path, **options) -> dict[str, str]:
+    """Answer every question with `model_or_path` (resumable: `path`); answers by question id."""
+    prompts = [{"id": q["id"], "prompt": q["question"]} for q in questions]
+    samples = answer_prompts(model_or_path, prompts, Path(path), **options)
+    return {identifier: row["response"] for identifier, row in samples.items()}
 
 
 def _require_answers(questions: list[dict], answers: dict[str, str], what: str) -> None:

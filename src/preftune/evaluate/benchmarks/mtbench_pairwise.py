@@ -119,7 +119,8 @@ def mtbench_pairwise(
     reference_model: str = "gpt-4",
 ) -> dict:
     """Judge the model (A) against the baseline on both turns of each question, both orders;
-    writes DIR/judgments.jsonl and DIR/mtbench_pairwise.json (win/tie/loss per category)."""
+    writes DIR/judgments.jsonl and DIR/mtbench_pairwise.json (win/tie/loss per category, and
+    `judgments`: each (question, turn)'s winner in this run, "a" the model)."""
     questions = mtbench_questions(limit)
     requests = _all_requests(questions, answers, baseline, reference_model)
     rows, cache_hits = _decide(requests, judge, Path(out_dir) / "judgments.jsonl")
@@ -132,6 +133,7 @@ def mtbench_pairwise(
         "categories": {c: _tally([r for r in rows if r["category"] == c]) for c in categories},
         "n_questions": len(questions),
         "cache_hits": cache_hits,
+        "judgments": [{k: r[k] for k in ("id", "turn", "winner")} for r in rows],
     }
     atomic_write_json(Path(out_dir) / "mtbench_pairwise.json", summary)
     return summary
