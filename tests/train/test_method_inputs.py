@@ -8,9 +8,11 @@ import torch
 
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import MethodDataError
-from preftune.models.value_head import ValueHead, logps_with_values
+from preftune.models.policy import token_heads_pass
+from preftune.models.value_head import ValueHead
 from preftune.train import train
-from preftune.train.inputs import RunningMean, mismatched_pairs
+from preftune.train.providers.mismatched_pairs import mismatched_pairs
+from preftune.train.providers.reward_mean import RunningMean
 
 
 @pytest.mark.parametrize(
@@ -84,7 +86,8 @@ def test_values_are_read_where_each_token_is_predicted(tiny_model):
         TokenizedGroup("b", [11, 12], [[13, 14, 15, 2]], [None], [True]),
     ]
     batch = collate(groups)
-    out, values = logps_with_values(tiny_model, head, batch, pad_token_id=0)
+    out, heads = token_heads_pass(tiny_model, {"value": head}, batch, pad_token_id=0)
+    values = heads["value"]
     assert values.shape == out.token_logps.shape
     for g, group in enumerate(groups):
         for r, response in enumerate(group.response_ids):
