@@ -58,13 +58,11 @@ _INPUTS = {
     "prompt_embeddings": ExtraInput(
         "group", "prompt_embeddings", "L2-normalised sentence embedding of each prompt"
     ),
-    "margins": ExtraInput("group_scalar", "margins", "the data's per-pair margin"),
-    "ties": ExtraInput("group_scalar", "ties", "bool: the data marks the pair a tie"),
-    "token_logps": ExtraInput("response", "policy_tokens", "policy log-prob of every token"),
-    "token_mask": ExtraInput("response", "policy_tokens", "bool: the token exists"),
-    "token_ref_logps": ExtraInput(
-        "response", "reference_tokens", "reference log-prob of every token"
-    ),
+    "margins": ExtraInput("group_scalar", "group_fields", "the data's per-pair margin"),
+    "ties": ExtraInput("group_scalar", "group_fields", "bool: the data marks the pair a tie"),
+    "token_logps": ExtraInput("response", "token_logps", "policy log-prob of every token"),
+    "token_mask": ExtraInput("response", "token_logps", "bool: the token exists"),
+    "token_ref_logps": ExtraInput("response", "token_logps", "reference log-prob of every token"),
     "values": ExtraInput("response", "critic_values", "the critic's value of every token"),
     "log_collision": ExtraInput(
         "response_scalar", "log_collision", "WPO's sum_t log sum_v p(v)^2 per response"

@@ -1,8 +1,8 @@
 """Input providers: what computes each extra loss input in training (see `base`).
 
 Built-in providers, by the name `preftune.losses.registry.EXTRA_INPUTS` refers to them:
-mismatched_pairs (KTO), reward_mean (BCO), prompt_embeddings (RPO), margins and ties (ODPO,
-TODO), policy_tokens, reference_tokens and critic_values (offline PPO), log_collision (WPO).
+mismatched_pairs (KTO), reward_mean (BCO), prompt_embeddings (RPO), group_fields (ODPO's
+margins, TODO's ties), token_logps and critic_values (offline PPO), log_collision (WPO).
 A new one is a subclass of `InputProvider` decorated with `register_provider`.
 """
 

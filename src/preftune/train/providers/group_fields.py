@@ -1,4 +1,4 @@
-"""Per-pair fields of the data: ODPO's `margins` [G] and TODO's `ties` [G] bool."""
+"""Per-group fields of the data: ODPO's `margins` [G] and TODO's `ties` [G] bool."""
 
 from __future__ import annotations
 
@@ -8,27 +8,17 @@ from preftune.train.providers.base import InputProvider, MicroBatch, register_pr
 
 
 @register_provider
-class Margins(InputProvider):
-    """The data's margins, 0 where a group has none; left out when no group has one."""
+class GroupFields(InputProvider):
+    """Whether the data marks each pair a tie, and its margins (0 where a group has none; left
+    out when no group of the micro-batch has one)."""
 
-    name = "margins"
-    provides = ("margins",)
-
-    def provide(self, micro: MicroBatch) -> dict[str, torch.Tensor]:
-        margins = [group.margin for group in micro.groups]
-        if all(margin is None for margin in margins):
-            return {}
-        values = [margin or 0.0 for margin in margins]
-        return {"margins": torch.tensor(values, dtype=torch.float64, device=micro.device)}
-
-
-@register_provider
-class Ties(InputProvider):
-    """Whether the data marks each pair a tie."""
-
-    name = "ties"
-    provides = ("ties",)
+    name = "group_fields"
+    provides = ("margins", "ties")
 
     def provide(self, micro: MicroBatch) -> dict[str, torch.Tensor]:
-        ties = [group.tie for group in micro.groups]
-        return {"ties": torch.tensor(ties, dtype=torch.bool, device=micro.device)}
+        groups, device = micro.groups, micro.device
+        ties = torch.tensor([group.tie for group in groups], dtype=torch.bool, device=device)
+        if all(group.margin is None for group in groups):
+            return {"ties": ties}
+        margins = [group.margin or 0.0 for group in groups]
+        return {"ties": ties, "margins": torch.tensor(margins, dtype=torch.float64, device=device)}

@@ -11,23 +11,20 @@ from preftune.train.providers.base import InputProvider, MicroBatch, register_pr
 
 
 @register_provider
-class PolicyTokens(InputProvider):
-    name = "policy_tokens"
-    provides = ("token_logps", "token_mask")
+class TokenLogps(InputProvider):
+    """Per-token log-probs of the policy (with gradients) and, for a method with a reference,
+    of the reference, with the mask of real tokens."""
+
+    name = "token_logps"
+    provides = ("token_logps", "token_mask", "token_ref_logps")
     per_token = True
 
     def provide(self, micro: MicroBatch) -> dict[str, torch.Tensor]:
-        return {"token_logps": micro.policy.token_logps, "token_mask": micro.policy.token_mask}
-
-
-@register_provider
-class ReferenceTokens(InputProvider):
-    name = "reference_tokens"
-    provides = ("token_ref_logps",)
-    per_token = True
-
-    def provide(self, micro: MicroBatch) -> dict[str, torch.Tensor]:
-        return {"token_ref_logps": micro.reference.token_logps.to(micro.device, micro.dtype)}
+        provided = {"token_logps": micro.policy.token_logps, "token_mask": micro.policy.token_mask}
+        if micro.reference is not None:
+            reference = micro.reference.token_logps.to(micro.device, micro.dtype)
+            provided["token_ref_logps"] = reference
+        return provided
 
 
 @register_provider
