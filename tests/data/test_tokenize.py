@@ -173,7 +173,7 @@ def test_tokenized_views_collate_into_a_batch(tiny_tokenizer):
     batch = collate(tokenized)
     assert batch.mask.tolist() == [[True] * 4, [True, True, False, False]]
     assert batch.scores[0].tolist() == [0.9, 0.9, 0.4, -0.2]
-    assert batch.extras["prompt_texts"][1].endswith("<|im_start|>assistant\n")
+    assert tokenized[1].prompt_text.endswith("<|im_start|>assistant\n")
 
 
 WORDS = ["the", "movie", "was", "great", "film", "bad", "plot", " ", "\n", "robots", "Human:", "!"]
@@ -236,7 +236,7 @@ def test_every_format_through_every_view_it_can_give_into_a_batch(tiny_tokenizer
     assert batch.mask.sum(dim=1).tolist() == sizes
     assert stats.responses == sum(sizes)
     assert batch.ids == [g.id for g in shaped]
-    assert batch.extras["ties"].tolist() == [g.tie for g in shaped]
+    assert [group.tie for group in tokenized] == [g.tie for g in shaped]
     if view == "pair":
         assert (batch.scores[:, 0] >= batch.scores[:, 1]).all()
     if view == "binary":

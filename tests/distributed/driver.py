@@ -17,7 +17,7 @@ import torch
 import preftune.train.trainer as trainer_module
 from preftune.config import build_train_config
 from preftune.train import train
-from preftune.train.distributed import process_count
+from preftune.train.processes import process_count
 
 
 class Interrupted(Exception):

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from preftune.train.distributed import gather_loss_inputs
+from preftune.train.processes import gather_loss_inputs
 
 POLICY = [torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, 0.0]]), torch.tensor([[-6.0, -7.0]])]
 MASK = [torch.tensor([[True, True, True], [True, True, False]]), torch.tensor([[True, True]])]

@@ -13,16 +13,14 @@ from hypothesis import strategies as st
 
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import ConfigError
+from preftune.losses import METHODS
 from preftune.models.disk_cache import TensorCache
 from preftune.models.engine import sequence_logps
 from preftune.models.loading import cache_dir
+from preftune.models.policy import PolicyForward
 from preftune.models.reference import precompute_reference
-from preftune.train.distributed import (
-    PolicyForward,
-    check_shardable,
-    gather_loss_inputs,
-    micro_batches,
-)
+from preftune.train.batching import check_shardable, micro_batches
+from preftune.train.processes import gather_loss_inputs
 
 GROUPS = [
     TokenizedGroup(f"g{i}", [5, 6 + i], [[8 + i, 9, 2], [10, 2]], [1.0, 0.0], [None, None])
@@ -84,8 +82,8 @@ def test_gathered_inputs_in_two_processes():
 
 def test_policy_forward_is_the_engine(tiny_model):
     batch = collate(GROUPS)
-    logps, values = PolicyForward(tiny_model)(batch, pad_token_id=0)
-    assert values is None
+    logps, heads = PolicyForward(tiny_model)(batch, pad_token_id=0)
+    assert heads == {}
     assert torch.equal(logps.logps, sequence_logps(tiny_model, batch, pad_token_id=0).logps)
 
 
@@ -136,10 +134,11 @@ def _config(method="dpo", **values):
 
 
 def _configure(accelerator, config):
-    from preftune.losses import METHODS
-    from preftune.train.distributed import configure_backend
+    from preftune.train.backend import configure_backend
+    from preftune.train.providers import provider_classes
 
-    return configure_backend(accelerator, config, METHODS[config.method])
+    reads = any(p.reads_hidden_states for p in provider_classes(METHODS[config.method]))
+    return configure_backend(accelerator, config, reads_hidden_states=reads)
 
 
 def test_backend_setup_refuses_what_sharded_training_cannot_do():

@@ -2,15 +2,20 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import MethodDataError
-from preftune.models.value_head import ValueHead, logps_with_values
+from preftune.models.policy import token_heads_pass
+from preftune.models.value_head import ValueHead
 from preftune.train import train
-from preftune.train.inputs import RunningMean, mismatched_pairs
+from preftune.train.providers import MicroBatch
+from preftune.train.providers.group_fields import GroupFields
+from preftune.train.providers.mismatched_pairs import mismatched_pairs
+from preftune.train.providers.reward_mean import RunningMean
 
 
 @pytest.mark.parametrize(
@@ -84,7 +89,8 @@ def test_values_are_read_where_each_token_is_predicted(tiny_model):
         TokenizedGroup("b", [11, 12], [[13, 14, 15, 2]], [None], [True]),
     ]
     batch = collate(groups)
-    out, values = logps_with_values(tiny_model, head, batch, pad_token_id=0)
+    out, heads = token_heads_pass(tiny_model, {"value": head}, batch, pad_token_id=0)
+    values = heads["value"]
     assert values.shape == out.token_logps.shape
     for g, group in enumerate(groups):
         for r, response in enumerate(group.response_ids):
@@ -94,3 +100,41 @@ def test_values_are_read_where_each_token_is_predicted(tiny_model):
             expected = head(hidden[start : start + len(response)])
             assert torch.allclose(values[g, r, : len(response)], expected, atol=1e-5)
             assert not values[g, r, len(response) :].any()
+
+
+def _micro_batch(groups):
+    return MicroBatch(
+        batch=collate(groups),
+        indices=list(range(len(groups))),
+        groups=groups,
+        policy=None,
+        heads={},
+        reference=None,
+        run_policy=None,
+        run_reference=None,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
+
+
+def test_group_fields_give_ties_and_margins_only_where_the_data_has_one():
+    groups = [
+        TokenizedGroup(
+            "a", [5], [[6, 2], [7, 2]], [None, None], [None, None], margin=1.5, tie=True
+        ),
+        TokenizedGroup("b", [5], [[8, 2], [9, 2]], [None, None], [None, None]),
+    ]
+    provider = GroupFields(run=None)
+    both = provider.provide(_micro_batch(groups))
+    assert both["ties"].tolist() == [True, False]
+    assert both["margins"].dtype == torch.float64 and both["margins"].tolist() == [1.5, 0.0]
+    assert set(provider.provide(_micro_batch(groups[1:]))) == {"ties"}
+
+
+def test_todo_trains_on_tied_pairs(make_config):
+    fixture = Path(__file__).parents[1] / "fixtures" / "data" / "ties.jsonl"
+    config = make_config("todo", fixture, max_steps=1, batch_size=3, micro_batch_size=3)
+    run_dir = train(config)
+    assert json.loads((run_dir / "summary.json").read_text())["train_groups"] == 3  # ties kept
+    line = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(line["loss"])

@@ -9,9 +9,11 @@ import torch
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.losses import METHODS, compute
 from preftune.models.engine import sequence_logps
+from preftune.models.policy import PolicyForward
 from preftune.train import train
-from preftune.train.distributed import PolicyForward
 from preftune.train.inputs import LossInputs
+from preftune.train.providers import provider_classes
+from preftune.train.providers.token_statistics import LogCollision
 
 
 def test_loss_inputs_pass_the_policy_collision_statistic(tiny_model):
@@ -20,7 +22,7 @@ def test_loss_inputs_pass_the_policy_collision_statistic(tiny_model):
         TokenizedGroup("b", [11], [[4, 2], [8, 16, 23, 2]], [None, None], [None, None]),
     ]
     batch = collate(groups)
-    inputs = LossInputs(METHODS["simpo"])
+    inputs = LossInputs(METHODS["simpo"], groups, [LogCollision(run=None)])
     kwargs = inputs(PolicyForward(tiny_model), batch, [0, 1])
     expected = sequence_logps(tiny_model, batch, collision=True, layout="plain")
     torch.testing.assert_close(kwargs["log_collision"], expected.log_collision, atol=1e-5, rtol=0)
@@ -30,7 +32,8 @@ def test_loss_inputs_pass_the_policy_collision_statistic(tiny_model):
     assert metrics["wpo/weight"] == pytest.approx(log_w.exp().mean().item(), rel=1e-4)
     _, unweighted = compute("simpo", **kwargs, beta=2.0)  # the statistic is unused without WPO
     assert "wpo/weight" not in unweighted
-    assert not LossInputs(METHODS["kto"]).collision  # only pairwise methods take WPO
+    assert LogCollision in provider_classes(METHODS["simpo"])
+    assert LogCollision not in provider_classes(METHODS["kto"])  # only pairwise methods take WPO
 
 
 def test_dpo_trains_with_the_aligned_and_the_unaligned_wpo_weight(make_config, paired_file):

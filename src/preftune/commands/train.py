@@ -32,7 +32,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, method: str | None = None) -> int:
     from preftune.config import load_train_config
     from preftune.train import train
-    from preftune.train.distributed import process_index
+    from preftune.train.processes import process_index
 
     config = load_train_config(
         args.config,

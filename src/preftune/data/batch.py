@@ -7,7 +7,7 @@ packed behind it). Responses already end with EOS; prompt tokens are never score
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -32,8 +32,8 @@ class PreferenceBatch:
 
     Tensors are [G, R]; `mask[g, r]` is False where group g has fewer than R responses.
     `scores` is None when no group carries scores (likewise `labels`); missing entries of
-    present tensors are 0 / False and masked. `extras` carries what some methods need beyond
-    sequence statistics (e.g. "margins" [G], "ties" [G] bool, "prompt_texts" list[str]).
+    present tensors are 0 / False and masked. What some methods need beyond these (margins,
+    ties, prompt texts) stays on the groups, where the trainer's input providers read it.
     """
 
     ids: list[str]
@@ -42,7 +42,6 @@ class PreferenceBatch:
     mask: torch.Tensor
     scores: torch.Tensor | None = None
     labels: torch.Tensor | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def num_groups(self) -> int:
@@ -75,12 +74,6 @@ def collate(groups: list[TokenizedGroup]) -> PreferenceBatch:
                 scores[g, r], has_scores = score, True
             if label is not None:
                 labels[g, r], has_labels = label, True
-    extras: dict = {
-        "ties": torch.tensor([g.tie for g in groups], dtype=torch.bool),
-        "prompt_texts": [g.prompt_text for g in groups],
-    }
-    if any(g.margin is not None for g in groups):
-        extras["margins"] = torch.tensor([g.margin or 0.0 for g in groups], dtype=torch.float64)
     return PreferenceBatch(
         ids=[g.id for g in groups],
         prompt_ids=[g.prompt_ids for g in groups],
@@ -88,5 +81,4 @@ def collate(groups: list[TokenizedGroup]) -> PreferenceBatch:
         mask=mask,
         scores=scores if has_scores else None,
         labels=labels if has_labels else None,
-        extras=extras,
     )

@@ -26,7 +26,11 @@ NEEDED = {
 
 
 @cache
-def _function(path: str):
+def _function(path):
+    """The loss a `MethodSpec.function` names ("module:function" in preftune.losses), or the
+    function itself for a method registered from outside the package."""
+    if callable(path):
+        return path
     module, name = path.split(":")
     return getattr(importlib.import_module(f"preftune.losses.{module}"), name)
 

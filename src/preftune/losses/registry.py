@@ -5,13 +5,15 @@ hyperparameter is declared once (`Hparam`: default, accepted values, meaning); t
 drives the checks of `compute` and of the training config, `preftune methods` and
 docs/methods.md. The loss itself is the function named by `MethodSpec.function`
 ("module:function" inside `preftune.losses`), imported when `compute` first runs it.
-Adding a method = one function + one entry here.
+Adding a method = one function + one entry here; an extra input it introduces is declared in
+`EXTRA_INPUTS` (layout and provider) and computed in training by one provider class
+(`preftune.train.providers`). `register_method` adds a method from outside the package.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -19,21 +21,57 @@ from preftune.errors import ConfigError, MethodDataError
 
 VIEWS = ("pair", "binary", "list", "chosen")
 DATA_FIELDS = ("scores", "labels", "ties", "margins")
-# The extra inputs a method may take, and how each is laid out (views sort / flatten by it).
-EXTRA_LAYOUTS = {
-    "kl_policy_logps": "free",  # [M]: any number of mismatched pairs
-    "kl_ref_logps": "free",
-    "reward_mean": "scalar",  # 0-d
-    "prompt_embeddings": "group",  # [G, D]
-    "margins": "group_scalar",  # [G]
-    "ties": "group_scalar",  # [G] bool
-    "token_logps": "response",  # [G, R, L]
-    "token_ref_logps": "response",
-    "token_mask": "response",  # [G, R, L] bool
-    "values": "response",
-    "log_collision": "response_scalar",  # [G, R]: WPO's sum_t log sum_v p(v)^2
+# How an extra input lines up with the batch (views sort and flatten by it; processes
+# concatenate every layout but "scalar", which is the same on every process).
+LAYOUTS = (
+    "free",  # 1-D [M]: any number of rows (e.g. mismatched pairs)
+    "scalar",  # 0-d
+    "group",  # [G, D]
+    "group_scalar",  # [G]
+    "response",  # [G, R, L]
+    "response_scalar",  # [G, R]
+)
+
+
+@dataclass(frozen=True)
+class ExtraInput:
+    """A tensor a loss takes beyond the [G, R] sequence statistics.
+
+    layout: one of `LAYOUTS`. provider: the name of the class that computes it in training
+    (registered in `preftune.train.providers`; one provider may supply several inputs).
+    """
+
+    layout: str
+    provider: str
+    doc: str
+
+    def __post_init__(self):
+        assert self.layout in LAYOUTS, self.layout
+
+
+_INPUTS = {
+    "kl_policy_logps": ExtraInput(
+        "free", "mismatched_pairs", "policy log-probs of prompts with another example's response"
+    ),
+    "kl_ref_logps": ExtraInput("free", "mismatched_pairs", "their reference log-probs"),
+    "reward_mean": ExtraInput("scalar", "reward_mean", "BCO's running mean reward delta"),
+    "prompt_embeddings": ExtraInput(
+        "group", "prompt_embeddings", "L2-normalised sentence embedding of each prompt"
+    ),
+    "margins": ExtraInput("group_scalar", "group_fields", "the data's per-pair margin"),
+    "ties": ExtraInput("group_scalar", "group_fields", "bool: the data marks the pair a tie"),
+    "token_logps": ExtraInput("response", "token_logps", "policy log-prob of every token"),
+    "token_mask": ExtraInput("response", "token_logps", "bool: the token exists"),
+    "token_ref_logps": ExtraInput("response", "token_logps", "reference log-prob of every token"),
+    "values": ExtraInput("response", "critic_values", "the critic's value of every token"),
+    "log_collision": ExtraInput(
+        "response_scalar", "log_collision", "WPO's sum_t log sum_v p(v)^2 per response"
+    ),
 }
-EXTRA_INPUTS = tuple(EXTRA_LAYOUTS)
+# Read-only views: `register_method` adds a method's new inputs.
+EXTRA_INPUTS: Mapping[str, ExtraInput] = MappingProxyType(_INPUTS)
+_LAYOUT_OF = {name: declaration.layout for name, declaration in _INPUTS.items()}
+EXTRA_LAYOUTS: Mapping[str, str] = MappingProxyType(_LAYOUT_OF)
 
 
 class UnknownOption(ConfigError, MethodDataError):
@@ -144,9 +182,11 @@ class MethodSpec:
     view: which data view it consumes ("pair": [chosen, rejected]; "binary": labelled singles;
     "list": every response of a group, ranked by score; "chosen": the preferred response only).
     hparams: name -> `Hparam`, its declared hyperparameters. needs: data fields the method
-    cannot run without. extra_inputs: named tensors beyond the [G, R] statistics that the
-    trainer passes to `compute` (see each function's docstring); optional_inputs: those of
-    extra_inputs the method can do without (used when present).
+    cannot run without. extra_inputs: names of `EXTRA_INPUTS`, tensors beyond the [G, R]
+    statistics that the trainer passes to `compute` (see each function's docstring);
+    optional_inputs: those of extra_inputs the method can do without (used when present).
+    function: "module:function" inside `preftune.losses`, or the loss function itself (a
+    method registered from outside the package).
     """
 
     name: str
@@ -155,7 +195,7 @@ class MethodSpec:
     hparams: Mapping[str, Hparam]
     paper: str
     description: str
-    function: str
+    function: str | Callable
     needs: tuple[str, ...] = ()
     extra_inputs: tuple[str, ...] = ()
     optional_inputs: tuple[str, ...] = ()
@@ -163,7 +203,6 @@ class MethodSpec:
     def __post_init__(self):
         assert self.view in VIEWS, self.view
         assert set(self.needs) <= set(DATA_FIELDS), self.needs
-        assert set(self.extra_inputs) <= set(EXTRA_INPUTS), self.extra_inputs
 
     @property
     def defaults(self) -> dict:
@@ -175,6 +214,11 @@ class MethodSpec:
         """The extra inputs `compute` takes: the declared ones, and for pairwise methods the
         pair modifiers' (`PAIR_INPUTS`, used only when the modifier is on)."""
         return self.extra_inputs + (PAIR_INPUTS if self.view == "pair" else ())
+
+    @property
+    def keeps_ties(self) -> bool:
+        """Whether the method reads tied pairs (the pair view drops them otherwise)."""
+        return "ties" in self.needs or "ties" in self.extra_inputs
 
     @property
     def accepted(self) -> Mapping[str, Hparam]:
@@ -384,4 +428,35 @@ _SPECS = [
           "above-mean responses vs all, weighted by |score - mean|", "mpo:mpo_set", needs=("scores",)),
 ]  # fmt: skip
 
-METHODS: MappingProxyType = MappingProxyType({spec.name: spec for spec in _SPECS})
+_METHODS: dict[str, MethodSpec] = {}
+METHODS: Mapping[str, MethodSpec] = MappingProxyType(_METHODS)
+_INTRODUCED: dict[str, tuple[str, ...]] = {}  # method -> the inputs registered with it
+
+
+def register_method(spec: MethodSpec, inputs: Mapping[str, ExtraInput] | None = None) -> None:
+    """Add a method, with the extra inputs it introduces (each computed in training by the
+    provider it names, see `preftune.train.providers`). Raises ValueError for a name already
+    taken or an extra input nobody declares. `unregister_method` undoes it.
+    """
+    inputs = dict(inputs or {})
+    taken = sorted(({spec.name} & set(_METHODS)) | (set(inputs) & set(_INPUTS)))
+    if taken:
+        raise ValueError(f"already registered: {', '.join(taken)}")
+    unknown = sorted(set(spec.extra_inputs) - set(_INPUTS) - set(inputs))
+    if unknown:
+        raise ValueError(f"method '{spec.name}': undeclared extra inputs {', '.join(unknown)}")
+    _INPUTS.update(inputs)
+    _LAYOUT_OF.update({name: declaration.layout for name, declaration in inputs.items()})
+    _METHODS[spec.name] = spec
+    _INTRODUCED[spec.name] = tuple(inputs)
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method added by `register_method`, and the inputs it introduced."""
+    del _METHODS[name]
+    for introduced in _INTRODUCED.pop(name):
+        del _INPUTS[introduced], _LAYOUT_OF[introduced]
+
+
+for _method in _SPECS:
+    register_method(_method)

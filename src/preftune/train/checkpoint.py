@@ -1,9 +1,10 @@
 """Checkpoints that let a killed run continue bit for bit.
 
 A checkpoint is a folder `checkpoints/step-<N>` holding the trainable weights (everything with
-requires_grad, plus the value head), the optimizer and scheduler states, the RNG states
-(python, numpy, torch, CUDA), the loop's state (step, BCO's running mean...) and the metrics
-written so far. It is written into a temporary folder and renamed into place, so a run killed
+requires_grad, plus heads trained with the policy such as PPO's value head), the optimizer and
+scheduler states, the RNG states (python, numpy, torch, CUDA), the loop's state (step,
+progress, and under "inputs" the input providers' states, e.g. BCO's running mean) and the
+metrics written so far. It is written into a temporary folder and renamed into place, so a run killed
 while saving leaves the previous checkpoint intact; older checkpoints are removed only after.
 
 Every file is read with `torch.load(weights_only=True)`: tensors and plain values only (the RNG

@@ -51,8 +51,7 @@ def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]
         method=config.method,
     )
     counts = ViewCounts(records=len(result.groups), skipped_invalid=result.skipped)
-    uses_ties = "ties" in spec.needs or "ties" in spec.extra_inputs
-    if spec.view == "pair" and not uses_ties:
+    if spec.view == "pair" and not spec.keeps_ties:
         view, counts.ties_dropped = drop_ties(view)
     if not view:
         raise MethodDataError(
@@ -101,9 +100,6 @@ class StepOrder:
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.num_groups / self.batch_size)
-
-    def epoch_of(self, step: int) -> int:
-        return step // self.steps_per_epoch
 
     def indices(self, step: int) -> list[int]:
         epoch, position = divmod(step, self.steps_per_epoch)

@@ -16,17 +16,21 @@ import shutil
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from tqdm.auto import tqdm
 
 from preftune.config import TrainConfig
+from preftune.data.batch import TokenizedGroup
 from preftune.errors import ConfigError, TrainingError
 from preftune.io import FolderLock, atomic_write_json, atomic_write_text, read_text
 from preftune.losses import METHODS
 from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
+from preftune.train.backend import full_policy
+from preftune.train.batching import check_shardable
 from preftune.train.checkpoint import (
     RESUMABLE_CHANGES,
     check_finite,
@@ -36,10 +40,9 @@ from preftune.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from preftune.train.dataset import StepOrder, read_view, tokenize_view
-from preftune.train.distributed import all_processes, check_shardable, full_policy
-from preftune.train.inputs import RunningMean
+from preftune.train.dataset import StepOrder, ViewCounts, read_view, tokenize_view
 from preftune.train.metrics import MetricsLog, Progress
+from preftune.train.processes import all_processes
 from preftune.train.setup import build_policy
 from preftune.train.trainer import Trainer
 
@@ -72,145 +75,213 @@ def _hold(run_dir: Path, main: bool) -> FolderLock:
 
 
 def _train(config: TrainConfig, accelerator) -> Path:
+    """A run, step by step: check the folder, prepare the data, build the trainer, restore a
+    checkpoint, run the steps, then write the last checkpoint, final/ and summary.json."""
     spec = METHODS[config.method]
-    main = accelerator.is_main_process
     run_dir, changed = _check_run_dir(config)
     if config.resume and (run_dir / "summary.json").exists():
-        if main:
+        if accelerator.is_main_process:
             _drop_unkept_checkpoints(config)
         return run_dir  # finished earlier
-    accelerator.wait_for_everyone()  # every process checked the folder before one writes it
-    if main:
-        if changed:
-            warnings.warn(f"resume: continuing with changed settings: {changed}", stacklevel=3)
-        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    _start_run_folder(config, accelerator, changed)
     started = time.perf_counter()
+    data = _prepare_data(config, spec, accelerator.num_processes)
+    trainer = Trainer(
+        config,
+        accelerator,
+        data.groups,
+        pad_token_id=data.tokenizer.pad_token_id,
+        total_steps=data.total_steps,
+    )
+    session = _Session(config, accelerator, trainer, started)
+    final_metrics = _run_steps(session, data, first_step=session.resume())
+    if _keeps_checkpoint(config) and session.saved_step != data.total_steps:
+        session.save(data.total_steps)  # before final/: a run killed writing it resumes here
+    final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config))
+    if accelerator.is_main_process:
+        _save_final(final_model, data.tokenizer, run_dir)
+        _write_summary(config, data, session, final_metrics)  # marks the run finished
+        _drop_unkept_checkpoints(config)
+    return run_dir
+
+
+def _start_run_folder(config: TrainConfig, accelerator, changed: str) -> None:
+    """Write the run's config.yaml (main process), once every process checked the folder."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if changed:
+            warnings.warn(f"resume: continuing with changed settings: {changed}", stacklevel=4)
+        atomic_write_text(config.run_dir / "config.yaml", config.to_yaml())
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The tokenized groups a run trains on, what happened to the data, and the step order."""
+
+    groups: list[TokenizedGroup]
+    counts: ViewCounts
+    tokenizer: object
+    order: StepOrder
+    total_steps: int
+
+
+def _prepare_data(config: TrainConfig, spec, processes: int) -> _Data:
     view, counts = read_view(config, spec)  # data errors surface before any model loads
     tokenizer = load_tokenizer(config.model)
     groups = tokenize_view(view, tokenizer, config, counts)
-    check_shardable(
-        len(groups), config.batch_size, config.groups_per_forward, accelerator.num_processes
-    )
+    check_shardable(len(groups), config.batch_size, config.groups_per_forward, processes)
     order = StepOrder(
         len(groups), config.batch_size, config.seed, shuffle=not config.data.curriculum
     )
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
-    trainer = Trainer(
-        config,
-        accelerator,
-        groups,
-        pad_token_id=tokenizer.pad_token_id,
-        total_steps=total_steps,
-    )
-    modules, inputs = trainer.modules, trainer.inputs
+    return _Data(groups, counts, tokenizer, order, total_steps)
 
-    metrics_path = run_dir / "metrics.jsonl"
-    state: dict = {}
-    checkpoint = latest_checkpoint(run_dir) if config.resume else None
-    saved_step = None  # the step of the checkpoint on disk
-    if checkpoint is not None:
-        state = load_checkpoint(
-            checkpoint,
-            modules=modules,
-            optimizer=trainer.optimizer,
-            scheduler=trainer.scheduler,
-            metrics_path=metrics_path,
-        )
-        saved_step = checkpoint_step(checkpoint)
-        if inputs.reward_mean is not None:
-            inputs.reward_mean = RunningMean(**state["reward_mean"])
-    elif main:
-        metrics_path.unlink(missing_ok=True)
-    accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
 
-    log = MetricsLog(metrics_path) if main else None
-    start_step = state.get("step", 0)
-    bar = tqdm(
-        total=total_steps,
-        initial=start_step,
-        desc=config.method,
-        unit="step",
-        disable=not main,
-    )
-    interval_tokens, interval_start = 0, time.perf_counter()
-    progress = Progress.from_state(state)
-    clock_offset = progress.elapsed_s - started  # + perf_counter() = wall time over all sessions
+class _Session:
+    """What a run carries from step to step and across resumes: the trainer, its progress
+    totals, the wall clock and the step of the checkpoint on disk."""
 
-    def save(step: int) -> None:
-        check_finite(modules, trainer.optimizer, run_dir, step)  # every process stops alike
-        progress.elapsed_s = clock_offset + time.perf_counter()
-        progress.note_memory(accelerator.device)
-        loop_state = dataclasses.asdict(progress)
-        if inputs.reward_mean is not None:
-            loop_state["reward_mean"] = inputs.reward_mean.state()
-        if main:
-            save_checkpoint(
-                run_dir,
-                step,
-                modules=modules,
+    def __init__(self, config: TrainConfig, accelerator, trainer: Trainer, started: float):
+        self.config, self.accelerator, self.trainer = config, accelerator, trainer
+        self.metrics_path = config.run_dir / "metrics.jsonl"
+        self.started = started
+        self.progress = Progress()
+        self.clock_offset = -started  # + perf_counter() = wall time over all sessions
+        self.saved_step: int | None = None
+
+    def resume(self) -> int:
+        """Restore the latest checkpoint when resuming (else start metrics.jsonl afresh);
+        returns the first step to run."""
+        trainer = self.trainer
+        checkpoint = latest_checkpoint(self.config.run_dir) if self.config.resume else None
+        state: dict = {}
+        if checkpoint is not None:
+            state = load_checkpoint(
+                checkpoint,
+                modules=trainer.modules,
                 optimizer=trainer.optimizer,
                 scheduler=trainer.scheduler,
-                state=loop_state,
-                metrics_path=metrics_path,
+                metrics_path=self.metrics_path,
             )
-        accelerator.wait_for_everyone()
+            self.saved_step = checkpoint_step(checkpoint)
+            trainer.inputs.load_state_dict(state.get("inputs", {}))
+        elif self.accelerator.is_main_process:
+            self.metrics_path.unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
+        self.progress = Progress.from_state(state)
+        self.clock_offset = self.progress.elapsed_s - self.started
+        return state.get("step", 0)
 
+    def wall_time(self) -> float:
+        return self.clock_offset + time.perf_counter()
+
+    def save(self, step: int) -> None:
+        """A checkpoint of the run after `step` steps (every process checks, one writes)."""
+        trainer = self.trainer
+        check_finite(trainer.modules, trainer.optimizer, self.config.run_dir, step)
+        self.progress.elapsed_s = self.wall_time()
+        self.progress.note_memory(self.accelerator.device)
+        state = {**dataclasses.asdict(self.progress), "inputs": trainer.inputs.state_dict()}
+        if self.accelerator.is_main_process:
+            save_checkpoint(
+                self.config.run_dir,
+                step,
+                modules=trainer.modules,
+                optimizer=trainer.optimizer,
+                scheduler=trainer.scheduler,
+                state=state,
+                metrics_path=self.metrics_path,
+            )
+        self.accelerator.wait_for_everyone()
+        self.saved_step = step
+
+
+def _run_steps(session: _Session, data: _Data, *, first_step: int) -> dict:
+    """The optimizer steps from `first_step` on, logged and checkpointed as configured;
+    returns the last logged metrics (main process; {} elsewhere)."""
+    config = session.config
+    log = _StepLog(session, data, first_step)
     try:
-        for step in range(start_step, total_steps):
-            step_start = time.perf_counter()
+        for step in range(first_step, data.total_steps):
+            started = time.perf_counter()
             try:
-                metrics, tokens = trainer.step(step, order.indices(step))
+                metrics, tokens = session.trainer.step(step, data.order.indices(step))
             except TrainingError as error:
-                raise TrainingError(f"{error}. {describe_kept(run_dir)}") from None
-            seconds = time.perf_counter() - step_start
-            progress.add_step(seconds, tokens, warm_up=step == start_step)
-            interval_tokens += tokens
+                raise TrainingError(f"{error}. {describe_kept(config.run_dir)}") from None
+            seconds = time.perf_counter() - started
+            session.progress.add_step(seconds, tokens, warm_up=step == first_step)
             done = step + 1
-            if main and (done % config.log_every == 0 or done == total_steps):
-                now = time.perf_counter()
-                record = {"step": done, "epoch": done / order.steps_per_epoch, **metrics}
-                record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
-                record["step_seconds"] = seconds
-                log.write(record)
-                interval_tokens, interval_start = 0, now
-                shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
-                if "rewards/accuracies" in metrics:
-                    shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
-                shown["s/step"] = f"{seconds:.2f}"
-                bar.set_postfix(shown)
-            bar.update(1)
-            if config.save_every and done % config.save_every == 0 and done < total_steps:
-                save(done)
-                saved_step = done
+            log.step_done(done, metrics, tokens, seconds)
+            if config.save_every and done % config.save_every == 0 and done < data.total_steps:
+                session.save(done)
     finally:  # also when a step fails: the bar ends, metrics.jsonl is closed
-        bar.close()
-        if log is not None:
-            log.close()
-    if _keeps_checkpoint(config) and saved_step != total_steps:
-        save(total_steps)  # before final/: a run killed while writing it resumes from here
-    final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config, spec)[0])
-    if not main:
-        return run_dir
-    _save_final(final_model, tokenizer, run_dir)
-    memory_measure = progress.note_memory(accelerator.device)
+        log.close()
+    return log.last
+
+
+class _StepLog:
+    """metrics.jsonl and the progress bar (main process only): a line every `log_every` steps
+    and at the end, with the step's metrics, tokens/s since the last line and its seconds."""
+
+    def __init__(self, session: _Session, data: _Data, first_step: int):
+        config, main = session.config, session.accelerator.is_main_process
+        self.every, self.total = config.log_every, data.total_steps
+        self.steps_per_epoch = data.order.steps_per_epoch
+        self.log = MetricsLog(session.metrics_path) if main else None
+        self.bar = tqdm(
+            total=data.total_steps,
+            initial=first_step,
+            desc=config.method,
+            unit="step",
+            disable=not main,
+        )
+        self.tokens, self.since = 0, time.perf_counter()
+
+    @property
+    def last(self) -> dict:
+        return self.log.last if self.log is not None else {}
+
+    def step_done(self, done: int, metrics: dict, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        if self.log is not None and (done % self.every == 0 or done == self.total):
+            now = time.perf_counter()
+            record = {"step": done, "epoch": done / self.steps_per_epoch, **metrics}
+            record["tokens_per_s"] = self.tokens / max(now - self.since, 1e-9)
+            record["step_seconds"] = seconds
+            self.log.write(record)
+            self.tokens, self.since = 0, now
+            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+            if "rewards/accuracies" in metrics:
+                shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
+            shown["s/step"] = f"{seconds:.2f}"
+            self.bar.set_postfix(shown)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log is not None:
+            self.log.close()
+
+
+def _write_summary(config: TrainConfig, data: _Data, session: _Session, final_metrics) -> None:
+    progress = session.progress
+    memory_measure = progress.note_memory(session.accelerator.device)
     summary = {
         "method": config.method,
         "model": config.model,
-        "steps": total_steps,
-        "epochs": total_steps / order.steps_per_epoch,
-        "train_groups": len(groups),
-        "data": vars(counts),
+        "steps": data.total_steps,
+        "epochs": data.total_steps / data.order.steps_per_epoch,
+        "train_groups": len(data.groups),
+        "data": vars(data.counts),
         "tokens": progress.tokens,
-        "wall_time_s": clock_offset + time.perf_counter(),
+        "wall_time_s": session.wall_time(),
         "speed": progress.speed(),
         "peak_memory_mib": progress.peak_memory_mib,
         "peak_memory_measure": memory_measure,
-        "final_metrics": log.last,
-        "final_dir": str(run_dir / "final"),
+        "final_metrics": final_metrics,
+        "final_dir": str(config.run_dir / "final"),
     }
-    atomic_write_json(run_dir / "summary.json", summary)  # marks the run finished
-    _drop_unkept_checkpoints(config)
-    return run_dir
+    atomic_write_json(config.run_dir / "summary.json", summary)
 
 
 def _keeps_checkpoint(config: TrainConfig) -> bool:

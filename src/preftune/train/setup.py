@@ -1,9 +1,9 @@
-"""Assemble what a run trains: the policy (full, top layers or LoRA), the critic, the reference.
+"""Assemble what a run trains: the policy (full, top layers or LoRA), the loss inputs, the reference.
 
 Reference-free methods load no reference. `reference: precompute` scores every training
-sequence once with the starting policy itself (before its first update, so no second copy)
-and caches the result on disk; `reference: live` keeps a frozen copy, or, for LoRA, runs the
-policy with its adapters disabled.
+sequence (and every sequence an input provider will ask for) once with the starting policy
+itself (before its first update, so no second copy) and caches the result on disk;
+`reference: live` keeps a frozen copy, or, for LoRA, runs the policy with its adapters disabled.
 """
 
 from __future__ import annotations
@@ -15,38 +15,32 @@ import torch
 
 from preftune.config import TrainConfig
 from preftune.data.batch import TokenizedGroup
-from preftune.models.embeddings import embed_prompts
 from preftune.models.loading import load_model
 from preftune.models.lora import adapters_disabled, add_lora, is_lora
 from preftune.models.reference import LiveReference, model_fingerprint, precompute_reference
 from preftune.models.trainable import train_top_layers
-from preftune.models.value_head import ValueHead
-from preftune.train.distributed import merge_entries, process_count, process_index
-from preftune.train.inputs import KL_INPUTS, LossInputs, RunningMean, mismatched_pairs
+from preftune.train.inputs import LossInputs
+from preftune.train.processes import merge_entries, process_count, process_index
+from preftune.train.providers import RunData, provider_classes
 
 
-def build_policy(
-    config: TrainConfig, spec, *, model: torch.nn.Module | None = None
-) -> tuple[torch.nn.Module, ValueHead | None]:
-    """The model to train (with adapters or frozen lower layers) and, for PPO, its value head;
-    `model` is used instead of loading `config.model`."""
+def build_policy(config: TrainConfig, *, model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The model to train (with adapters or frozen lower layers); `model` is used instead of
+    loading `config.model`."""
     if model is None:
         model = load_model(config.model, config.dtype, config.attn_implementation)
     if config.lora is not None:
         lora = config.lora
-        model = add_lora(
+        return add_lora(
             model,
             r=lora.r,
             alpha=lora.alpha,
             dropout=lora.dropout,
             target_modules=lora.target_modules,
         )
-    elif config.trainable_layers is not None:
+    if config.trainable_layers is not None:
         train_top_layers(model, config.trainable_layers)
-    value_head = None
-    if "values" in spec.extra_inputs:
-        value_head = ValueHead(model.config.get_text_config().hidden_size)
-    return model, value_head
+    return model
 
 
 def build_loss_inputs(
@@ -57,25 +51,14 @@ def build_loss_inputs(
     *,
     pad_token_id: int,
 ) -> LossInputs:
-    """Everything the method declares beyond the policy's log-probs, computed before training."""
-    extra = set(spec.extra_inputs)
-    companions = None
-    if extra & set(KL_INPUTS):
-        companions = mismatched_pairs(groups, config.seed, config.max_length)
+    """The method's input providers, prepared before training, and its reference."""
+    run = RunData(config, groups, model, pad_token_id)
+    providers = [provider(run) for provider in provider_classes(spec)]
     reference = None
     if spec.needs_reference:
-        reference = _reference(config, model, groups + (companions or []), pad_token_id)
-    embeddings = None
-    if "prompt_embeddings" in extra:
-        embeddings = embed_prompts([g.prompt_text for g in groups], config.prompt_embedder)
-    return LossInputs(
-        spec,
-        reference=reference,
-        pad_token_id=pad_token_id,
-        companions=companions,
-        embeddings=embeddings,
-        reward_mean=RunningMean() if "reward_mean" in extra else None,
-    )
+        sequences = groups + [s for provider in providers for s in provider.reference_sequences()]
+        reference = _reference(config, model, sequences, pad_token_id)
+    return LossInputs(spec, groups, providers, reference=reference, pad_token_id=pad_token_id)
 
 
 def _reference(config: TrainConfig, model, sequences: list[TokenizedGroup], pad_token_id: int):

@@ -16,16 +16,13 @@ from preftune.config import TrainConfig
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import TrainingError
 from preftune.losses import METHODS, compute
-from preftune.train.distributed import (
-    PolicyForward,
-    all_processes,
-    configure_backend,
-    gather_loss_inputs,
-    is_sharded,
-    micro_batches,
-)
+from preftune.models.policy import PolicyForward
+from preftune.train.backend import configure_backend, is_sharded
+from preftune.train.batching import micro_batches
 from preftune.train.metrics import weighted_mean
 from preftune.train.optim import build_optimizer, build_scheduler
+from preftune.train.processes import all_processes, gather_loss_inputs
+from preftune.train.providers import provider_classes
 from preftune.train.setup import build_loss_inputs, build_policy
 
 
@@ -33,8 +30,9 @@ class Trainer:
     """The prepared pieces of a run on `accelerator`, built from `config` and the tokenized
     `groups`; `model` replaces loading `config.model` (a benchmark shares its weights).
 
-    `modules` are the unwrapped trained modules (what checkpoints save); `policy` is the
-    accelerate-prepared `PolicyForward` around them that every forward pass goes through.
+    `modules` are the unwrapped trained modules (what checkpoints save: the model and any head
+    an input provider trains with it); `policy` is the accelerate-prepared `PolicyForward`
+    around them that every forward pass goes through; `inputs` builds the loss's inputs.
     """
 
     def __init__(
@@ -50,20 +48,21 @@ class Trainer:
         from accelerate.utils import set_seed
 
         spec = METHODS[config.method]
-        layout = configure_backend(accelerator, config, spec)
+        reads_hidden_states = any(p.reads_hidden_states for p in provider_classes(spec))
+        layout = configure_backend(accelerator, config, reads_hidden_states=reads_hidden_states)
         set_seed(config.seed)
-        model, value_head = build_policy(config, spec, model=model)
-        self.modules = {"model": model}
-        if value_head is not None:
-            self.modules["value_head"] = value_head
-        for module in self.modules.values():
-            module.to(accelerator.device)
+        model = build_policy(config, model=model)
+        model.to(accelerator.device)
         self.inputs = build_loss_inputs(config, spec, model, groups, pad_token_id=pad_token_id)
+        heads = self.inputs.heads()
+        self.modules = {"model": model, **heads}
+        for module in heads.values():
+            module.to(accelerator.device)
         parameters = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
         optimizer = build_optimizer(parameters, config)
         self.scheduler = build_scheduler(optimizer, config, total_steps)
         self.policy, self.optimizer = accelerator.prepare(
-            PolicyForward(model, value_head, layout), optimizer
+            PolicyForward(model, heads, layout), optimizer
         )
         if is_sharded(accelerator):  # accelerate clips a sharded model's norm only given all
             parameters = list(self.policy.parameters())
@@ -75,7 +74,7 @@ class Trainer:
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
         """One optimizer step on the groups `indices` (the same list on every process): each
         process runs its part of every global micro-batch with accumulated gradients and the
-        loss is the global one (distributed.py); then a finite-loss check, clipping, the
+        loss is the global one (processes.py); then a finite-loss check, clipping, the
         optimizer and the schedule. Returns the step's metrics and its token count.
         """
         config, accelerator = self.config, self.accelerator
