@@ -27,6 +27,7 @@ from preftune.io import FolderLock, atomic_write_json, atomic_write_text, read_t
 from preftune.losses import METHODS
 from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
+from preftune.train import tracking
 from preftune.train.checkpoint import (
     RESUMABLE_CHANGES,
     check_finite,
@@ -48,11 +49,12 @@ def train(config: TrainConfig) -> Path:
     """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
     from accelerate import Accelerator
 
-    accelerator = _accelerator(Accelerator, config.mixed_precision)
+    accelerator = _accelerator(Accelerator, config.mixed_precision, **tracking.run_options(config))
     lock = _hold(config.run_dir, accelerator.is_main_process)
     try:
         return _train(config, accelerator)
     finally:
+        tracking.finish(accelerator)
         lock.release()
 
 
@@ -84,6 +86,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
         if changed:
             warnings.warn(f"resume: continuing with changed settings: {changed}", stacklevel=3)
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    tracking.start_run(accelerator, config)
     started = time.perf_counter()
     view, counts = read_view(config, spec)  # data errors surface before any model loads
     tokenizer = load_tokenizer(config.model)
@@ -172,6 +175,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
                 record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
                 record["step_seconds"] = seconds
                 log.write(record)
+                accelerator.log(record, step=done)
                 interval_tokens, interval_start = 0, now
                 shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
                 if "rewards/accuracies" in metrics:
@@ -223,7 +227,7 @@ def _drop_unkept_checkpoints(config: TrainConfig) -> None:
         shutil.rmtree(config.run_dir / "checkpoints", ignore_errors=True)
 
 
-def _accelerator(accelerator_class, mixed_precision: str):
+def _accelerator(accelerator_class, mixed_precision: str, **options):
     """An Accelerator with this run's mixed precision, also when an earlier run in this process
     (a study trains several) used another: accelerate keeps the precision in a per-process
     singleton and refuses a change, so that part of its state (not the process group) is reset.
@@ -233,7 +237,7 @@ def _accelerator(accelerator_class, mixed_precision: str):
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return accelerator_class(mixed_precision=mixed_precision)
+    return accelerator_class(mixed_precision=mixed_precision, **options)
 
 
 def _check_run_dir(config: TrainConfig) -> tuple[Path, str]:
