@@ -93,6 +93,13 @@ def test_a_refusing_hub_is_one_line_without_the_token(fake_hub, finished_runs):
     assert hub.token not in str(error.value) and "\n" not in str(error.value)
 
 
+def test_an_unreachable_hub_is_one_line(finished_runs, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_cli_token_0123456789")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    with pytest.raises(HubError, match=r"cannot reach the Hub at http://127.0.0.1:9"):
+        push_run(finished_runs["full"], "alice/x")
+
+
 def test_cli_push_needs_a_token_and_a_repo_id(finished_runs, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert main(["push", str(finished_runs["full"]), "--repo-id", "alice/x"]) == 2

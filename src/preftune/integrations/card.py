@@ -125,10 +125,7 @@ def write_card(run_dir: str | Path, out: str | Path | None = None, **options) ->
 def _summary_line(config: dict, base: str | None, adapter: bool) -> str:
     what = "A LoRA adapter" if adapter else "A causal language model"
     start = f"`{base}`" if base else f"a local model (`{config['model']}`)"
-    return (
-        f"{what} aligned with **{config['method']}** from {start}, trained with "
-        "[preftune](https://pypi.org/project/preftune/).\n"
-    )
+    return f"{what} aligned with **{config['method']}** from {start}, trained with preftune.\n"
 
 
 def _method_section(config: dict) -> str:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from preftune.errors import ConfigError, DataError, PreftuneError
-from preftune.integrations.card import model_card, pushes_adapter, read_run
+from preftune.integrations.card import model_card, pushes_adapter
 from preftune.io import redact, register_secret
 
 WEIGHT_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json")
@@ -45,12 +45,13 @@ def files_to_push(run_dir: Path, *, merge: bool = False) -> dict[str, Path]:
     if merge and not adapter.is_dir():
         raise ConfigError(f"--merge: {run_dir} is not a LoRA run; its final/ is full weights")
     files = {path.name: path for path in sorted(final.iterdir()) if _pushable(path)}
-    weights = adapter if pushes_adapter(run_dir, merge) else final
-    if weights is adapter:
+    weights = final
+    if pushes_adapter(run_dir, merge):
+        weights = adapter
         files = {name: path for name, path in files.items() if not _is_weights(path)}
         files.update({path.name: path for path in sorted(adapter.iterdir()) if _pushable(path)})
     if not any(path.suffix == ".safetensors" for path in files.values()):
-        raise DataError(f"{weights} holds no .safetensors weights", source=str(run_dir))
+        raise DataError(f"{weights.name}/ holds no .safetensors weights", source=str(run_dir))
     return files
 
 
@@ -71,17 +72,19 @@ def push_run(
     license: str = "other",
 ) -> str:
     """Create `repo_id` (if needed) and commit the run's model and card; returns the commit URL."""
+    import httpx
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     run_dir = Path(run_dir)
-    read_run(run_dir)  # a finished run, or a DataError saying so
+    card = model_card(run_dir, repo_id=repo_id, license=license, merge=merge)  # a finished run
     files = files_to_push(run_dir, merge=merge)
     adapter = pushes_adapter(run_dir, merge)
-    card = model_card(run_dir, repo_id=repo_id, license=license, merge=merge)
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=hub_token())
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    api = HfApi(endpoint=endpoint, token=hub_token())
     with tempfile.TemporaryDirectory() as scratch:
-        files.setdefault("generation_config.json", _generation_config(run_dir, Path(scratch)))
+        if "generation_config.json" not in files:
+            files["generation_config.json"] = _generation_config(run_dir, Path(scratch))
         operations = [
             CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
             for name, path in sorted(files.items())
@@ -100,6 +103,9 @@ def push_run(
             raise HubError(
                 redact(f"the Hub answered {status} for {repo_id}: {first_line}")
             ) from None
+        except httpx.TransportError as error:
+            where = endpoint or "https://huggingface.co"
+            raise HubError(redact(f"cannot reach the Hub at {where}: {error}")) from None
     return commit.commit_url
 
 
