@@ -124,7 +124,7 @@ def write_card(run_dir: str | Path, out: str | Path | None = None, **options) ->
 
 def _summary_line(config: dict, base: str | None, adapter: bool) -> str:
     what = "A LoRA adapter" if adapter else "A causal language model"
-    start = f"`{base}`" if base else f"a local model (`{config['model']}`)"
+    start = f"`{base}`" if base else "a local model"
     return f"{what} aligned with **{config['method']}** from {start}, trained with preftune.\n"
 
 
@@ -168,7 +168,8 @@ def _data_section(config: dict, summary: dict) -> str:
     where = ", ".join(
         f"{key} {data[key]}" for key in ("format", "split", "limit") if data.get(key) is not None
     )
-    lines = ["## Data\n", f"- source: `{data['path']}`" + (f" ({where})" if where else "")]
+    source = data["path"] if _is_hub_dataset(data["path"]) else Path(data["path"]).name
+    lines = ["## Data\n", f"- source: `{source}`" + (f" ({where})" if where else "")]
     counts = summary.get("data") or {}
     lines += [
         f"- {key.replace('_', ' ')}: {value}"
