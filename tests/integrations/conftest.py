@@ -188,6 +188,10 @@ def fake_hub(monkeypatch):
     """A FakeHub with HF_ENDPOINT pointing at it and HF_TOKEN set; `fake_hub(401)` refuses."""
     hubs = []
 
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # a loopback Hub
+
     def start(refuse_with: int | None = None) -> FakeHub:
         hubs.append(FakeHub(refuse_with))
         monkeypatch.setenv("HF_ENDPOINT", hubs[-1].endpoint)

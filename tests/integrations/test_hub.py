@@ -100,6 +100,15 @@ def test_an_unreachable_hub_is_one_line(finished_runs, monkeypatch):
         push_run(finished_runs["full"], "alice/x")
 
 
+def test_offline_mode_is_named(finished_runs, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_TOKEN", "hf_cli_token_0123456789")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
+        push_run(finished_runs["full"], "alice/x")
+
+
 def test_cli_push_needs_a_token_and_a_repo_id(finished_runs, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert main(["push", str(finished_runs["full"]), "--repo-id", "alice/x"]) == 2

@@ -153,7 +153,7 @@ def test_the_study_table_and_plots_reach_tensorboard(finished_runs, make_study):
 
     layout, config = make_study(finished_runs["full"], report_to=["tensorboard"])
     log_study(layout.root, config)
-    events = EventAccumulator(str(layout.root / "trackers" / "synthetic"), size_guidance={})
+    events = EventAccumulator(str(layout.root / "trackers" / "synthetic"))
     events.Reload()
     table = events.Tensors("results/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "75.0 [60.0, 88.0]" in table  # dpo's win rate, as in the report's table

@@ -74,7 +74,7 @@ def push_run(
     """Create `repo_id` (if needed) and commit the run's model and card; returns the commit URL."""
     import httpx
     from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     run_dir = Path(run_dir)
     card = model_card(run_dir, repo_id=repo_id, license=license, merge=merge)  # a finished run
@@ -103,6 +103,8 @@ def push_run(
             raise HubError(
                 redact(f"the Hub answered {status} for {repo_id}: {first_line}")
             ) from None
+        except OfflineModeIsEnabled:
+            raise HubError("HF_HUB_OFFLINE is set: unset it to push") from None
         except httpx.TransportError as error:
             where = endpoint or "https://huggingface.co"
             raise HubError(redact(f"cannot reach the Hub at {where}: {error}")) from None
