@@ -94,6 +94,9 @@ def test_a_refusing_hub_is_one_line_without_the_token(fake_hub, finished_runs):
 
 
 def test_an_unreachable_hub_is_one_line(finished_runs, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_cli_token_0123456789")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
     with pytest.raises(HubError, match=r"cannot reach the Hub at http://127.0.0.1:9"):
