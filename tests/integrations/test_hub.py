@@ -68,6 +68,7 @@ def test_a_lora_run_pushes_its_adapter_or_the_merged_weights(fake_hub, finished_
     assert "model.safetensors" not in adapter and "config.json" not in adapter
     assert "model.safetensors" in merged and "adapter_config.json" not in merged
     assert yaml.safe_load(adapter["README.md"].decode().split("---")[1])["library_name"] == "peft"
+    assert "aligned with **dpo**" in adapter["README.md"].decode()  # ours, not peft's template
 
     config = yaml.safe_load((run / "config.yaml").read_text())
     base = AutoModelForCausalLM.from_pretrained(config["model"])

@@ -9,6 +9,8 @@ pushes its adapter (final-adapter/) unless `merge` asks for the merged weights (
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -56,7 +58,13 @@ def files_to_push(run_dir: Path, *, merge: bool = False) -> dict[str, Path]:
 
 
 def _pushable(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix != ".bin"
+    """A file of the model to push: not hidden, not pickled weights, not peft's own README."""
+    return (
+        path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix != ".bin"
+        and path.name != "README.md"  # the run's card takes its place
+    )
 
 
 def _is_weights(path: Path) -> bool:
@@ -72,7 +80,6 @@ def push_run(
     license: str = "other",
 ) -> str:
     """Create `repo_id` (if needed) and commit the run's model and card; returns the commit URL."""
-    import httpx
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -105,10 +112,19 @@ def push_run(
             ) from None
         except OfflineModeIsEnabled:
             raise HubError("HF_HUB_OFFLINE is set: unset it to push") from None
-        except httpx.TransportError as error:
+        except _transport_errors() as error:
             where = endpoint or "https://huggingface.co"
             raise HubError(redact(f"cannot reach the Hub at {where}: {error}")) from None
     return commit.commit_url
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Connection errors of the HTTP client huggingface_hub uses (httpx2; httpx before 2.0)."""
+    found = []
+    for module in ("httpx2", "httpx"):
+        if importlib.util.find_spec(module) is not None:
+            found.append(importlib.import_module(module).TransportError)
+    return tuple(found)
 
 
 def _generation_config(run_dir: Path, scratch: Path) -> Path:
