@@ -4,6 +4,7 @@ the same names and steps; a study's final table and plots arrive as a run of the
 from __future__ import annotations
 
 import json
+import struct
 
 import pytest
 
@@ -59,6 +60,7 @@ def test_mlflow_file_store_holds_params_and_metric_history(make_config, tmp_path
 
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 wants a database otherwise
     run_dir = train(make_config(report_to="mlflow", tracker_project="proj", tracker_run="p/dpo"))
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("proj")
@@ -71,24 +73,58 @@ def test_mlflow_file_store_holds_params_and_metric_history(make_config, tmp_path
     assert [m.value for m in history] == pytest.approx([row["rewards/margins"] for row in rows])
 
 
-def test_wandb_offline_run_folder_has_config_and_last_metrics(make_config, tmp_path, monkeypatch):
+def _wandb_records(path):
+    """The protobuf records of a W&B offline run file (run-*.wandb): a LevelDB-style log
+    (32 KiB blocks of CRC, length, type, data chunks) after a 7-byte header. wandb 0.31 writes
+    an offline run only there and ships no Python reader of its own."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    position, pending = 7, b""
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def _wandb_key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def test_wandb_offline_run_has_the_config_once_and_every_step(make_config, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
     for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_dir = train(make_config(report_to=["wandb"], run_name="wb"))
-    (folder,) = (run_dir / "trackers" / "wandb").glob("offline-run-*")
-    assert list(folder.glob("run-*.wandb"))
-    import yaml
+    run_dir = train(make_config(report_to=["wandb"], run_name="wb", tracker_project="proj"))
+    import wandb
 
-    config = yaml.safe_load((folder / "files" / "config.yaml").read_text())
-    assert config["method"]["value"] == "dpo"
-    assert config["lr"]["value"] == pytest.approx(1e-3)
-    summary = json.loads((folder / "files" / "wandb-summary.json").read_text())
-    last = _metrics(run_dir)[-1]
-    assert summary["loss"] == pytest.approx(last["loss"])
-    assert summary["_step"] == 3
+    wandb.teardown()  # the wandb-core service writes the run file out when it stops
+    (run_file,) = (run_dir / "trackers" / "wandb").glob("offline-run-*/run-*.wandb")
+    records = list(_wandb_records(run_file))
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (run.display_name, run.project) == ("wb", "proj")
+    configs = [r.config for r in records if r.WhichOneof("record_type") == "config"]
+    assert len(configs) == 1
+    config = {_wandb_key(item): json.loads(item.value_json) for item in configs[0].update}
+    assert config["method"] == "dpo" and config["lr"] == pytest.approx(1e-3)
+    history = [r.history for r in records if r.WhichOneof("record_type") == "history"]
+    logged = [{_wandb_key(item): json.loads(item.value_json) for item in h.item} for h in history]
+    rows = _metrics(run_dir)
+    assert [h.step.num for h in history] == [1, 2, 3]
+    for name in ("loss", "rewards/accuracies"):
+        assert [entry[name] for entry in logged] == pytest.approx([row[name] for row in rows])
+    assert "step" not in logged[0]  # the step is the axis
 
 
 def test_trackio_local_store_has_every_logged_step(make_config, tmp_path, monkeypatch):

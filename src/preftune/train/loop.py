@@ -175,7 +175,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
                 record["tokens_per_s"] = interval_tokens / max(now - interval_start, 1e-9)
                 record["step_seconds"] = seconds
                 log.write(record)
-                accelerator.log(record, step=done)
+                tracking.log(accelerator, record)
                 interval_tokens, interval_start = 0, now
                 shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
                 if "rewards/accuracies" in metrics:

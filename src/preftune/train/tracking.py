@@ -4,7 +4,7 @@ The Accelerator is built with `log_with` and a logging folder (`<run>/trackers`:
 event files and W&B's local run folder go there; MLflow follows MLFLOW_TRACKING_URI, trackio
 its own local store), `init_trackers` opens one tracker run named `tracker_run` in project
 `tracker_project` and logs the flattened config once, the loop logs each metrics.jsonl
-record under the same names, and `finish` closes the runs (without accelerate's
+record under the same names at its step, and `finish` closes the runs (without accelerate's
 `end_training`, which would also end the process group a study's next run needs).
 """
 
@@ -43,6 +43,13 @@ def start_run(accelerator, config: TrainConfig) -> None:
     run = config.tracker_run or config.run_name or config.method
     values = config.model_dump(mode="json")
     start(accelerator, config.report_to, project=config.tracker_project, run=run, values=values)
+
+
+def log(accelerator, record: dict) -> None:
+    """One metrics.jsonl record at its step (the step is the axis, not a metric: trackio
+    reserves the name)."""
+    values = {name: value for name, value in record.items() if name != "step"}
+    accelerator.log(values, step=record["step"])
 
 
 def finish(accelerator) -> None:
