@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -128,11 +129,12 @@ def test_wandb_offline_run_has_the_config_once_and_every_step(make_config, tmp_p
 
 
 def test_trackio_local_store_has_every_logged_step(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio loads
     pytest.importorskip("trackio", reason="the trackio extra is not installed")
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
     from trackio.sqlite_storage import SQLiteStorage
 
     run_dir = train(make_config(report_to=["trackio"], tracker_project="proj", tracker_run="r1"))
+    assert SQLiteStorage.get_project_db_path("proj").parent == tmp_path / "trackio"
     logs = SQLiteStorage.get_logs("proj", "r1")
     rows = _metrics(run_dir)
     assert [log["step"] for log in logs] == [1, 2, 3]
@@ -197,3 +199,27 @@ def test_the_study_table_and_plots_reach_tensorboard(finished_runs, make_study):
     assert plots and sorted(events.Tags()["images"]) == sorted(
         p.relative_to(layout.root).with_suffix("").as_posix() for p in plots
     )
+
+
+def test_the_study_table_report_and_plots_are_mlflow_artifacts(
+    finished_runs, make_study, tmp_path, monkeypatch
+):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    from mlflow.tracking import MlflowClient
+
+    from preftune.integrations.trackers import log_study, study_plots
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    layout, config = make_study(finished_runs["full"], report_to=["mlflow"])
+    log_study(layout.root, config)
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert run.info.run_name == "synthetic/results"
+    top = {item.path for item in client.list_artifacts(run.info.run_id)}
+    assert {"results.json", "report.md", "results_table.md", "plots"} <= top
+    plots = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {f"plots/{p.name}" for p in study_plots(layout) if p.parent.name == "plots"}
+    table = client.download_artifacts(run.info.run_id, "results_table.md", str(tmp_path))
+    assert "75.0 [60.0, 88.0]" in Path(table).read_text()
