@@ -31,27 +31,34 @@ def paired_file(tmp_path):
     return write_preference_files(tmp_path, 4)["paired"]
 
 
+def tiny_run(model_dir, data, output_dir, **overrides) -> dict:
+    """The values of a fast DPO run of the tiny model (3 steps of 2 groups); overrides win."""
+    return {
+        "model": str(model_dir),
+        "method": "dpo",
+        "data": {"path": str(data)},
+        "batch_size": 2,
+        "max_steps": 3,
+        "lr": 1e-3,
+        "max_length": 64,
+        "max_prompt_length": 32,
+        "output_dir": str(output_dir),
+        **overrides,
+    }
+
+
 @pytest.fixture()
-def make_config(tmp_path, tiny_model_dir, paired_file):
-    """A 3-step DPO TrainConfig on the tiny model; keyword arguments override."""
+def run_values(tmp_path, tiny_model_dir, paired_file):
+    """`tiny_run` on this test's data, into tmp_path/runs: keyword arguments override."""
+    return lambda **overrides: tiny_run(tiny_model_dir, paired_file, tmp_path / "runs", **overrides)
+
+
+@pytest.fixture()
+def make_config(run_values):
+    """The TrainConfig of `run_values(**overrides)`."""
     from preftune.config import build_train_config
 
-    def build(**overrides):
-        values = {
-            "model": str(tiny_model_dir),
-            "method": "dpo",
-            "data": {"path": str(paired_file)},
-            "batch_size": 2,
-            "max_steps": 3,
-            "lr": 1e-3,
-            "max_length": 64,
-            "max_prompt_length": 32,
-            "output_dir": str(tmp_path / "runs"),
-            **overrides,
-        }
-        return build_train_config(values)
-
-    return build
+    return lambda **overrides: build_train_config(run_values(**overrides))
 
 
 @pytest.fixture(scope="module")
@@ -62,29 +69,15 @@ def finished_runs(tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("finished")
     data = write_preference_files(root, 4)["paired"]
+    lora = {"r": 2, "target_modules": ["q_proj"]}
     runs = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFTUNE_CACHE", str(root / "cache"))
-        for name, extra in (
-            ("full", {}),
-            ("lora", {"lora": {"r": 2, "target_modules": ["q_proj"]}}),
-        ):
-            config = build_train_config(
-                {
-                    "model": str(tiny_model_dir),
-                    "method": "dpo",
-                    "hparams": {"beta": 0.2},
-                    "data": {"path": str(data)},
-                    "batch_size": 2,
-                    "max_steps": 2,
-                    "max_length": 64,
-                    "max_prompt_length": 32,
-                    "output_dir": str(root / "runs"),
-                    "run_name": name,
-                    **extra,
-                }
+        for name, extra in (("full", {}), ("lora", {"lora": lora})):
+            values = tiny_run(
+                tiny_model_dir, data, root / "runs", run_name=name, max_steps=2, **extra
             )
-            runs[name] = train(config)
+            runs[name] = train(build_train_config({**values, "hparams": {"beta": 0.2}}))
     return runs
 
 

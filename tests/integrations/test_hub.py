@@ -130,28 +130,16 @@ def test_cli_push_prints_the_commit(fake_hub, finished_runs, capsys):
 
 
 def test_push_to_hub_in_a_train_config_pushes_when_the_run_finishes(
-    fake_hub, tmp_path, tiny_model_dir, paired_file, capsys
+    fake_hub, tmp_path, run_values, capsys
 ):
     hub = fake_hub()
+    target = {"repo_id": "alice/from-config", "private": True}
     config = tmp_path / "train.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model": str(tiny_model_dir),
-                "method": "dpo",
-                "data": {"path": str(paired_file)},
-                "batch_size": 2,
-                "max_steps": 1,
-                "max_length": 64,
-                "max_prompt_length": 32,
-                "output_dir": str(tmp_path / "runs"),
-                "push_to_hub": {"repo_id": "alice/from-config", "private": True},
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(run_values(max_steps=1, push_to_hub=target)))
     assert main(["train", "--config", str(config)]) == 0
     assert "pushed to alice/from-config" in capsys.readouterr().out
     assert "model.safetensors" in hub.repos["alice/from-config"]["files"]
+    assert hub.repos["alice/from-config"]["private"] is True
 
 
 def test_a_bad_push_to_hub_repo_id_names_the_key(make_config):
