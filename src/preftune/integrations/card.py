@@ -40,6 +40,8 @@ TRAINING_KEYS = (
 def read_run(run_dir: Path) -> tuple[dict, dict]:
     """A finished run's config.yaml and summary.json; a DataError naming what is missing."""
     summary_path = run_dir / "summary.json"
+    if not run_dir.is_dir():
+        raise DataError("no such run folder", source=str(run_dir))
     if not summary_path.is_file():
         raise DataError(
             "not a finished training run (no summary.json); finish it with --resume",
