@@ -33,6 +33,8 @@ COMMANDS = {
     "rank": "rank several models' samples: head-to-head win rates, intervals, tests, tiers",
     "compare": "the comparative study: SFT, many methods, sampling, judging, report",
     "report": "rebuild a study's report from what is on disk",
+    "push": "push a finished run (weights, tokenizer, model card) to the Hugging Face Hub",
+    "card": "write a finished run's model card (README.md) locally",
 }
 
 

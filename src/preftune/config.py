@@ -9,6 +9,7 @@ is raised as `ConfigError` (the CLI prints it and exits with code 2).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,13 @@ DEMO_MODEL = "smollm2-135m-instruct"  # preftune.models.loading.DEMO_MODEL, with
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"  # RPO's default sentence embedder (models/embeddings.py)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_LR = 100.0  # above this a learning rate is a typo, not a setting
+# `report_to` names -> the module each needs (installed with `pip install 'preftune[NAME]'`)
+TRACKERS = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "trackio": "trackio",
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,6 +84,45 @@ class LoraConfig(_Strict):
     alpha: float = Field(32.0, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+def check_trackers(value) -> list[str]:
+    """`report_to` as a list of installed tracker names: "none", null or [] is none.
+
+    >>> check_trackers("none"), check_trackers(None)
+    ([], [])
+    """
+    names = [] if value in (None, "none") else [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"expected a tracker name or a list of them, got {value!r}")
+    for name in names:
+        if name not in TRACKERS:
+            raise ValueError(f"'{name}' is not one of: none, {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise ValueError(
+                f"'{name}' needs the {TRACKERS[name]} package: pip install 'preftune[{name}]'"
+            )
+    return list(dict.fromkeys(names))
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether `value` names a Hub repository (USER/NAME) rather than a local path."""
+    return not _looks_local(value) and not Path(value).expanduser().exists()
+
+
+class PushToHub(_Strict):
+    """Push the finished run to the Hugging Face Hub (`preftune push`; token: HF_TOKEN)."""
+
+    repo_id: str = Field(description="USER/NAME or ORG/NAME")
+    private: bool = False
+    license: str = Field("other", description="the model card's license (a Hub license id)")
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, value: str) -> str:
+        if not _HUB_ID.match(value):
+            raise ValueError(f"'{value}' is not a Hub repository id (USER/NAME)")
+        return value
 
 
 class TrainConfig(_Strict):
@@ -137,6 +184,24 @@ class TrainConfig(_Strict):
     )
     log_every: int = Field(1, gt=0)
     resume: bool = False
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="experiment trackers: tensorboard, wandb, mlflow, trackio; 'none' = none",
+    )
+    tracker_project: str = Field(
+        "preftune", description="the trackers' project (a study: its name)"
+    )
+    tracker_run: str | None = Field(
+        None, description="the run's name in the trackers; None = run_name or the method"
+    )
+    push_to_hub: PushToHub | None = Field(
+        None, description="push final/ with a model card when the run finishes"
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value):
+        return check_trackers(value)
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

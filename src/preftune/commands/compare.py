@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\nstopped; finished steps are kept in {out}. Resume with: {resume}", flush=True)
         raise
+    if config.report_to:
+        from preftune.integrations.trackers import log_study
+
+        log_study(out, config)
     failed = [row["label"] for row in results["rows"] if row["status"] == "failed"]
     print(results_table(results))
     print(f"study folder: {out}\n  report: {out / 'report.md'} and {out / 'report.html'}")

@@ -43,7 +43,16 @@ def run(args: argparse.Namespace, method: str | None = None) -> int:
     run_dir = train(config)
     if process_index() == 0:  # under accelerate launch / torchrun, once for the run
         print(f"run finished: {run_dir} (final model: {run_dir / 'final'}){_speed(run_dir)}")
+        if config.push_to_hub is not None:
+            _push(run_dir, config.push_to_hub)
     return 0
+
+
+def _push(run_dir: Path, target) -> None:
+    from preftune.integrations.hub import push_run
+
+    url = push_run(run_dir, target.repo_id, private=target.private, license=target.license)
+    print(f"pushed to {target.repo_id}: {url}")
 
 
 def _speed(run_dir: Path) -> str:

@@ -336,6 +336,16 @@ class StudyConfig(_Strict):
     train: dict = Field(default_factory=dict)
     methods: list[MethodEntry] = Field(min_length=1)
     evaluation: EvalSettings
+    # Experiment trackers of every run (project: the study's name; run: name/label[/seed-s]),
+    # and of the final table and plots (run name/results). Names as TrainConfig's `report_to`.
+    report_to: list[str] = Field(default_factory=list)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value):
+        from preftune.config import check_trackers
+
+        return check_trackers(value)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -469,7 +479,10 @@ def _check_methods(methods: list[MethodEntry]) -> None:
                         raise ValueError(f"{where}.sweep.{key}: {error}") from None
 
 
-STUDY_SETS = ("model", "method", "hparams", "output_dir", "run_name", "resume")
+STUDY_SETS = (
+    *("model", "method", "hparams", "output_dir", "run_name", "resume"),
+    *("report_to", "tracker_project", "tracker_run"),  # from the study's `report_to`
+)
 
 
 def train_values(
@@ -488,6 +501,8 @@ def train_values(
     values["data"] = {**data, "seed": seed, **study.train.get("data", {})}
     values["data"].update(overrides.get("data", {}))
     values.update(model=model, method=entry.method, hparams=entry.hparams, seed=seed)
+    run = [study.name, entry.run_label] + ([f"seed-{seed}"] if study.seeds else [])
+    values.update(report_to=study.report_to, tracker_project=study.name, tracker_run="/".join(run))
     return values
 
 
@@ -509,6 +524,8 @@ def _check_training_settings(study: StudyConfig) -> None:
         for key in (*study.train, *overrides):
             if key in STUDY_SETS:
                 raise ValueError(f"{where}: '{key}' is set by the study, not per run")
+            if key == "push_to_hub":
+                raise ValueError(f"{where}: push a study's run with `preftune push RUN_DIR`")
         values = train_values(study, study.model, entry, overrides, {"path": "."})
         try:
             TrainConfig.model_validate(values)

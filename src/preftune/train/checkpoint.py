@@ -43,6 +43,10 @@ RESUMABLE_CHANGES = (
     "save_every",
     "keep_final_checkpoint",
     "log_every",
+    "report_to",
+    "tracker_project",
+    "tracker_run",
+    "push_to_hub",
 )
 
 

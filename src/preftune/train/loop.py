@@ -29,6 +29,7 @@ from preftune.io import FolderLock, atomic_write_json, atomic_write_text, read_t
 from preftune.losses import METHODS
 from preftune.models.loading import load_tokenizer
 from preftune.models.lora import is_lora
+from preftune.train import tracking
 from preftune.train.backend import full_policy
 from preftune.train.batching import check_shardable
 from preftune.train.checkpoint import (
@@ -51,11 +52,12 @@ def train(config: TrainConfig) -> Path:
     """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
     from accelerate import Accelerator
 
-    accelerator = _accelerator(Accelerator, config.mixed_precision)
+    accelerator = _accelerator(Accelerator, config.mixed_precision, **tracking.run_options(config))
     lock = _hold(config.run_dir, accelerator.is_main_process)
     try:
         return _train(config, accelerator)
     finally:
+        tracking.finish(accelerator)
         lock.release()
 
 
@@ -84,6 +86,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
             _drop_unkept_checkpoints(config)
         return run_dir  # finished earlier
     _start_run_folder(config, accelerator, changed)
+    tracking.start_run(accelerator, config)
     started = time.perf_counter()
     data = _prepare_data(config, spec, accelerator.num_processes)
     trainer = Trainer(
@@ -225,6 +228,7 @@ class _StepLog:
 
     def __init__(self, session: _Session, data: _Data, first_step: int):
         config, main = session.config, session.accelerator.is_main_process
+        self.accelerator = session.accelerator
         self.every, self.total = config.log_every, data.total_steps
         self.steps_per_epoch = data.order.steps_per_epoch
         self.log = MetricsLog(session.metrics_path) if main else None
@@ -249,6 +253,7 @@ class _StepLog:
             record["tokens_per_s"] = self.tokens / max(now - self.since, 1e-9)
             record["step_seconds"] = seconds
             self.log.write(record)
+            tracking.log(self.accelerator, record)
             self.tokens, self.since = 0, now
             shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
             if "rewards/accuracies" in metrics:
@@ -294,7 +299,7 @@ def _drop_unkept_checkpoints(config: TrainConfig) -> None:
         shutil.rmtree(config.run_dir / "checkpoints", ignore_errors=True)
 
 
-def _accelerator(accelerator_class, mixed_precision: str):
+def _accelerator(accelerator_class, mixed_precision: str, **options):
     """An Accelerator with this run's mixed precision, also when an earlier run in this process
     (a study trains several) used another: accelerate keeps the precision in a per-process
     singleton and refuses a change, so that part of its state (not the process group) is reset.
@@ -304,7 +309,7 @@ def _accelerator(accelerator_class, mixed_precision: str):
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return accelerator_class(mixed_precision=mixed_precision)
+    return accelerator_class(mixed_precision=mixed_precision, **options)
 
 
 def _check_run_dir(config: TrainConfig) -> tuple[Path, str]:
