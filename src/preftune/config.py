@@ -78,6 +78,18 @@ class LoraConfig(_Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class QuantizationConfig(_Strict):
+    """The base model's weights in 4 or 8 bits through bitsandbytes, LoRA adapters trained on
+    top (QLoRA: Dettmers et al. 2023, arXiv 2305.14314); needs a CUDA GPU."""
+
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit only: NormalFloat or FP4")
+    double_quant: bool = Field(True, description="4-bit only: quantize the quantization constants")
+    compute_dtype: Literal["bf16", "fp16", "fp32"] = Field(
+        "bf16", description="4-bit only: the dtype matrix products run in"
+    )
+
+
 class TrainConfig(_Strict):
     """One training run: a model, a method with its hyperparameters, data and the loop's settings."""
 
@@ -117,6 +129,9 @@ class TrainConfig(_Strict):
         description="precompute = once, cached on disk; None for reference-free methods",
     )
     lora: LoraConfig | None = None
+    quantization: QuantizationConfig | None = Field(
+        None, description="load the base in 4/8 bits (needs lora and a CUDA GPU)"
+    )
     trainable_layers: int | None = Field(
         None, gt=0, description="train only the top N transformer layers; None = all"
     )
@@ -171,6 +186,11 @@ class TrainConfig(_Strict):
             )
         if self.lora is not None and self.trainable_layers is not None:
             raise ValueError("lora and trainable_layers: choose one way to limit what trains")
+        if self.quantization is not None and self.lora is None:
+            raise ValueError(
+                "quantization: a quantized base trains through LoRA adapters only; add a lora "
+                "section (`lora: {}` for the defaults) or remove quantization"
+            )
         self.__dict__["model"] = _resolve_model(self.model)
         _check_source("data.path", self.data.path)
         if "prompt_embeddings" in spec.extra_inputs and self.prompt_embedder != DEFAULT_EMBEDDER:
