@@ -54,11 +54,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class WeightedSource(_Strict):
+    """One of several training sources (`data.train`), used `weight` times (0.5 = a seeded
+    half, 2 = every record twice; preftune.data.mixing)."""
+
+    path: str = Field(description="a file, a saved dataset folder or a Hub id")
+    weight: float = Field(1.0, gt=0, le=1000)
+    format: str | None = Field(None, description="None = data.format, else detected")
+    split: str | None = Field(None, description="None = data.split")
+
+
 class DataConfig(_Strict):
     """Where the preference data comes from and how it is turned into the method's view."""
 
-    path: str = Field(
-        description="a local .jsonl/.json/.parquet/.csv, a saved dataset folder or a Hub id"
+    path: str | None = Field(
+        None, description="a local .jsonl/.json/.parquet/.csv, a saved dataset folder or a Hub id"
+    )
+    train: list[WeightedSource] | None = Field(
+        None, min_length=1, description="several sources mixed by weight, instead of path"
     )
     format: str | None = Field(None, description="None = detect from the columns")
     split: str | None = None
@@ -67,6 +80,57 @@ class DataConfig(_Strict):
     pairs: Literal["top-vs-random", "top-vs-each", "top-vs-worst", "all"] = "top-vs-random"
     curriculum: bool = Field(False, description="order pairs easy -> hard by score gap (Curry-DPO)")
     skip_invalid: bool = Field(False, description="skip and count bad rows instead of stopping")
+    chat_template: str | None = Field(
+        None, description="a Jinja chat template, or a file holding one, over the tokenizer's"
+    )
+    layout: str | None = Field(
+        None, description='plain text around each prompt, e.g. "Q: {prompt}\\nA: "'
+    )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _readable_template(cls, value: str | None) -> str | None:
+        """The template's text (read from its file), checked by rendering a conversation."""
+        if value is None:
+            return None
+        from preftune.data.templates import check_chat_template, read_chat_template
+
+        template = read_chat_template(value)
+        check_chat_template(template)
+        return template
+
+    @field_validator("layout")
+    @classmethod
+    def _one_placeholder(cls, value: str | None) -> str | None:
+        if value is not None:
+            from preftune.data.templates import layout_template
+
+            layout_template(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_each(self) -> DataConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError("give path (one source) or train (several, with weights)")
+        if self.chat_template is not None and self.layout is not None:
+            raise ValueError("chat_template and layout: choose one prompt format")
+        return self
+
+    @property
+    def sources(self) -> list[dict]:
+        """[{"path", "weight", "format", "split"}] of every source (one for `path`)."""
+        if self.train is None:
+            return [{"path": self.path, "weight": 1.0, "format": self.format, "split": self.split}]
+        return [source.model_dump() for source in self.train]
+
+    @property
+    def template(self) -> str | None:
+        """The chat template the data asks for (a layout as its template), or None."""
+        if self.layout is not None:
+            from preftune.data.templates import layout_template
+
+            return layout_template(self.layout)
+        return self.chat_template
 
 
 class LoraConfig(_Strict):
@@ -192,7 +256,10 @@ class TrainConfig(_Strict):
                 "section (`lora: {}` for the defaults) or remove quantization"
             )
         self.__dict__["model"] = _resolve_model(self.model)
-        _check_source("data.path", self.data.path)
+        if self.data.train is None:
+            _check_source("data.path", self.data.path)
+        for index, source in enumerate(self.data.train or []):
+            _check_source(f"data.train.{index}.path", source.path)
         if "prompt_embeddings" in spec.extra_inputs and self.prompt_embedder != DEFAULT_EMBEDDER:
             _check_source("prompt_embedder", self.prompt_embedder)
         return self
