@@ -191,7 +191,8 @@ def generate(
 
     `model_or_path` is a Hub id, model folder, training run folder, a loaded
     (model, tokenizer) pair, or a `ServedModel` (asked over HTTP, `batch_size` and `dtype`
-    unused; `preftune.judges.http_chat.served_model` makes one). Greedy when temperature is 0. Rows already in `out_path` (same
+    unused; `preftune.judges.http_chat.served_model` makes one). Greedy when temperature is
+    0. Rows already in `out_path` (same
     id and sample index) are kept and not generated again; the file must have been written
     by the same model, with the same settings, for the same prompt text (else ConfigError;
     `overwrite=True` starts the file over). `model_name` labels the rows' "model" field
