@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import torch
 
+from preftune.errors import ConfigError
 from preftune.generate.prompts import render_prompt
 from preftune.generate.sampling import (
     load_for_generation,
@@ -162,6 +163,8 @@ def _handler(chat: ChatModel, log) -> type[BaseHTTPRequestHandler]:
                 self._error(400, f"the request body is not JSON: {error.msg}")
             except BadRequest as error:
                 self._error(error.status, str(error))
+            except Exception as error:  # the model failed: answer, and keep serving
+                self._error(500, f"{type(error).__name__}: {' '.join(str(error).split())}")
 
         def log_message(self, format, *args):
             log(f"{self.address_string()} {format % args}")
@@ -191,6 +194,10 @@ def make_server(
     loaded (model, tokenizer) pair), answering as model `name` (default: the label rows get).
     `port` 0 picks a free one: `server.server_address` tells which."""
     model, tokenizer, label = load_for_generation(model_or_path, dtype)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"model '{label}': its tokenizer has no chat template, which a chat-completions "
+            "server needs; serve a chat model, or train with data.chat_template or data.layout"
+        )
     chat = ChatModel(model, tokenizer, name or label, max_new_tokens=max_new_tokens)
-    render_prompt(tokenizer, [{"role": "user", "content": "hi"}])  # no chat template: fail now
     return ChatServer((host, port), chat, log)
