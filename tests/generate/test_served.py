@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from preftune.cli import main
+from preftune.errors import ConfigError
 from preftune.generate import generate
 from preftune.generate.server import make_server
 from preftune.io import read_jsonl
 from preftune.judges.http_chat import served_model
+from preftune.testing import build_tiny_tokenizer
 
 SRC = str(Path(__file__).parents[2] / "src")
 PROMPTS = [
@@ -167,6 +169,13 @@ def test_models_and_a_completion_in_openai_shape(in_process_server):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert answer["choices"][0]["finish_reason"] in ("stop", "length")
     assert answer["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_serve_refuses_a_tokenizer_without_a_chat_template(tiny_model):
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = None
+    with pytest.raises(ConfigError, match="no chat template.*data.chat_template or data.layout"):
+        make_server((tiny_model, tokenizer), port=0)
 
 
 def test_serve_refuses_a_missing_model(capsys):
