@@ -401,15 +401,19 @@ def _describe(error: ValidationError) -> str:
 def _allowed_keys(loc: tuple) -> list[str]:
     model: type[BaseModel] = TrainConfig
     for part in loc[:-1]:
+        if isinstance(part, int):  # a list item (data.train.0): its model is the list's
+            continue
         annotation = model.model_fields[str(part)].annotation
-        model = next(
-            (arg for arg in getattr(annotation, "__args__", (annotation,)) if _is_model(arg)), model
-        )
+        model = next(_models_in(annotation), model)
     return list(model.model_fields)
 
 
-def _is_model(candidate) -> bool:
-    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+def _models_in(annotation):
+    """The pydantic models an annotation names, nested ones included (list[M] | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()):
+        yield from _models_in(arg)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
