@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 from preftune.cli import main
 from preftune.errors import ConfigError
@@ -21,7 +22,7 @@ from preftune.generate import generate
 from preftune.generate.server import make_server
 from preftune.io import read_jsonl
 from preftune.judges.http_chat import served_model
-from preftune.testing import build_tiny_tokenizer
+from preftune.testing import build_tiny_model, build_tiny_tokenizer
 
 SRC = str(Path(__file__).parents[2] / "src")
 PROMPTS = [
@@ -31,10 +32,27 @@ PROMPTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def lively_model_dir(tmp_path_factory):
+    """The tiny model with weights of std 0.3: its greedy answers differ from prompt to prompt
+    (at the default init every answer is the same repeated newline, which would prove little)."""
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    folder = tmp_path_factory.mktemp("lively")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture()
-def served_cli(tiny_model_dir):
+def served_cli(lively_model_dir):
     """`preftune serve` on the tiny model, in its own process, on a free port."""
-    command = [sys.executable, "-m", "preftune.cli", "serve", str(tiny_model_dir), "--port", "0"]
+    command = [sys.executable, "-m", "preftune.cli", "serve", str(lively_model_dir), "--port", "0"]
     command += ["--served-model-name", "tiny"]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -47,14 +65,18 @@ def served_cli(tiny_model_dir):
         process.wait(timeout=30)
 
 
-def test_greedy_answers_through_the_server_are_the_local_ones(tmp_path, tiny_model_dir, served_cli):
-    local = generate(tiny_model_dir, PROMPTS, tmp_path / "local.jsonl", max_new_tokens=12)
+def test_greedy_answers_through_the_server_are_the_local_ones(
+    tmp_path, lively_model_dir, served_cli
+):
+    local = generate(lively_model_dir, PROMPTS, tmp_path / "local.jsonl", max_new_tokens=12)
+    assert len({row["response"] for row in local}) == 3
     out = tmp_path / "served.jsonl"
     argv = ["generate", "--backend", "openai", "--base-url", served_cli, "--served-model", "tiny"]
     argv += ["--prompts", str(_prompts_file(tmp_path)), "--out", str(out), "--max-new-tokens", "12"]
     assert main(argv) == 0
-    served = read_jsonl(out)
-    assert [row["id"] for row in served] == ["p1", "p2", "p3"]
+    by_id = {row["id"]: row for row in read_jsonl(out)}  # written as they arrived
+    served = [by_id[prompt["id"]] for prompt in PROMPTS]
+    assert len(by_id) == 3
     for mine, theirs in zip(served, local, strict=True):
         assert mine["response"] == theirs["response"]
         assert mine["num_tokens"] == theirs["num_tokens"]
