@@ -28,14 +28,23 @@ COMMANDS = {
     "data": "inspect preference data files",
     "sft": "supervised fine-tuning on the preferred responses",
     "train": "preference training with any method",
-    "generate": "sample responses from a model or run",
+    "generate": "sample responses from a model, a run or an OpenAI-compatible server",
     "judge": "judge samples against a baseline: win rate with confidence interval",
     "rank": "rank several models' samples: head-to-head win rates, intervals, tests, tiers",
     "compare": "the comparative study: SFT, many methods, sampling, judging, report",
     "report": "rebuild a study's report from what is on disk",
     "push": "push a finished run (weights, tokenizer, model card) to the Hugging Face Hub",
     "card": "write a finished run's model card (README.md) locally",
+    "serve": "serve a model or run over an OpenAI-compatible HTTP API",
 }
+
+DESCRIPTION = "Align causal language models with preference data and compare the methods."
+START_HERE = """\
+start with:
+  preftune compare --quick     the comparative study on the offline demo model, small
+  preftune methods             every alignment method, its data and hyperparameters
+
+`preftune COMMAND --help` shows a command's options."""
 
 
 def _command_module(name: str):
@@ -43,9 +52,14 @@ def _command_module(name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="preftune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="preftune",
+        description=DESCRIPTION,
+        epilog=START_HERE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"preftune {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     requested = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)

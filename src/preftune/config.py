@@ -62,11 +62,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class WeightedSource(_Strict):
+    """One of several training sources (`data.train`), used `weight` times (0.5 = a seeded
+    half, 2 = every record twice; preftune.data.mixing)."""
+
+    path: str = Field(description="a file, a saved dataset folder or a Hub id")
+    weight: float = Field(1.0, gt=0, le=1000)
+    format: str | None = Field(None, description="None = data.format, else detected")
+    split: str | None = Field(None, description="None = data.split")
+
+
 class DataConfig(_Strict):
     """Where the preference data comes from and how it is turned into the method's view."""
 
-    path: str = Field(
-        description="a local .jsonl/.json/.parquet/.csv, a saved dataset folder or a Hub id"
+    path: str | None = Field(
+        None, description="a local .jsonl/.json/.parquet/.csv, a saved dataset folder or a Hub id"
+    )
+    train: list[WeightedSource] | None = Field(
+        None, min_length=1, description="several sources mixed by weight, instead of path"
     )
     format: str | None = Field(None, description="None = detect from the columns")
     split: str | None = None
@@ -75,6 +88,57 @@ class DataConfig(_Strict):
     pairs: Literal["top-vs-random", "top-vs-each", "top-vs-worst", "all"] = "top-vs-random"
     curriculum: bool = Field(False, description="order pairs easy -> hard by score gap (Curry-DPO)")
     skip_invalid: bool = Field(False, description="skip and count bad rows instead of stopping")
+    chat_template: str | None = Field(
+        None, description="a Jinja chat template, or a file holding one, over the tokenizer's"
+    )
+    layout: str | None = Field(
+        None, description='plain text around each prompt, e.g. "Q: {prompt}\\nA: "'
+    )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _readable_template(cls, value: str | None) -> str | None:
+        """The template's text (read from its file), checked by rendering a conversation."""
+        if value is None:
+            return None
+        from preftune.data.templates import check_chat_template, read_chat_template
+
+        template = read_chat_template(value)
+        check_chat_template(template)
+        return template
+
+    @field_validator("layout")
+    @classmethod
+    def _one_placeholder(cls, value: str | None) -> str | None:
+        if value is not None:
+            from preftune.data.templates import layout_template
+
+            layout_template(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_each(self) -> DataConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError("give path (one source) or train (several, with weights)")
+        if self.chat_template is not None and self.layout is not None:
+            raise ValueError("chat_template and layout: choose one prompt format")
+        return self
+
+    @property
+    def sources(self) -> list[dict]:
+        """[{"path", "weight", "format", "split"}] of every source (one for `path`)."""
+        if self.train is None:
+            return [{"path": self.path, "weight": 1.0, "format": self.format, "split": self.split}]
+        return [source.model_dump() for source in self.train]
+
+    @property
+    def template(self) -> str | None:
+        """The chat template the data asks for (a layout as its template), or None."""
+        if self.layout is not None:
+            from preftune.data.templates import layout_template
+
+            return layout_template(self.layout)
+        return self.chat_template
 
 
 class LoraConfig(_Strict):
@@ -125,6 +189,18 @@ class PushToHub(_Strict):
         return value
 
 
+class QuantizationConfig(_Strict):
+    """The base model's weights in 4 or 8 bits through bitsandbytes, LoRA adapters trained on
+    top (QLoRA: Dettmers et al. 2023, arXiv 2305.14314); needs a CUDA GPU."""
+
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit only: NormalFloat or FP4")
+    double_quant: bool = Field(True, description="4-bit only: quantize the quantization constants")
+    compute_dtype: Literal["bf16", "fp16", "fp32"] = Field(
+        "bf16", description="4-bit only: the dtype matrix products run in"
+    )
+
+
 class TrainConfig(_Strict):
     """One training run: a model, a method with its hyperparameters, data and the loop's settings."""
 
@@ -164,6 +240,9 @@ class TrainConfig(_Strict):
         description="precompute = once, cached on disk; None for reference-free methods",
     )
     lora: LoraConfig | None = None
+    quantization: QuantizationConfig | None = Field(
+        None, description="load the base in 4/8 bits (needs lora and a CUDA GPU)"
+    )
     trainable_layers: int | None = Field(
         None, gt=0, description="train only the top N transformer layers; None = all"
     )
@@ -236,8 +315,16 @@ class TrainConfig(_Strict):
             )
         if self.lora is not None and self.trainable_layers is not None:
             raise ValueError("lora and trainable_layers: choose one way to limit what trains")
+        if self.quantization is not None and self.lora is None:
+            raise ValueError(
+                "quantization: a quantized base trains through LoRA adapters only; add a lora "
+                "section (`lora: {}` for the defaults) or remove quantization"
+            )
         self.__dict__["model"] = _resolve_model(self.model)
-        _check_source("data.path", self.data.path)
+        if self.data.train is None:
+            _check_source("data.path", self.data.path)
+        for index, source in enumerate(self.data.train or []):
+            _check_source(f"data.train.{index}.path", source.path)
         if "prompt_embeddings" in spec.extra_inputs and self.prompt_embedder != DEFAULT_EMBEDDER:
             _check_source("prompt_embedder", self.prompt_embedder)
         return self
@@ -379,15 +466,19 @@ def _describe(error: ValidationError) -> str:
 def _allowed_keys(loc: tuple) -> list[str]:
     model: type[BaseModel] = TrainConfig
     for part in loc[:-1]:
+        if isinstance(part, int):  # a list item (data.train.0): its model is the list's
+            continue
         annotation = model.model_fields[str(part)].annotation
-        model = next(
-            (arg for arg in getattr(annotation, "__args__", (annotation,)) if _is_model(arg)), model
-        )
+        model = next(_models_in(annotation), model)
     return list(model.model_fields)
 
 
-def _is_model(candidate) -> bool:
-    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+def _models_in(annotation):
+    """The pydantic models an annotation names, nested ones included (list[M] | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()):
+        yield from _models_in(arg)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`preftune generate --model RUN_OR_MODEL --prompts SOURCE --out samples.jsonl [...]`."""
+"""`preftune generate --model RUN_OR_MODEL --prompts SOURCE --out samples.jsonl [...]`, or
+`--backend openai --base-url URL --served-model NAME` to sample from an OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        required=True,
         help="a training run folder (uses its final/), a model folder, a Hub id, "
-        "or smollm2-135m-instruct",
+        "or smollm2-135m-instruct (the local backend)",
     )
     parser.add_argument(
         "--prompts",
@@ -29,6 +29,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, help="only the first N prompts")
     add_sampling_arguments(parser)
+    add_backend_arguments(parser)
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("served model (--backend openai)")
+    group.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default="local",
+        help="local: load --model here; openai: ask an OpenAI-compatible server "
+        "(vLLM, llama.cpp, TGI, preftune serve)",
+    )
+    group.add_argument("--base-url", help="the server's API root, e.g. http://127.0.0.1:8000/v1")
+    group.add_argument("--served-model", help="the model name the server knows")
+    group.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key"
+    )
+    group.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    group.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    group.add_argument("--max-retries", type=int, default=4)
+
+
+def model_from_args(args: argparse.Namespace):
+    """What to sample from: --model (local backend) or the served model of --backend openai."""
+    from preftune.errors import ConfigError
+
+    if args.backend == "local":
+        if not args.model:
+            raise ConfigError("--model is required (or --backend openai with --base-url)")
+        from preftune.generate import resolve_model_path
+        from preftune.models.loading import check_model_source
+
+        check_model_source(resolve_model_path(args.model))  # a typo fails before prompts load
+        return args.model
+    missing = [flag for flag in ("base_url", "served_model") if not getattr(args, flag)]
+    if missing:
+        flags = " and ".join("--" + flag.replace("_", "-") for flag in missing)
+        raise ConfigError(f"--backend openai needs {flags}")
+    if args.model:
+        raise ConfigError("--model is for the local backend; --backend openai uses --served-model")
+    if args.concurrency < 1 or args.max_retries < 0 or args.timeout <= 0:
+        raise ConfigError("--concurrency must be >= 1, --max-retries >= 0, --timeout > 0")
+    from preftune.judges.http_chat import served_model
+
+    return served_model(
+        args.base_url,
+        args.served_model,
+        concurrency=args.concurrency,
+        api_key_env=args.api_key_env,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+    )
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,15 +124,12 @@ def sampling_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from preftune.evaluate.text_stats import text_stats
-    from preftune.generate import generate, resolve_model_path
+    from preftune.generate import generate
     from preftune.generate.prompt_sources import read_prompts
-    from preftune.models.loading import check_model_source
 
-    check_model_source(resolve_model_path(args.model))  # a typo fails before the prompts load
+    model = model_from_args(args)
     prompts = read_prompts(args.prompts, limit=args.limit)
-    rows = generate(
-        args.model, prompts, args.out, overwrite=args.overwrite, **sampling_options(args)
-    )
+    rows = generate(model, prompts, args.out, overwrite=args.overwrite, **sampling_options(args))
     print(f"{len(rows)} samples in {args.out}")
     print(json.dumps(text_stats(rows), indent=2))
     return 0

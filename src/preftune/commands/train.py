@@ -40,6 +40,10 @@ def run(args: argparse.Namespace, method: str | None = None) -> int:
         method=method or args.method,
         resume=True if args.resume else None,
     )
+    if config.quantization is not None:  # refused here, before any data or model loads
+        from preftune.models.loading import check_quantization_support
+
+        check_quantization_support(config.quantization.bits)
     run_dir = train(config)
     if process_index() == 0:  # under accelerate launch / torchrun, once for the run
         print(f"run finished: {run_dir} (final model: {run_dir / 'final'}){_speed(run_dir)}")

@@ -61,7 +61,7 @@ def _group_from_row(raw: RawRow, fmt: str) -> PromptGroup:
     return group
 
 
-def _unique_ids(groups: list[PromptGroup]) -> None:
+def unique_ids(groups: list[PromptGroup]) -> None:
     """Make repeated ids unique ("x", "x#2", ...) so results can be keyed by id."""
     seen: dict[str, int] = {}
     for group in groups:
@@ -111,7 +111,7 @@ def check_records(
             groups.append(_group_from_row(raw, fmt))
         except RowError as error:
             bad_rows.append((raw.where, error))
-    _unique_ids(groups)
+    unique_ids(groups)
     return ReadResult(groups, fmt, bad_rows, source=rowset.name)
 
 

@@ -16,10 +16,10 @@ from statistics import fmean
 
 from preftune.errors import ConfigError, DataError
 from preftune.evaluate.stats import MIN_PROMPTS
+from preftune.generate.concurrency import run_tasks
 from preftune.generate.sampling import generate, load_for_generation
 from preftune.io import JsonlAppender, atomic_write_json, read_jsonl
 from preftune.judges.prompts import mtbench_data_dir
-from preftune.judges.runner import run_tasks
 from preftune.judges.store import judgment_key
 
 NEEDS_REFERENCE = {"math", "reasoning", "coding"}

@@ -1,4 +1,5 @@
-"""Batched sampling from a causal LM into a resumable samples file.
+"""Batched sampling from a causal LM, or from a model served over HTTP, into a resumable
+samples file.
 
 Each output line is {"id", "prompt", "response", "model", "generation_config",
 "finish_reason", "num_tokens", "logp", "response_token_ids"} plus "sample" when n > 1, and
@@ -9,6 +10,8 @@ the same settings, for the same prompt text; otherwise it stops and says so (sta
 `num_tokens` counts the generated tokens including the closing EOS; `logp` is their summed
 log-prob under the generating model's own distribution (raw logits: no temperature, top-k or
 top-p), which under plain sampling from the reference is the reference log-prob for free.
+A `ServedModel` (generate/remote.py) is asked over HTTP instead; its rows lack `logp` and
+`response_token_ids`, and their generation_config names the backend and the server.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tqdm.auto import tqdm
 
 from preftune.errors import ConfigError
 from preftune.generate.prompts import render_prompt
+from preftune.generate.remote import ServedModel, check_served, sample_served
 from preftune.io import JsonlAppender, read_numbered_jsonl, require_fields
 
 
@@ -41,7 +45,10 @@ def resolve_model_path(path: str | Path) -> str:
 
 
 def model_label(model_or_path) -> str:
-    """The name rows are labelled with: the path / Hub id given, or a loaded model's own."""
+    """The name rows are labelled with: the path / Hub id given, a served model's name, or a
+    loaded model's own."""
+    if isinstance(model_or_path, ServedModel):
+        return model_or_path.model
     if isinstance(model_or_path, tuple):
         return str(getattr(model_or_path[0].config, "name_or_path", "") or "model")
     return str(model_or_path)
@@ -59,8 +66,8 @@ def load_for_generation(model_or_path, dtype: str = "fp32"):
 
 
 def _fingerprint(model_or_path, dtype: str) -> str | None:
-    """What identifies a named model's weights (None for a model passed in loaded)."""
-    if isinstance(model_or_path, tuple):
+    """What identifies a named model's weights (None for a model passed in loaded or served)."""
+    if isinstance(model_or_path, (tuple, ServedModel)):
         return None
     from preftune.models.loading import check_model_source
     from preftune.models.reference import model_fingerprint
@@ -107,11 +114,16 @@ def _check_resumable(done: dict, prompts: list[dict], config: dict, model: dict,
             )
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end an answer: the tokenizer's EOS and the model's configured ones."""
     ids = {tokenizer.eos_token_id}
     configured = getattr(model.generation_config, "eos_token_id", None)
     ids.update(configured if isinstance(configured, list) else [configured])
     return sorted(i for i in ids if i is not None)
+
+
+def pad_token_id(tokenizer, eos_ids: list[int]) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,8 +136,10 @@ def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     return input_ids, attention_mask
 
 
-def _sample_batch(model, prompt_ids, eos_ids, pad_id, config) -> list[dict]:
-    """Generate one batch; per row the kept tokens (up to and including EOS) and their log-prob."""
+def sample_batch(model, prompt_ids, eos_ids, pad_id, config) -> list[dict]:
+    """Generate one batch of token-id prompts with `config`'s max_new_tokens, temperature,
+    top_k, top_p (greedy at temperature 0); per row the kept tokens (up to and including
+    EOS), why it stopped ("eos" or "length") and their summed log-prob."""
     device = next(model.parameters()).device
     input_ids, attention_mask = _left_pad(prompt_ids, pad_id)
     sampling = config["temperature"] > 0
@@ -186,8 +200,10 @@ def generate(
 ) -> list[dict]:
     """Sample `n` responses per prompt ({"id", "prompt"}; prompt a string or chat messages).
 
-    `model_or_path` is a Hub id, model folder, training run folder or a loaded
-    (model, tokenizer) pair. Greedy when temperature is 0. Rows already in `out_path` (same
+    `model_or_path` is a Hub id, model folder, training run folder, a loaded
+    (model, tokenizer) pair, or a `ServedModel` (asked over HTTP, `batch_size` and `dtype`
+    unused; `preftune.judges.http_chat.served_model` makes one). Greedy when temperature is
+    0. Rows already in `out_path` (same
     id and sample index) are kept and not generated again; the file must have been written
     by the same model, with the same settings, for the same prompt text (else ConfigError;
     `overwrite=True` starts the file over). `model_name` labels the rows' "model" field
@@ -206,6 +222,10 @@ def generate(
         "seed": seed,
         "chat_template": chat_template,
     }
+    served = isinstance(model_or_path, ServedModel)
+    if served:
+        check_served(config)
+        config.update(model_or_path.settings())
     identity = {
         "model": model_name or model_label(model_or_path),
         "model_fingerprint": _fingerprint(model_or_path, dtype),
@@ -242,8 +262,10 @@ def _resumable_rows(out_path, prompts, config: dict, identity: dict, *, overwrit
 
 
 def _sample_jobs(model_or_path, dtype, identity, jobs, out_path, config, batch_size) -> dict:
-    """Load the model and sample the (prompt, sample index) jobs in eval mode; the model's
-    training mode is restored afterwards."""
+    """Sample the (prompt, sample index) jobs: over HTTP for a served model, else with the
+    model loaded here in eval mode (its training mode is restored afterwards)."""
+    if isinstance(model_or_path, ServedModel):
+        return _sample_served_jobs(model_or_path, identity, jobs, out_path, config)
     model, tokenizer, _ = load_for_generation(model_or_path, dtype)
     identity["model_fingerprint"] = _fingerprint(model_or_path, dtype)  # now downloaded
     was_training = model.training
@@ -254,10 +276,44 @@ def _sample_jobs(model_or_path, dtype, identity, jobs, out_path, config, batch_s
         model.train(was_training)
 
 
+def _sample_served_jobs(served, identity, jobs, out_path, config) -> dict:
+    """Ask the served model for every job; each row is written as its answer arrives."""
+    written = {}
+    with JsonlAppender(out_path) as out:
+
+        def write(job, response, finish_reason, num_tokens):
+            row = _row(job, identity, config, response, finish_reason)
+            if num_tokens is not None:
+                row["num_tokens"] = num_tokens
+            out.write(row)
+            written[(row["id"], job[1])] = row
+
+        sample_served(served, jobs, config, write)
+    return written
+
+
+def _row(job: tuple[dict, int], identity: dict, config: dict, response: str, finish_reason):
+    """A samples-file row without the backend's own fields (tokens, log-prob)."""
+    prompt, sample = job
+    row = {
+        "id": str(prompt["id"]),
+        "prompt": prompt["prompt"],
+        "response": response,
+        "model": identity["model"],
+        "generation_config": config,
+        "finish_reason": finish_reason,
+    }
+    if config["n"] > 1:
+        row["sample"] = sample
+    if identity["model_fingerprint"] is not None:
+        row["model_fingerprint"] = identity["model_fingerprint"]
+    return row
+
+
 def _run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size) -> dict:
     torch.manual_seed(config["seed"])
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    eos_ids = stop_token_ids(model, tokenizer)
+    pad_id = pad_token_id(tokenizer, eos_ids)
     rendered = [
         render_prompt(tokenizer, p["prompt"], chat_template=config["chat_template"])
         for p, _ in jobs
@@ -270,25 +326,14 @@ def _run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size) ->
     ):
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            results = _sample_batch(model, [rendered[i] for i in chunk], eos_ids, pad_id, config)
+            results = sample_batch(model, [rendered[i] for i in chunk], eos_ids, pad_id, config)
             for i, result in zip(chunk, results, strict=True):
-                prompt, sample = jobs[i]
-                row = {
-                    "id": str(prompt["id"]),
-                    "prompt": prompt["prompt"],
-                    "response": tokenizer.decode(result["token_ids"], skip_special_tokens=True),
-                    "model": identity["model"],
-                    "generation_config": config,
-                    "finish_reason": result["finish_reason"],
-                    "num_tokens": len(result["token_ids"]),
-                    "logp": result["logp"],
-                    "response_token_ids": result["token_ids"],
-                }
-                if config["n"] > 1:
-                    row["sample"] = sample
-                if identity["model_fingerprint"] is not None:
-                    row["model_fingerprint"] = identity["model_fingerprint"]
+                text = tokenizer.decode(result["token_ids"], skip_special_tokens=True)
+                row = _row(jobs[i], identity, config, text, result["finish_reason"])
+                row["num_tokens"] = len(result["token_ids"])
+                row["logp"] = result["logp"]
+                row["response_token_ids"] = result["token_ids"]
                 out.write(row)
-                written[(row["id"], sample)] = row
+                written[(row["id"], jobs[i][1])] = row
             bar.update(len(chunk))
     return written

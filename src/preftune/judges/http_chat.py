@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -159,6 +160,16 @@ def _describe(error: Exception, watchdog: _Watchdog, timeout: float) -> str:
     return f"malformed reply ({kind}: {_one_line(str(error))})"
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A chat completion's first choice: its text, why it stopped ("stop", "length"...) and
+    how many tokens it holds, as far as the server says (None when it does not)."""
+
+    text: str
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+
+
 class ChatClient:
     """POSTs `messages` to `{base_url}/chat/completions` and returns the reply's text."""
 
@@ -188,12 +199,13 @@ class ChatClient:
         self.max_backoff = max_backoff
         self.refusal: str | None = None  # set by the first 401/403; later requests fail at once
 
-    def _request(self, messages: list[dict], watchdog: _Watchdog) -> str:
+    def _request(self, messages: list[dict], fields: dict, watchdog: _Watchdog) -> Reply:
         body = {
             "model": self.model,
             "messages": messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            **fields,
         }
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -202,10 +214,14 @@ class ChatClient:
         opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
         with opener.open(request, timeout=self.timeout) as response:
             reply = json.loads(response.read().decode("utf-8"))
-        content = reply["choices"][0]["message"]["content"]
+        choice = reply["choices"][0]
+        content = choice["message"]["content"]
         if not isinstance(content, str):
             raise ValueError("the reply's message content is not text")
-        return content
+        tokens = (reply.get("usage") or {}).get("completion_tokens")
+        return Reply(
+            content, choice.get("finish_reason"), tokens if isinstance(tokens, int) else None
+        )
 
     def _refuse(self, status: int, detail: str) -> KeyRefused:
         key = (
@@ -222,13 +238,18 @@ class ChatClient:
     def complete(self, messages: list[dict]) -> str:
         """The reply's text. Raises TransientFailure after the last retry, RequestRejected when
         the server refuses this request, KeyRefused when it refuses the key."""
+        return self.reply(messages).text
+
+    def reply(self, messages: list[dict], fields: dict | None = None) -> Reply:
+        """The reply with its finish reason and token count; `fields` are request fields
+        over the client's own (temperature, max_tokens, top_p, seed...). Fails as `complete`."""
         for attempt in range(self.max_retries + 1):
             if self.refusal is not None:
                 raise KeyRefused(self.refusal)
             watchdog = _Watchdog(self.timeout)
             wait = None
             try:
-                return self._request(messages, watchdog)
+                return self._request(messages, fields or {}, watchdog)
             except urllib.error.HTTPError as error:
                 try:
                     body = error.read(ERROR_BODY_LIMIT)
@@ -251,3 +272,24 @@ class ChatClient:
                     wait = delay * (0.5 + random.random() / 2)
                 time.sleep(wait)
         raise TransientFailure(f"{self.max_retries + 1} attempts failed; last: {failure}")
+
+
+def served_model(base_url: str, model: str, *, concurrency: int = 8, **client_options):
+    """`model` behind the OpenAI-compatible server at `base_url`, for
+    `preftune.generate.generate`: its requests go through a `ChatClient` (`client_options`:
+    api_key_env, timeout, max_retries...), and a request that fails every retry, or that the
+    server rejects, stops the run with a `GenerationError` (the answers so far are kept)."""
+    from preftune.generate.remote import GenerationError, ServedModel
+
+    def connect():
+        client = ChatClient(base_url, model, **client_options)
+
+        def ask(messages: list[dict], fields: dict) -> Reply:
+            try:
+                return client.reply(messages, fields)
+            except (TransientFailure, RequestRejected) as failure:
+                raise GenerationError(f"{client.url}: {failure}") from None
+
+        return ask
+
+    return ServedModel(base_url.rstrip("/"), model, connect, concurrency)

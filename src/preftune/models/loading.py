@@ -7,6 +7,10 @@ the cache directory and loaded from there afterwards.
 A name that cannot load is refused before any Hub call (`check_model_source`): a path that
 looks local and does not exist, a folder without `config.json`, or a Hub id missing from the
 cache while `HF_HUB_OFFLINE` is set. A Hub id that fails to load is one line, not a traceback.
+
+A `quantization` setting (config.QuantizationConfig) loads the weights in 4 or 8 bits through
+bitsandbytes, ready for LoRA adapters (peft's `prepare_model_for_kbit_training`); where
+bitsandbytes cannot run (no CUDA GPU, or the package missing) it is refused before loading.
 """
 
 from __future__ import annotations
@@ -157,8 +161,61 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def load_model(name_or_path: str, dtype: str = "fp32", attn_implementation: str | None = "sdpa"):
-    """A causal LM from a Hub id, a local folder or the demo model, in `dtype`."""
+def check_quantization_support(bits: int) -> None:
+    """Refuse (ConfigError) `bits`-bit loading where bitsandbytes cannot run it."""
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"quantization: {bits}-bit weights through bitsandbytes need a CUDA GPU and this "
+            "machine has none; remove the quantization section to train the LoRA adapters on "
+            "the full-precision model"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            "quantization: needs the bitsandbytes package: pip install 'preftune[qlora]'"
+        )
+
+
+def bnb_options(quantization) -> dict:
+    """transformers' BitsAndBytesConfig arguments for a `quantization` setting.
+
+    >>> from preftune.config import QuantizationConfig
+    >>> bnb_options(QuantizationConfig(bits=8))
+    {'load_in_8bit': True}
+    """
+    if quantization.bits == 8:
+        return {"load_in_8bit": True}
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": quantization.quant_type,
+        "bnb_4bit_use_double_quant": quantization.double_quant,
+        "bnb_4bit_compute_dtype": DTYPES[quantization.compute_dtype],
+    }
+
+
+def weights_label(dtype: str, quantization=None) -> str:
+    """The precision a model's outputs depend on, quantization included (a cache key part).
+
+    >>> from preftune.config import QuantizationConfig
+    >>> weights_label("bf16", QuantizationConfig(bits=4))
+    'bf16+4bit-nf4-double-bf16'
+    """
+    if quantization is None:
+        return dtype
+    if quantization.bits == 8:
+        return f"{dtype}+8bit"
+    double = "-double" if quantization.double_quant else ""
+    return f"{dtype}+4bit-{quantization.quant_type}{double}-{quantization.compute_dtype}"
+
+
+def load_model(
+    name_or_path: str,
+    dtype: str = "fp32",
+    attn_implementation: str | None = "sdpa",
+    *,
+    quantization=None,
+):
+    """A causal LM from a Hub id, a local folder or the demo model, in `dtype`; with
+    `quantization`, its linear layers in 4/8 bits on this process's GPU, prepared for LoRA."""
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
@@ -166,4 +223,15 @@ def load_model(name_or_path: str, dtype: str = "fp32", attn_implementation: str 
     kwargs = {"dtype": DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    return _from_pretrained(AutoModelForCausalLM, name_or_path, **kwargs)
+    if quantization is None:
+        return _from_pretrained(AutoModelForCausalLM, name_or_path, **kwargs)
+    check_quantization_support(quantization.bits)
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    kwargs["quantization_config"] = BitsAndBytesConfig(**bnb_options(quantization))
+    kwargs["device_map"] = {"": torch.cuda.current_device()}  # each process its own GPU
+    model = _from_pretrained(AutoModelForCausalLM, name_or_path, **kwargs)
+    # Frozen base, norms and head in fp32, input gradients on; no gradient checkpointing, so
+    # the loop's forward passes are the same as without quantization.
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 
 from preftune.config import TrainConfig
-from preftune.data import drop_ties, make_view, read_records, tokenize, validate_for
+from preftune.data import drop_ties, make_view, tokenize, validate_for
 from preftune.data.batch import TokenizedGroup
+from preftune.data.mixing import read_mixture
 from preftune.data.records import PromptGroup
 from preftune.errors import ConfigError, MethodDataError
 
@@ -33,8 +34,8 @@ class ViewCounts:
 def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]:
     """Read the data and build the method's view; raises before any model is loaded."""
     data = config.data
-    result = read_records(
-        data.path,
+    result = read_mixture(
+        data.sources,
         data.format,
         split=data.split,
         limit=data.limit,
@@ -55,7 +56,7 @@ def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]
         view, counts.ties_dropped = drop_ties(view)
     if not view:
         raise MethodDataError(
-            f"method '{config.method}': no usable {spec.view} examples in {data.path}"
+            f"method '{config.method}': no usable {spec.view} examples in {data.path or result.source}"
         )
     counts.view_groups = len(view)
     return view, counts
@@ -64,6 +65,8 @@ def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]
 def tokenize_view(
     view: list[PromptGroup], tokenizer, config: TrainConfig, counts: ViewCounts
 ) -> list[TokenizedGroup]:
+    if config.data.template is not None:  # the run's saved tokenizer keeps it for sampling
+        tokenizer.chat_template = config.data.template
     groups, stats = tokenize(
         view, tokenizer, max_prompt_length=config.max_prompt_length, max_length=config.max_length
     )

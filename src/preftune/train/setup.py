@@ -15,7 +15,7 @@ import torch
 
 from preftune.config import TrainConfig
 from preftune.data.batch import TokenizedGroup
-from preftune.models.loading import load_model
+from preftune.models.loading import load_model, weights_label
 from preftune.models.lora import adapters_disabled, add_lora, is_lora
 from preftune.models.reference import LiveReference, model_fingerprint, precompute_reference
 from preftune.models.trainable import train_top_layers
@@ -28,7 +28,12 @@ def build_policy(config: TrainConfig, *, model: torch.nn.Module | None = None) -
     """The model to train (with adapters or frozen lower layers); `model` is used instead of
     loading `config.model`."""
     if model is None:
-        model = load_model(config.model, config.dtype, config.attn_implementation)
+        model = load_model(
+            config.model,
+            config.dtype,
+            config.attn_implementation,
+            quantization=config.quantization,
+        )
     if config.lora is not None:
         lora = config.lora
         return add_lora(
@@ -68,7 +73,8 @@ def _reference(config: TrainConfig, model, sequences: list[TokenizedGroup], pad_
             return LiveReference(model, pad_token_id, context=lambda: adapters_disabled(model))
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
         return LiveReference(frozen, pad_token_id)
-    fingerprint = model_fingerprint(config.model, config.dtype, config.attn_implementation)
+    precision = weights_label(config.dtype, config.quantization)  # a 4-bit reference differs
+    fingerprint = model_fingerprint(config.model, precision, config.attn_implementation)
     with adapters_disabled(model) if lora else nullcontext():
         return precompute_reference(
             model,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from preftune.errors import DataError
+from preftune.generate.concurrency import run_tasks
 from preftune.io import JsonlAppender, read_jsonl, read_text
-from preftune.judges.runner import run_tasks
 
 
 def read_rows(path: str | Path, *, what: str) -> list[dict]:
