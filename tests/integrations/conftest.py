@@ -203,8 +203,9 @@ def make_study(tmp_path, tiny_model_dir, paired_file):
     import shutil
 
     from preftune.experiments.config import study_from_dict
-    from preftune.experiments.layout import StudyLayout, write_json_atomic
+    from preftune.experiments.layout import StudyLayout
     from preftune.experiments.report import build_report
+    from preftune.io import atomic_write_json
 
     def build(run, **settings):
         config = study_from_dict(
@@ -225,16 +226,16 @@ def make_study(tmp_path, tiny_model_dir, paired_file):
         layout.config.write_text(yaml.safe_dump(config.model_dump(mode="json")))
         shutil.copytree(run, layout.run("dpo"))
         for label, reward in (("start", 0.25), ("dpo", 0.5)):
-            write_json_atomic(
+            atomic_write_json(
                 layout.stats(label),
                 {"gold_reward": reward, "kl": 1.5, "length": 30.0, "repetition": 0.2, "n": 4},
             )
-        write_json_atomic(
+        atomic_write_json(
             layout.judged("dpo", "judge") / "results.json",
             {"win_rate": 0.75, "ci_low": 0.6, "ci_high": 0.88, "wins": 15, "losses": 5, "n": 20},
         )
         entries = [("dpo", 0.75, 0.6, 0.9, 1), ("start", 0.25, 0.1, 0.4, 2)]
-        write_json_atomic(
+        atomic_write_json(
             layout.ranking("judge") / "ranking.json",
             {
                 "ranking": [

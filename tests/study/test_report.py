@@ -9,8 +9,9 @@ import re
 import yaml
 
 from preftune.cli import main
-from preftune.experiments.layout import StudyLayout, write_json_atomic
+from preftune.experiments.layout import StudyLayout
 from preftune.experiments.report import build_report
+from preftune.io import atomic_write_json
 
 STUDY = {
     "name": "synthetic",
@@ -70,10 +71,10 @@ def make_study(root):
             for s in range(1, 13)
         ],
     )
-    write_json_atomic(layout.stats("start"), _stats(0.25, 0.0))
-    write_json_atomic(layout.stats("dpo"), _stats(0.6, 3.5))
-    write_json_atomic(layout.stats("simpo-b2"), _stats(0.3, 1.0))
-    write_json_atomic(
+    atomic_write_json(layout.stats("start"), _stats(0.25, 0.0))
+    atomic_write_json(layout.stats("dpo"), _stats(0.6, 3.5))
+    atomic_write_json(layout.stats("simpo-b2"), _stats(0.3, 1.0))
+    atomic_write_json(
         layout.judged("dpo", "gold") / "results.json",
         {
             "win_rate": 0.75,
@@ -86,7 +87,7 @@ def make_study(root):
             "errors": 0,
         },
     )
-    write_json_atomic(
+    atomic_write_json(
         layout.judged("simpo-b2", "gold") / "results.json",
         {
             "win_rate": 0.55,
@@ -99,7 +100,7 @@ def make_study(root):
             "errors": 0,
         },
     )
-    write_json_atomic(
+    atomic_write_json(
         layout.judged("dpo", "mt-bench") / "mtbench.json",
         {"overall": 5.25, "turn_1": 5.5, "turn_2": 5.0, "n": 160, "errors": 0},
     )

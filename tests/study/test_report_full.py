@@ -12,9 +12,10 @@ import yaml
 
 from preftune.cli import main
 from preftune.experiments import plots
-from preftune.experiments.layout import StudyLayout, write_json_atomic
+from preftune.experiments.layout import StudyLayout
 from preftune.experiments.report import build_report
 from preftune.experiments.sections import best_sentence, small_sample_warning
+from preftune.io import atomic_write_json
 
 SIMPO = "simpo-$b$"  # a label with mathtext markers: plots must draw it as written
 HACKED = "a beautiful silver finish and a beautiful silver finish"
@@ -131,13 +132,13 @@ def _write_row(layout, label, seed):
         for i, prompt in PROMPTS.items()
     ]
     _jsonl(folder / "samples.jsonl", samples)
-    write_json_atomic(folder / "stats.json", STATS[(label, seed)])
+    atomic_write_json(folder / "stats.json", STATS[(label, seed)])
     if label == "start":
         return
     judged = [{"key": i, "id": i, "winner": "a" if seed == 0 else "b"} for i in PROMPTS]
     _jsonl(folder / "gold" / "judgments.jsonl", judged)
     win_rate = 0.75 if label == "dpo" else 0.5
-    write_json_atomic(
+    atomic_write_json(
         folder / "gold" / "results.json",
         {"win_rate": win_rate, "ci_low": 0.4, "ci_high": 0.9, "n": 4, "wins": 3, "losses": 1},
     )
@@ -156,17 +157,17 @@ def study(tmp_path):
     for label, seed in ANSWERS:
         _write_row(layout, label, seed)
     for seed, accuracy in ((0, 0.6), (1, 0.7)):
-        write_json_atomic(
+        atomic_write_json(
             _eval_dir(layout, "dpo", seed) / "preference.json",
             {"accuracy": accuracy, "n": 50, "beta": 0.1, "pairs_source": "heldout"},
         )
     rank = layout.root / "rank" / "gold"
-    write_json_atomic(rank / "ranking.json", RANKING)
+    atomic_write_json(rank / "ranking.json", RANKING)
     figure = matplotlib.pyplot.figure(figsize=(1, 1))
     figure.savefig(rank / "head_to_head.png")
-    write_json_atomic(layout.root / "sweeps" / "dpo" / "sweep.json", SWEEP)
+    atomic_write_json(layout.root / "sweeps" / "dpo" / "sweep.json", SWEEP)
     stages = [{"name": "train dpo", "seconds": 100.0}, {"name": "rank on gold", "seconds": 20.5}]
-    write_json_atomic(layout.root / "timings.json", {"stages": stages})
+    atomic_write_json(layout.root / "timings.json", {"stages": stages})
     build_report(layout.root)
     return layout
 

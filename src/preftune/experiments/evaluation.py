@@ -15,9 +15,9 @@ from statistics import fmean
 
 from preftune.errors import ConfigError
 from preftune.experiments.config import BENCHMARK_KINDS, Evaluation, StudyConfig
-from preftune.experiments.layout import SFT, START, StudyLayout, write_json_atomic
+from preftune.experiments.layout import SFT, START, StudyLayout
 from preftune.experiments.results import KL_GREEDY, KL_SAMPLED
-from preftune.io import read_jsonl
+from preftune.io import atomic_write_json, read_jsonl
 
 
 def sample_answers(
@@ -68,7 +68,7 @@ def write_stats(config: StudyConfig, samples: Path, start_model, out: Path, *, m
     }
     if model is not None:  # answers carry their log-prob under the model that wrote them
         stats.update(_kl_figures(config, model, start_model, rows, out, count))
-    write_json_atomic(out, stats)
+    atomic_write_json(out, stats)
     return stats
 
 
@@ -241,5 +241,5 @@ def write_preference_accuracy(
         "beta": beta,
         "pairs_source": pairs[0]["source"],
     }
-    write_json_atomic(out, result)
+    atomic_write_json(out, result)
     return result

@@ -34,9 +34,6 @@ START = "start"  # the row of the starting model (the SFT model when the study h
 SFT = "sft"
 
 
-write_json_atomic = atomic_write_json  # the name the study's modules write JSON with
-
-
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -125,7 +122,7 @@ class StudyLayout:
         marker.touch()
 
     def record_failure(self, label: str, step: str, error: str) -> None:
-        write_json_atomic(self.failure(label), {"step": step, "error": error})
+        atomic_write_json(self.failure(label), {"step": step, "error": error})
 
     def clear_failure(self, label: str) -> None:
         self.failure(label).unlink(missing_ok=True)

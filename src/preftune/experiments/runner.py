@@ -29,10 +29,10 @@ import yaml
 from preftune.errors import ConfigError, PreftuneError
 from preftune.experiments import evaluation, onpolicy, sweep
 from preftune.experiments.config import MethodEntry, StudyConfig, train_values
-from preftune.experiments.layout import SFT, START, StudyLayout, read_json, write_json_atomic
+from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
 from preftune.experiments.report import build_report
-from preftune.io import FolderLock, atomic_write_text, read_jsonl
+from preftune.io import FolderLock, atomic_write_json, atomic_write_text, read_jsonl
 
 
 class StudyRunner:
@@ -115,7 +115,7 @@ class StudyRunner:
         timings = read_json(self.layout.timings) or {"stages": []}
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
         timings["stages"].append({"name": name, "seconds": round(seconds, 1), "when": when})
-        write_json_atomic(self.layout.timings, timings)
+        atomic_write_json(self.layout.timings, timings)
 
     def _say(self, line: str) -> None:
         self.log(f"preftune compare: {line}")
@@ -295,9 +295,9 @@ class StudyRunner:
         self._guarded(label, "train", train_every_seed)
 
     def _train_once(self, step: str, run: Path, values: dict) -> None:
+        """One training run; the trainer itself keeps only final/ unless checkpoints were asked
+        for (save_every, keep_final_checkpoint)."""
         self._once(step, lambda: run_training(values))
-        if self.layout.is_done(step):  # final/ holds the model; the resume state is not needed
-            shutil.rmtree(run / "checkpoints", ignore_errors=True)
 
     # -- sweeps --------------------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class StudyRunner:
             scored.append({"point": name, "values": values, "dev_metric": metric, "dev_n": n})
             self._say(f"  {label} {name} {values}: {what} {metric} (n={n})")
         result = sweep.summary(entry, scored, what)
-        write_json_atomic(folder / "sweep.json", result)
+        atomic_write_json(folder / "sweep.json", result)
         self._say(f"  {label}: chose {result['chosen_point']} {result['chosen']}")
 
     def _dev_metric(self, point: Path) -> tuple[float | None, int, str]:
