@@ -314,3 +314,14 @@ def test_an_evaluation_named_with_dollars_is_drawn(tmp_path):
     assert (
         path.is_file() and path.name == "win_rate_cost__1___judge.png" and name == "cost $1 $ judge"
     )
+
+
+def test_cost_counts_every_judge_record(tmp_path):
+    """Judge requests count pairwise decisions, MT-Bench grades and AlpacaEval annotations."""
+    from preftune.experiments.provenance import judge_requests
+
+    _jsonl(tmp_path / "eval" / "a" / "judgments.jsonl", [{"key": 1}, {"key": 2}])
+    _jsonl(tmp_path / "eval" / "mt" / "grades.jsonl", [{"key": 1}, {"key": 2}, {"key": 3}])
+    (tmp_path / "eval" / "ae").mkdir(parents=True)
+    (tmp_path / "eval" / "ae" / "annotations.json").write_text(json.dumps([{}] * 5))
+    assert judge_requests(tmp_path) == 2 + 3 + 5

@@ -3,7 +3,8 @@
 - settings: each run's resolved config (runs/<label>[/seed-<s>]/config.yaml), the study's seeds
   and each sweep's points and chosen setting (sweeps/<label>/sweep.json);
 - cost: wall time per stage (timings.json, appended by the runner when a stage runs), tokens
-  generated (the `num_tokens` of every generated row) and judge requests (judgments.jsonl rows).
+  generated (the `num_tokens` of every generated row) and judge requests (the rows of every
+  judge's record: judgments.jsonl, MT-Bench's grades.jsonl, AlpacaEval's annotations.json).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from preftune.experiments.layout import StudyLayout, read_json
 from preftune.io import read_jsonl
 
 # Files that hold no generated answers: training logs and the judges' decisions.
-NOT_GENERATED = {"metrics.jsonl", "judgments.jsonl"}
+NOT_GENERATED = {"metrics.jsonl", "judgments.jsonl", "grades.jsonl"}
 
 
 def _run_configs(layout: StudyLayout, label: str, seeds: list[int | None]) -> list[dict]:
@@ -71,8 +72,15 @@ def generated_tokens(root: Path) -> int:
 
 
 def judge_requests(root: Path) -> int:
-    """Decisions asked of a judge: the rows of every judgments.jsonl."""
-    return sum(len(read_jsonl(path)) for path in root.rglob("judgments.jsonl"))
+    """Decisions asked of a judge: the rows of every judgments.jsonl (pairwise judges, Arena-Hard,
+    MT-Bench pairwise), grades.jsonl (MT-Bench single grades) and annotations.json (AlpacaEval's
+    annotator, one request per annotated pair)."""
+    records = sum(
+        len(read_jsonl(path))
+        for name in ("judgments.jsonl", "grades.jsonl")
+        for path in root.rglob(name)
+    )
+    return records + sum(len(read_json(path) or []) for path in root.rglob("annotations.json"))
 
 
 def cost(layout: StudyLayout) -> dict:

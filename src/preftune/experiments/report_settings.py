@@ -75,8 +75,8 @@ def _cost_sentence(cost: dict) -> str:
     )
     return (
         f"{timing}; {cost['generated_tokens']:,} generated tokens (the sum of num_tokens over "
-        f"every generated answer); {cost['judge_requests']:,} judge requests (rows of every "
-        "judgments.jsonl)."
+        f"every generated answer); {cost['judge_requests']:,} judge requests (the rows of every "
+        "judgments.jsonl, grades.jsonl and annotations.json)."
     )
 
 
