@@ -623,6 +623,11 @@ class RewardModelConfig(_Strict):
         return self.micro_batch_size or self.batch_size
 
     @property
+    def method(self) -> str:
+        """What the run trains, as data errors and the progress bar name it."""
+        return "reward-model"
+
+    @property
     def view(self) -> str:
         """The data view the objective trains on."""
         return "pair" if self.objective == "bradley-terry" else "list"
