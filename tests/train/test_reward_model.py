@@ -248,3 +248,17 @@ def test_eval_refuses_a_model_with_two_outputs_and_incomplete_arguments(
     assert code == 2 and err.endswith(
         "--eval needs --model (a reward model or rm run folder) and --data"
     )
+
+
+def test_tensorboard_gets_the_steps_and_the_heldout_accuracy(rm_config, paired_file):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = rm_config(paired_file, "max_steps=2", "report_to=tensorboard", "tracker_run=rm")
+    run_dir = train_reward_model(config)
+    events = EventAccumulator(str(run_dir / "trackers" / "preftune"))
+    events.Reload()
+    rows = _metrics(run_dir)
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx([r["loss"] for r in rows[:2]])
+    heldout = events.Scalars("heldout/accuracy")
+    assert [(e.step, e.value) for e in heldout] == [(2, pytest.approx(rows[2]["heldout/accuracy"]))]
