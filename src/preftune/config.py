@@ -595,21 +595,7 @@ class RewardModelConfig(_Strict):
             raise ValueError("margin: a margin applies to bradley-terry pairs only")
         if self.objective == "plackett-luce" and self.data.curriculum:
             raise ValueError("data.curriculum: orders pairs; plackett-luce trains on lists")
-        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
-            raise ValueError(
-                f"micro_batch_size ({self.micro_batch_size}) must be <= batch_size ({self.batch_size})"
-            )
-        if self.max_prompt_length >= self.max_length:
-            raise ValueError(
-                f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})"
-            )
-        if self.lora is not None and self.trainable_layers is not None:
-            raise ValueError("lora and trainable_layers: choose one way to limit what trains")
-        self.__dict__["model"] = _resolve_model(self.model)
-        if self.data.train is None:
-            _check_source("data.path", self.data.path)
-        for index, source in enumerate(self.data.train or []):
-            _check_source(f"data.train.{index}.path", source.path)
+        _check_loop_settings(self)
         if self.data.heldout is not None:
             _check_source("data.heldout", self.data.heldout)
         return self
@@ -639,6 +625,29 @@ class RewardModelConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_loop_settings(config) -> None:
+    """The checks a training loop's settings need in any run config (`TrainConfig`'s keys of
+    the same names): batch and length limits, one way to limit what trains, model and data
+    sources that exist (the model resolved in place)."""
+    if config.micro_batch_size is not None and config.micro_batch_size > config.batch_size:
+        raise ValueError(
+            f"micro_batch_size ({config.micro_batch_size}) must be <= batch_size "
+            f"({config.batch_size})"
+        )
+    if config.max_prompt_length >= config.max_length:
+        raise ValueError(
+            f"max_prompt_length ({config.max_prompt_length}) must be < max_length "
+            f"({config.max_length})"
+        )
+    if config.lora is not None and config.trainable_layers is not None:
+        raise ValueError("lora and trainable_layers: choose one way to limit what trains")
+    config.__dict__["model"] = _resolve_model(config.model)
+    if config.data.train is None:
+        _check_source("data.path", config.data.path)
+    for index, source in enumerate(config.data.train or []):
+        _check_source(f"data.train.{index}.path", source.path)
 
 
 def load_reward_model_config(

@@ -109,8 +109,6 @@ def _prepare_data(config: TrainConfig, spec, processes: int) -> _Data:
 
 
 def _write_summary(config: TrainConfig, data: _Data, session: Session, final_metrics) -> None:
-    progress = session.progress
-    memory_measure = progress.note_memory(session.accelerator.device)
     summary = {
         "method": config.method,
         "model": config.model,
@@ -118,11 +116,7 @@ def _write_summary(config: TrainConfig, data: _Data, session: Session, final_met
         "epochs": data.total_steps / data.order.steps_per_epoch,
         "train_groups": len(data.groups),
         "data": vars(data.counts),
-        "tokens": progress.tokens,
-        "wall_time_s": session.wall_time(),
-        "speed": progress.speed(),
-        "peak_memory_mib": progress.peak_memory_mib,
-        "peak_memory_measure": memory_measure,
+        **session.totals(),
         "final_metrics": final_metrics,
         "final_dir": str(config.run_dir / "final"),
     }

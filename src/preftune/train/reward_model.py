@@ -203,15 +203,7 @@ def build_reward_model(config: RewardModelConfig, pad_token_id: int) -> torch.nn
         config.model, config.dtype, config.attn_implementation, pad_token_id=pad_token_id
     )
     if config.lora is not None:
-        lora = config.lora
-        return add_lora(
-            model,
-            r=lora.r,
-            alpha=lora.alpha,
-            dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            task_type="SEQ_CLS",
-        )
+        return add_lora(model, **config.lora.model_dump(), task_type="SEQ_CLS")
     if config.trainable_layers is not None:
         train_top_layers(model, config.trainable_layers)
         for name, parameter in model.named_parameters():
@@ -334,8 +326,6 @@ def _log_heldout(config: RewardModelConfig, accelerator, trainer: RewardTrainer,
 
 
 def _write_summary(config, data: RewardData, session: Session, final_metrics, heldout) -> None:
-    progress = session.progress
-    memory_measure = progress.note_memory(session.accelerator.device)
     summary = {
         "kind": NAME,
         "model": config.model,
@@ -345,11 +335,7 @@ def _write_summary(config, data: RewardData, session: Session, final_metrics, he
         "train_groups": len(data.train),
         "heldout": heldout,
         "data": dataclasses.asdict(data.counts),
-        "tokens": progress.tokens,
-        "wall_time_s": session.wall_time(),
-        "speed": progress.speed(),
-        "peak_memory_mib": progress.peak_memory_mib,
-        "peak_memory_measure": memory_measure,
+        **session.totals(),
         "final_metrics": final_metrics,
         "final_dir": str(config.run_dir / "final"),
     }

@@ -152,6 +152,17 @@ class Session:
     def wall_time(self) -> float:
         return self.clock_offset + time.perf_counter()
 
+    def totals(self) -> dict:
+        """summary.json's account of the run: tokens, wall time, speed and peak memory."""
+        measure = self.progress.note_memory(self.accelerator.device)
+        return {
+            "tokens": self.progress.tokens,
+            "wall_time_s": self.wall_time(),
+            "speed": self.progress.speed(),
+            "peak_memory_mib": self.progress.peak_memory_mib,
+            "peak_memory_measure": measure,
+        }
+
     def save(self, step: int) -> None:
         """A checkpoint of the run after `step` steps (every process checks, one writes)."""
         trainer = self.trainer
