@@ -144,6 +144,45 @@ def test_a_stopped_run_resumes_to_the_same_weights_and_metrics(rm_config, paired
     assert len(_metrics(straight)) == 6  # five steps and the held-out line
 
 
+def test_margins_from_the_data_reach_the_loss(rm_config, paired_file, tmp_path, monkeypatch):
+    rows = [json.loads(line) for line in paired_file.read_text().splitlines()]
+    with_margins = tmp_path / "margins.jsonl"
+    with_margins.write_text(
+        "".join(json.dumps({**r, "margin": 0.25 * i}) + "\n" for i, r in enumerate(rows))
+    )
+    seen = []
+    real = reward_model.bradley_terry
+
+    def spy(rewards, *, margins, centering):
+        seen.extend(margins.tolist())
+        return real(rewards, margins=margins, centering=centering)
+
+    monkeypatch.setattr(reward_model, "bradley_terry", spy)
+    config = rm_config(with_margins, "margin=data", "max_steps=3", "data.heldout_fraction=0")
+    train_reward_model(config)
+    # 6 pairs, batch 4: the steps see 4 + 2 + 4 pairs, the first epoch every pair once
+    assert len(seen) == 10
+    assert sorted(seen[:6]) == pytest.approx([0.25 * i for i in range(6)])
+
+
+def test_trainable_layers_trains_the_top_layer_and_the_head_only(rm_config, paired_file):
+    from transformers import AutoModelForSequenceClassification
+
+    config = rm_config(paired_file, "max_steps=2", "trainable_layers=1")
+    final = load_file(train_reward_model(config) / "final" / "model.safetensors")
+    start = AutoModelForSequenceClassification.from_pretrained(config.model, num_labels=1)
+    start_weights = start.state_dict()
+    assert torch.equal(
+        final["model.layers.0.mlp.up_proj.weight"],
+        start_weights["model.layers.0.mlp.up_proj.weight"],
+    )
+    assert not torch.equal(
+        final["model.layers.1.mlp.up_proj.weight"],
+        start_weights["model.layers.1.mlp.up_proj.weight"],
+    )
+    assert final["score.weight"].shape == (1, start.config.hidden_size)
+
+
 def test_lora_run_saves_a_merged_reward_model(rm_config, paired_file):
     from transformers import AutoModelForSequenceClassification
 
@@ -188,6 +227,7 @@ def _config_file(tmp_path, tiny_model_dir, data_path, **extra) -> str:
         ("data without pairs", "needs pairs"),
         ("margin with plackett-luce", "margin: a margin applies to bradley-terry pairs only"),
         ("unknown key", "unknown key (allowed: model, data, objective"),
+        ("margin from data without margins", "needs a 'margin' column"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -198,6 +238,7 @@ def test_bad_input_exits_2_with_one_line(
         "data without pairs": {"data": {"path": str(binary_file)}},
         "margin with plackett-luce": {"objective": "plackett-luce", "margin": "scores"},
         "unknown key": {"bogus": 1},
+        "margin from data without margins": {"margin": "data"},
     }[case]
     code, err = _cli(
         capsys, "--config", _config_file(tmp_path, tiny_model_dir, paired_file, **extra)
