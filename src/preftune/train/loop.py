@@ -70,7 +70,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
         pad_token_id=data.tokenizer.pad_token_id,
         total_steps=data.total_steps,
     )
-    session = Session(config, accelerator, trainer, started, extra={"inputs": trainer.inputs})
+    session = Session(config, accelerator, trainer, started)
     first_step = session.resume()
     final_metrics = run_steps(
         session, data.order, data.total_steps, first_step=first_step, name=config.method

@@ -237,6 +237,14 @@ class RewardTrainer:
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.config, self.accelerator, self.groups = config, accelerator, groups
 
+    def state_dict(self) -> dict:
+        """Nothing beyond weights, optimizer, schedule and RNG: a reward model's step depends
+        on no running state."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore (see `state_dict`)."""
+
     def loss(self, groups: list[TokenizedGroup]) -> tuple[torch.Tensor, dict[str, float]]:
         """The objective's loss and metrics on `groups` (one forward pass)."""
         config, batch = self.config, collate(groups)

@@ -1,7 +1,8 @@
 """The run machinery every trainer shares (preference training, reward models).
 
 A trainer is any object with `modules` (name -> the trained modules checkpoints save),
-`optimizer`, `scheduler` and `step(step, indices) -> (metrics, tokens)`. Around it: the run
+`optimizer`, `scheduler`, `step(step, indices) -> (metrics, tokens)` and `state_dict()` /
+`load_state_dict(state)` for what else a checkpoint keeps (saved under "inputs"). Around it: the run
 folder (held by one process with `preftune.io.FolderLock`, checked against its config.yaml on
 resume), the accelerator, the `Session` that checkpoints and resumes it exactly (weights,
 optimizer, schedule, RNG, progress and any extra state), the step loop with metrics.jsonl,
@@ -112,13 +113,10 @@ def start_run_folder(config, accelerator, changed: str) -> None:
 
 class Session:
     """What a run carries from step to step and across resumes: the trainer, its progress
-    totals, the wall clock and the step of the checkpoint on disk. `extra` names objects with
-    `state_dict()` / `load_state_dict()` saved in a checkpoint's state.json under their name
-    (the preference trainer's input providers, under "inputs")."""
+    totals, the wall clock and the step of the checkpoint on disk."""
 
-    def __init__(self, config, accelerator, trainer, started: float, extra: dict | None = None):
+    def __init__(self, config, accelerator, trainer, started: float):
         self.config, self.accelerator, self.trainer = config, accelerator, trainer
-        self.extra = extra or {}
         self.metrics_path = config.run_dir / "metrics.jsonl"
         self.started = started
         self.progress = Progress()
@@ -140,8 +138,7 @@ class Session:
                 metrics_path=self.metrics_path,
             )
             self.saved_step = checkpoint_step(checkpoint)
-            for name, holder in self.extra.items():
-                holder.load_state_dict(state.get(name, {}))
+            trainer.load_state_dict(state.get("inputs", {}))
         elif self.accelerator.is_main_process:
             self.metrics_path.unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
@@ -169,8 +166,7 @@ class Session:
         check_finite(trainer.modules, trainer.optimizer, self.config.run_dir, step)
         self.progress.elapsed_s = self.wall_time()
         self.progress.note_memory(self.accelerator.device)
-        extra = {name: holder.state_dict() for name, holder in self.extra.items()}
-        state = {**dataclasses.asdict(self.progress), **extra}
+        state = {**dataclasses.asdict(self.progress), "inputs": trainer.state_dict()}
         if self.accelerator.is_main_process:
             save_checkpoint(
                 self.config.run_dir,
@@ -239,7 +235,8 @@ class StepLog:
             self.log.write(record)
             tracking.log(self.accelerator, record)
             self.tokens, self.since = 0, now
-            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+            shown = {"loss": f"{metrics['loss']:.4f}"} if "loss" in metrics else {}
+            shown["tok_s"] = f"{record['tokens_per_s']:.0f}"
             if "rewards/accuracies" in metrics:
                 shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
             shown["s/step"] = f"{seconds:.2f}"
