@@ -28,6 +28,7 @@ COMMANDS = {
     "data": "inspect preference data files",
     "sft": "supervised fine-tuning on the preferred responses",
     "train": "preference training with any method",
+    "rm": "train a reward model on pair or ranked-list data, or score one (--eval)",
     "generate": "sample responses from a model, a run or an OpenAI-compatible server",
     "judge": "judge samples against a baseline: win rate with confidence interval",
     "rank": "rank several models' samples: head-to-head win rates, intervals, tests, tiers",

@@ -450,21 +450,21 @@ def build_train_config(values: dict[str, Any], *, inherited=None) -> TrainConfig
         raise ConfigError(_describe(error)) from None
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, root: type[BaseModel] = TrainConfig) -> str:
     lines = []
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
-            message = f"unknown key (allowed: {', '.join(_allowed_keys(problem['loc']))})"
+            message = f"unknown key (allowed: {', '.join(_allowed_keys(problem['loc'], root))})"
         lines.append(f"{key}: {message}" if key else message)
     if len(lines) == 1:
         return f"invalid config: {lines[0]}"
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = TrainConfig
+def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
+    model = root
     for part in loc[:-1]:
         if isinstance(part, int):  # a list item (data.train.0): its model is the list's
             continue
@@ -518,3 +518,147 @@ def load_train_config(
         overridden = set(given.get("hparams") or {})
         inherited = (str(path), from_file.get("method"), set(file_hparams) - overridden)
     return build_train_config(values, inherited=inherited)
+
+
+class RewardDataConfig(DataConfig):
+    """A reward model's data: `DataConfig` (every pairing defaults to all score-ordered pairs)
+    plus where the held-out pairs for ranking accuracy come from."""
+
+    pairs: Literal["top-vs-random", "top-vs-each", "top-vs-worst", "all"] = "all"
+    heldout: str | None = Field(
+        None, description="held-out data (same formats); None = hold out heldout_fraction"
+    )
+    heldout_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of prompts held out when heldout is None; 0 = none"
+    )
+
+
+class RewardModelConfig(_Strict):
+    """`preftune rm`: a scalar reward head on a causal LM, trained on pairs or ranked lists
+    (docs/reward-models.md). The loop's keys mean what they mean in `TrainConfig`."""
+
+    model: str = Field(description="the causal LM to start from: Hub id, folder or run folder")
+    data: RewardDataConfig
+    objective: Literal["bradley-terry", "plackett-luce"] = Field(
+        "bradley-terry", description="pairs (Bradley-Terry) or whole ranked lists (Plackett-Luce)"
+    )
+    margin: Literal["none", "scores", "data"] = Field(
+        "none",
+        description="Bradley-Terry margin: none, margin_scale x the pair's score gap, or the "
+        "data's margin column",
+    )
+    margin_scale: float = Field(1.0, gt=0)
+    centering: float = Field(
+        0.0, ge=0, description="reward centering coefficient (Eisenstein et al. 2023)"
+    )
+
+    max_prompt_length: int = Field(256, gt=0)
+    max_length: int = Field(512, gt=0, description="prompt + response tokens")
+    batch_size: int = Field(16, gt=0, description="pairs (or lists) per optimizer step")
+    micro_batch_size: int | None = Field(None, gt=0, description="None = batch_size")
+    optimizer: Literal["rmsprop", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-5, gt=0, le=MAX_LR)
+    scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    epochs: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="optimizer steps; overrides epochs")
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="None = no clipping")
+    seed: int = 0
+
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    attn_implementation: str | None = "sdpa"
+    lora: LoraConfig | None = None
+    trainable_layers: int | None = Field(
+        None, gt=0, description="train only the top N layers (and the reward head)"
+    )
+
+    output_dir: str = "runs"
+    run_name: str | None = Field(None, description="None = reward-model")
+    save_every: int | None = Field(None, gt=0)
+    keep_final_checkpoint: bool = False
+    log_every: int = Field(1, gt=0)
+    resume: bool = False
+    report_to: list[str] = Field(default_factory=list, description="as in training")
+    tracker_project: str = "preftune"
+    tracker_run: str | None = None
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value):
+        return check_trackers(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardModelConfig:
+        if self.objective == "plackett-luce" and self.margin != "none":
+            raise ValueError("margin: a margin applies to bradley-terry pairs only")
+        if self.objective == "plackett-luce" and self.data.curriculum:
+            raise ValueError("data.curriculum: orders pairs; plackett-luce trains on lists")
+        _check_loop_settings(self)
+        if self.data.heldout is not None:
+            _check_source("data.heldout", self.data.heldout)
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / (self.run_name or "reward-model")
+
+    @property
+    def groups_per_forward(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    @property
+    def method(self) -> str:
+        """What the run trains, as data errors and the progress bar name it."""
+        return "reward-model"
+
+    @property
+    def view(self) -> str:
+        """The data view the objective trains on."""
+        return "pair" if self.objective == "bradley-terry" else "list"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """What the data must carry (`preftune.data.validate_for`)."""
+        return {"none": (), "scores": ("scores",), "data": ("margins",)}[self.margin]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_loop_settings(config) -> None:
+    """The checks a training loop's settings need in any run config (`TrainConfig`'s keys of
+    the same names): batch and length limits, one way to limit what trains, model and data
+    sources that exist (the model resolved in place)."""
+    if config.micro_batch_size is not None and config.micro_batch_size > config.batch_size:
+        raise ValueError(
+            f"micro_batch_size ({config.micro_batch_size}) must be <= batch_size "
+            f"({config.batch_size})"
+        )
+    if config.max_prompt_length >= config.max_length:
+        raise ValueError(
+            f"max_prompt_length ({config.max_prompt_length}) must be < max_length "
+            f"({config.max_length})"
+        )
+    if config.lora is not None and config.trainable_layers is not None:
+        raise ValueError("lora and trainable_layers: choose one way to limit what trains")
+    config.__dict__["model"] = _resolve_model(config.model)
+    if config.data.train is None:
+        _check_source("data.path", config.data.path)
+    for index, source in enumerate(config.data.train or []):
+        _check_source(f"data.train.{index}.path", source.path)
+
+
+def load_reward_model_config(
+    path: str | Path | None, overrides: list[str] | None = None, **fixed: Any
+) -> RewardModelConfig:
+    """`preftune rm`'s config: a YAML file, `key=value` overrides, then `fixed` values."""
+    values = _merge(
+        _read_config_file(Path(path)) if path is not None else {}, parse_overrides(overrides or [])
+    )
+    values = _merge(values, {key: value for key, value in fixed.items() if value is not None})
+    try:
+        return RewardModelConfig.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, RewardModelConfig)) from None

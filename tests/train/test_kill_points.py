@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import preftune.train.loop as loop
+import preftune.train.run as run_module
 from preftune.train import train
 from preftune.train.checkpoint import latest_checkpoint
 from preftune.train.metrics import TIMING_KEYS
@@ -21,8 +22,10 @@ def _stop(*args, **kwargs):
 
 
 def _stop_in_final(monkeypatch):
-    real = loop._atomic_save  # writes the model, then the stop comes before the tokenizer
-    monkeypatch.setattr(loop, "_atomic_save", lambda target, model, _: real(target, model, _stop))
+    real = run_module.atomic_save  # writes the model, then the stop comes before the tokenizer
+    monkeypatch.setattr(
+        run_module, "atomic_save", lambda target, model, _: real(target, model, _stop)
+    )
 
 
 def _stop_before_summary(monkeypatch):
@@ -37,7 +40,7 @@ def _stop_before_summary(monkeypatch):
 
 
 STOPS = {
-    "after the final checkpoint": lambda mp: mp.setattr(loop, "_save_final", _stop),
+    "after the final checkpoint": lambda mp: mp.setattr(loop, "save_final", _stop),
     "while writing final/": _stop_in_final,
     "after final/, before summary.json": _stop_before_summary,
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from preftune.errors import MethodDataError
-from preftune.losses.links import log1mexp, logistic
+from preftune.losses.links import log1mexp, logistic, plackett_luce
 from preftune.losses.responses import LossTerms, Responses, chosen_minus_rejected
 
 
@@ -104,10 +104,5 @@ def pair_mcm(ranked: Responses) -> LossTerms:
 def list_mle(ranked: Responses) -> LossTerms:
     """List-MLE (Plackett-Luce): -sum_i log [exp(pbar_i) / sum_{j >= i} exp(pbar_j)] over the
     responses sorted by descending score. [G]"""
-    pbar, mask = _contrasted_pbar(ranked), ranked.mask
-    width = mask.shape[1]
-    below = torch.ones(width, width, dtype=torch.bool, device=mask.device).triu()  # j >= i
-    candidates = below & mask[:, None, :]
-    logits = pbar[:, None, :].masked_fill(~candidates, torch.finfo(pbar.dtype).min)
-    log_probs = pbar - logits.logsumexp(dim=-1)
-    return _terms(ranked, -(log_probs * mask).sum(dim=1), pbar)
+    pbar = _contrasted_pbar(ranked)
+    return _terms(ranked, plackett_luce(pbar, ranked.mask), pbar)

@@ -161,6 +161,30 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def load_reward_model(
+    name_or_path: str,
+    dtype: str = "fp32",
+    attn_implementation: str | None = "sdpa",
+    *,
+    pad_token_id: int,
+):
+    """A reward model: `name_or_path`'s transformer with one scalar output head
+    (`AutoModelForSequenceClassification`, num_labels=1; a causal LM checkpoint gets a fresh
+    head). `pad_token_id` is saved in its config: the head reads the last non-pad token."""
+    from transformers import AutoModelForSequenceClassification
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype '{dtype}' is not one of {sorted(DTYPES)}")
+    kwargs = {"dtype": DTYPES[dtype], "num_labels": 1, "pad_token_id": pad_token_id}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return _from_pretrained(AutoModelForSequenceClassification, name_or_path, **kwargs)
+    except ValueError as error:  # no sequence-classification class for this architecture
+        reason = str(error).strip().splitlines()[0]
+        raise ConfigError(f"model '{name_or_path}' cannot carry a reward head: {reason}") from None
+
+
 def check_quantization_support(bits: int) -> None:
     """Refuse (ConfigError) `bits`-bit loading where bitsandbytes cannot run it."""
     if not torch.cuda.is_available():

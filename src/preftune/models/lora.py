@@ -9,9 +9,16 @@ import torch
 
 
 def add_lora(
-    model: torch.nn.Module, *, r: int, alpha: float, dropout: float, target_modules
+    model: torch.nn.Module,
+    *,
+    r: int,
+    alpha: float,
+    dropout: float,
+    target_modules,
+    task_type: str = "CAUSAL_LM",
 ) -> torch.nn.Module:
-    """Wrap `model` with fresh adapters (B = 0, so it starts equal to the base model)."""
+    """Wrap `model` with fresh adapters (B = 0, so it starts equal to the base model);
+    `task_type="SEQ_CLS"` (a reward model) also trains its output head in full."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -19,7 +26,7 @@ def add_lora(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     return get_peft_model(model, config)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from preftune.config import TrainConfig
+from preftune.config import DataConfig, TrainConfig
 from preftune.data import drop_ties, make_view, tokenize, validate_for
 from preftune.data.batch import TokenizedGroup
 from preftune.data.mixing import read_mixture
@@ -31,10 +31,9 @@ class ViewCounts:
     tokenize: dict = field(default_factory=dict)
 
 
-def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]:
-    """Read the data and build the method's view; raises before any model is loaded."""
-    data = config.data
-    result = read_mixture(
+def read_data(data: DataConfig):
+    """The records of every source of `data` (a `ReadResult`: groups, skipped rows...)."""
+    return read_mixture(
         data.sources,
         data.format,
         split=data.split,
@@ -42,6 +41,12 @@ def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]
         seed=data.seed,
         skip_invalid=data.skip_invalid,
     )
+
+
+def read_view(config: TrainConfig, spec) -> tuple[list[PromptGroup], ViewCounts]:
+    """Read the data and build the method's view; raises before any model is loaded."""
+    data = config.data
+    result = read_data(data)
     validate_for(result.groups, spec.needs, config.method)
     view = make_view(
         result.groups,

@@ -8,6 +8,7 @@ import math
 import torch
 
 from preftune.config import TrainConfig
+from preftune.errors import TrainingError
 
 OPTIMIZERS = {
     "rmsprop": torch.optim.RMSprop,
@@ -41,3 +42,16 @@ def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def apply_gradients(accelerator, parameters, optimizer, scheduler, max_grad_norm, where) -> dict:
+    """Clip the accumulated gradients to `max_grad_norm` (None = no clipping), refuse a
+    non-finite norm (TrainingError; `where` says which step and batch), then step the optimizer
+    and the schedule. Returns {"grad_norm": ...} ({} where DeepSpeed keeps the norm)."""
+    norm = accelerator.clip_grad_norm_(parameters, max_grad_norm or math.inf)
+    grad_norm = math.nan if norm is None else float(norm)
+    if norm is not None and not math.isfinite(grad_norm):
+        raise TrainingError(f"gradient norm became {grad_norm} at {where}")
+    optimizer.step()
+    scheduler.step()
+    return {} if norm is None else {"grad_norm": grad_norm}

@@ -35,14 +35,7 @@ def build_policy(config: TrainConfig, *, model: torch.nn.Module | None = None) -
             quantization=config.quantization,
         )
     if config.lora is not None:
-        lora = config.lora
-        return add_lora(
-            model,
-            r=lora.r,
-            alpha=lora.alpha,
-            dropout=lora.dropout,
-            target_modules=lora.target_modules,
-        )
+        return add_lora(model, **config.lora.model_dump())
     if config.trainable_layers is not None:
         train_top_layers(model, config.trainable_layers)
     return model

@@ -7,7 +7,6 @@ can step it directly on batches of its choice and time exactly what `train` runs
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
@@ -20,7 +19,7 @@ from preftune.models.policy import PolicyForward
 from preftune.train.backend import configure_backend, is_sharded
 from preftune.train.batching import micro_batches
 from preftune.train.metrics import weighted_mean
-from preftune.train.optim import build_optimizer, build_scheduler
+from preftune.train.optim import apply_gradients, build_optimizer, build_scheduler
 from preftune.train.processes import all_processes, gather_loss_inputs
 from preftune.train.providers import provider_classes
 from preftune.train.setup import build_loss_inputs, build_policy
@@ -71,6 +70,13 @@ class Trainer:
         self.accelerator = accelerator
         self.groups = groups
 
+    def state_dict(self) -> dict:
+        """What checkpoints keep besides weights and optimizer: the input providers' state."""
+        return self.inputs.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inputs.load_state_dict(state)
+
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
         """One optimizer step on the groups `indices` (the same list on every process): each
         process runs its part of every global micro-batch with accumulated gradients and the
@@ -104,15 +110,13 @@ class Trainer:
             parts.append((global_size, {"loss": loss.item(), **metrics}))
             tokens += batch.num_tokens()
         tokens = sum(all_processes(tokens))
-        max_norm = config.max_grad_norm or math.inf
-        norm = accelerator.clip_grad_norm_(self.parameters, max_norm)  # DeepSpeed: may be None
-        grad_norm = math.nan if norm is None else float(norm)
-        if norm is not None and not math.isfinite(grad_norm):
-            raise TrainingError(
-                f"gradient norm became {grad_norm} at step {step + 1} (batch ids: "
-                f"{[self.groups[i].id for i in indices]})"
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        norms = {} if norm is None else {"grad_norm": grad_norm}
+        where = f"step {step + 1} (batch ids: {[self.groups[i].id for i in indices]})"
+        norms = apply_gradients(
+            accelerator,
+            self.parameters,
+            self.optimizer,
+            self.scheduler,
+            config.max_grad_norm,
+            where,
+        )
         return {**weighted_mean(parts), "lr": lr, **norms}, tokens
