@@ -302,7 +302,6 @@ def validate_section(model: type[BaseModel], values, key: str):
 
 # online methods that compare samples within a group of one prompt
 GROUP_METHODS = ("grpo", "rloo", "online-dpo")
-NOT_YET_SUPPORTED = ("ppo",)  # online methods whose loop is not written yet
 
 
 class TrainConfig(_Strict):
@@ -444,8 +443,6 @@ class TrainConfig(_Strict):
         """An online method needs a reward and an `online` block (its defaults when absent);
         group methods need two samples per prompt; task prompts are for sampling only."""
         online = spec.view == "online"
-        if online and self.method in NOT_YET_SUPPORTED:
-            raise ValueError(f"method: '{self.method}' is not yet supported by `preftune train`")
         if online and self.online is None:
             self.__dict__["online"] = OnlineConfig()
         if online and spec.needs_reference:  # fresh samples every step: nothing to precompute

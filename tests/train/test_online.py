@@ -82,8 +82,8 @@ def test_grpo_raises_the_reward(online_config):
     assert {"kl", "clip_ratio", "reward_std", "grad_norm"} <= set(_metrics(run)[-1])
 
 
-@pytest.mark.parametrize("method", ["rloo", "online-dpo"])
-def test_rloo_and_online_dpo_train_and_save(online_config, method):
+@pytest.mark.parametrize("method", ["rloo", "online-dpo", "ppo"])
+def test_rloo_online_dpo_and_ppo_train_and_save(online_config, method):
     run = train(online_config(method, max_steps=2))
     assert (run / "final" / "model.safetensors").exists()
     rows = _metrics(run)
@@ -93,12 +93,16 @@ def test_rloo_and_online_dpo_train_and_save(online_config, method):
     assert any(not torch.equal(start[name], end[name]) for name in start)
 
 
-def test_a_stopped_run_resumes_exactly_and_pays_for_no_reward_twice(online_config):
-    straight = train(online_config("grpo", save_every=1, run_name="straight"))
+@pytest.mark.parametrize(
+    ("method", "hparams"),
+    [("grpo", {}), ("ppo", {"adaptive_kl": True})],  # ppo: value head and KL coefficient too
+)
+def test_a_stopped_run_resumes_exactly_and_pays_for_no_reward_twice(online_config, method, hparams):
+    straight = train(online_config(method, hparams=hparams, save_every=1, run_name="straight"))
     paid_straight = SCORER["calls"]
 
     SCORER.update(calls=0, fail_from=40)  # 16 samples a step: inside step 3, after step 2's save
-    stopped = online_config("grpo", save_every=1, run_name="stopped")
+    stopped = online_config(method, hparams=hparams, save_every=1, run_name="stopped")
     with pytest.raises(RuntimeError, match="the scorer stopped"):
         train(stopped)
     assert len(_metrics(stopped.run_dir)) == 2

@@ -65,11 +65,9 @@ def test_group_methods_need_two_samples_per_prompt(method):
         build_train_config(_online(method, online={"samples_per_prompt": 1}))
 
 
-def test_an_online_method_needs_a_reward_and_ppo_is_not_yet_supported():
+def test_an_online_method_needs_a_reward():
     with pytest.raises(ConfigError, match="reward: method 'grpo' trains on rewards"):
         build_train_config(_values(method="grpo"))
-    with pytest.raises(ConfigError, match="method: 'ppo' is not yet supported"):
-        build_train_config(_online("ppo"))
 
 
 def test_cli_nan_rewards_and_unloadable_reward_models_exit_2_on_one_line(
