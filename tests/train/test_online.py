@@ -127,3 +127,15 @@ def test_a_failing_judge_stops_with_the_last_checkpoint(online_config, monkeypat
     with pytest.raises(TrainingError, match=r"failed at step 2 \(3 tries\).*step-1; --resume"):
         train(config)
     assert SCORER["calls"] == 19 + 3
+
+
+def test_online_dpo_skips_batches_whose_samples_all_tie(online_config):
+    register_gold("test-constant", lambda prompt, response: 1.0)
+    config = online_config(
+        "online-dpo", max_steps=2, reward={"type": "gold", "name": "test-constant"}
+    )
+    run = train(config)
+    assert [row["trained_groups"] for row in _metrics(run)] == [0, 0]
+    start = load_file(config.model + "/model.safetensors")
+    end = load_file(run / "final" / "model.safetensors")
+    assert all(torch.equal(start[name], end[name]) for name in start)

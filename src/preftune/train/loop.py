@@ -261,7 +261,8 @@ class _StepLog:
             self.log.write(record)
             tracking.log(self.accelerator, record)
             self.tokens, self.since = 0, now
-            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+            shown = {"loss": f"{metrics['loss']:.4f}"} if "loss" in metrics else {}
+            shown["tok_s"] = f"{record['tokens_per_s']:.0f}"
             if "rewards/accuracies" in metrics:
                 shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
             if "reward_mean" in metrics:  # online methods
