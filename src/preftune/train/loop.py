@@ -2,7 +2,9 @@
 
 records -> view -> tokens -> `Trainer` (trainer.py: policy, loss inputs, optimizer; one
 optimizer step at a time) over the run's step order, with the run folder, metrics log,
-progress bar, checkpoints and resume around it. Nothing here depends on the method.
+progress bar, checkpoints and resume around it. Nothing here depends on the method; an
+online method (view "online") brings its prompts and its own trainer, which samples and
+scores as it steps (`preftune.train.online`), and the rest is the same.
 
 A run can be killed at any point and resumed: checkpoints, final/ and summary.json are each
 written atomically, in that order, and summary.json marks the run finished. The run folder is
