@@ -177,8 +177,9 @@ class OnlineTrainer:
         joined = _joined(micros) if objective.per_token else (None,) * 4
         advantages = objective.advantages(rewards.to(self.accelerator.device), *joined)
         total_tokens = sum(int(micro.mask.sum()) for micro in micros)
-        parts, metrics = [], {}
+        parts, losses, metrics = [], [], {}
         for _ in range(self.config.online.num_iterations):
+            batch_loss = 0.0
             self.policy.train()
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.zero_grad(set_to_none=True)
@@ -194,10 +195,14 @@ class OnlineTrainer:
                         f"loss became {loss.item()} at step {step + 1} (prompt ids: "
                         f"{micro.batch.ids})"
                     )
-                self.accelerator.backward(loss * objective.weight(micro, len(groups), total_tokens))
-                parts.append((micro.batch.num_groups, {"loss": loss.item(), **loss_metrics}))
+                weight = objective.weight(micro, len(groups), total_tokens)
+                self.accelerator.backward(loss * weight)
+                batch_loss += loss.item() * weight
+                parts.append((micro.batch.num_groups, loss_metrics))
+            losses.append(batch_loss)
             metrics = self._optimizer_step(step)
-        return {**weighted_mean(parts), "lr": lr, **metrics}
+        loss = sum(losses) / len(losses)  # the batch's loss, averaged over its updates
+        return {**weighted_mean(parts), "loss": loss, "lr": lr, **metrics}
 
     def _skip(self) -> dict[str, float]:
         """A batch with nothing to train on (online DPO, every group tied): no update, but the
