@@ -70,8 +70,8 @@ def _build_configured_judge(config):
 
     try:
         return build_judge(config.judge, **config.judge_settings())
-    except JudgeError as error:
-        raise ConfigError(f"reward.judge: {error}") from None
+    except (ConfigError, JudgeError) as error:  # worded for the CLI's --options
+        raise ConfigError(f"reward (type judge, judge {config.judge}): {error}") from None
 
 
 def _prompt_and_id(prompt, index: int) -> tuple[object, str]:
