@@ -2,7 +2,9 @@
 
 records -> view -> tokens -> `Trainer` (trainer.py: policy, loss inputs, optimizer; one
 optimizer step at a time) over the run's step order, with the run folder, metrics log,
-progress bar, checkpoints and resume around it. Nothing here depends on the method.
+progress bar, checkpoints and resume around it. Nothing here depends on the method; an
+online method (view "online") brings its prompts and its own trainer, which samples and
+scores as it steps (`preftune.train.online`), and the rest is the same.
 
 A run can be killed at any point and resumed: checkpoints, final/ and summary.json are each
 written atomically, in that order, and summary.json marks the run finished. The run folder is
@@ -12,7 +14,7 @@ held by one process (`preftune.io.FolderLock`), so a second `train` on it is ref
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from preftune.config import TrainConfig
@@ -62,14 +64,19 @@ def _train(config: TrainConfig, accelerator) -> Path:
     start_run_folder(config, accelerator, changed)
     tracking.start_run(accelerator, config)
     started = time.perf_counter()
-    data = _prepare_data(config, spec, accelerator.num_processes)
-    trainer = Trainer(
-        config,
-        accelerator,
-        data.groups,
-        pad_token_id=data.tokenizer.pad_token_id,
-        total_steps=data.total_steps,
-    )
+    if spec.view == "online":
+        from preftune.train.online import prepare_online
+
+        data, trainer = prepare_online(config, accelerator)
+    else:
+        data = _prepare_data(config, spec, accelerator.num_processes)
+        trainer = Trainer(
+            config,
+            accelerator,
+            data.groups,
+            pad_token_id=data.tokenizer.pad_token_id,
+            total_steps=data.total_steps,
+        )
     session = Session(config, accelerator, trainer, started)
     first_step = session.resume()
     final_metrics = run_steps(
@@ -86,17 +93,18 @@ def _train(config: TrainConfig, accelerator) -> Path:
 
 
 @dataclass(frozen=True)
-class _Data:
-    """The tokenized groups a run trains on, what happened to the data, and the step order."""
+class TrainingData:
+    """What a run's steps draw from (tokenized groups; an online run's prompt rows), what
+    happened to the data (summary.json's "data"), the tokenizer and the step order."""
 
-    groups: list[TokenizedGroup]
-    counts: ViewCounts
+    groups: list[TokenizedGroup] | list[dict]
+    counts: ViewCounts | object
     tokenizer: object
     order: StepOrder
     total_steps: int
 
 
-def _prepare_data(config: TrainConfig, spec, processes: int) -> _Data:
+def _prepare_data(config: TrainConfig, spec, processes: int) -> TrainingData:
     view, counts = read_view(config, spec)  # data errors surface before any model loads
     tokenizer = load_tokenizer(config.model)
     groups = tokenize_view(view, tokenizer, config, counts)
@@ -105,10 +113,12 @@ def _prepare_data(config: TrainConfig, spec, processes: int) -> _Data:
         len(groups), config.batch_size, config.seed, shuffle=not config.data.curriculum
     )
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
-    return _Data(groups, counts, tokenizer, order, total_steps)
+    return TrainingData(groups, counts, tokenizer, order, total_steps)
 
 
-def _write_summary(config: TrainConfig, data: _Data, session: Session, final_metrics) -> None:
+def _write_summary(
+    config: TrainConfig, data: TrainingData, session: Session, final_metrics
+) -> None:
     summary = {
         "method": config.method,
         "model": config.model,
@@ -120,4 +130,6 @@ def _write_summary(config: TrainConfig, data: _Data, session: Session, final_met
         "final_metrics": final_metrics,
         "final_dir": str(config.run_dir / "final"),
     }
+    if hasattr(session.trainer, "budget"):  # online runs: what they sampled and scored
+        summary["budget"] = asdict(session.trainer.budget)
     atomic_write_json(config.run_dir / "summary.json", summary)

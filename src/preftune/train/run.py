@@ -239,6 +239,8 @@ class StepLog:
             shown["tok_s"] = f"{record['tokens_per_s']:.0f}"
             if "rewards/accuracies" in metrics:
                 shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
+            if "reward_mean" in metrics:  # online methods
+                shown["reward"] = f"{metrics['reward_mean']:.3f}"
             shown["s/step"] = f"{seconds:.2f}"
             self.bar.set_postfix(shown)
         self.bar.update(1)
