@@ -415,26 +415,12 @@ class TrainConfig(_Strict):
                 f"data.curriculum: orders pairs by score gap; '{self.method}' trains on the "
                 f"'{spec.view}' view"
             )
-        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
-            raise ValueError(
-                f"micro_batch_size ({self.micro_batch_size}) must be <= batch_size ({self.batch_size})"
-            )
-        if self.max_prompt_length >= self.max_length:
-            raise ValueError(
-                f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})"
-            )
-        if self.lora is not None and self.trainable_layers is not None:
-            raise ValueError("lora and trainable_layers: choose one way to limit what trains")
         if self.quantization is not None and self.lora is None:
             raise ValueError(
                 "quantization: a quantized base trains through LoRA adapters only; add a lora "
                 "section (`lora: {}` for the defaults) or remove quantization"
             )
-        self.__dict__["model"] = _resolve_model(self.model)
-        if self.data.path is not None:
-            _check_source("data.path", self.data.path)
-        for index, source in enumerate(self.data.train or []):
-            _check_source(f"data.train.{index}.path", source.path)
+        _check_loop_settings(self)
         if "prompt_embeddings" in spec.extra_inputs and self.prompt_embedder != DEFAULT_EMBEDDER:
             _check_source("prompt_embedder", self.prompt_embedder)
         return self
@@ -732,6 +718,8 @@ class RewardModelConfig(_Strict):
             raise ValueError("margin: a margin applies to bradley-terry pairs only")
         if self.objective == "plackett-luce" and self.data.curriculum:
             raise ValueError("data.curriculum: orders pairs; plackett-luce trains on lists")
+        if self.data.task is not None:
+            raise ValueError("data.task: a task gives prompts only; a reward model trains on pairs")
         _check_loop_settings(self)
         if self.data.heldout is not None:
             _check_source("data.heldout", self.data.heldout)
@@ -781,7 +769,7 @@ def _check_loop_settings(config) -> None:
     if config.lora is not None and config.trainable_layers is not None:
         raise ValueError("lora and trainable_layers: choose one way to limit what trains")
     config.__dict__["model"] = _resolve_model(config.model)
-    if config.data.train is None:
+    if config.data.path is not None:
         _check_source("data.path", config.data.path)
     for index, source in enumerate(config.data.train or []):
         _check_source(f"data.train.{index}.path", source.path)

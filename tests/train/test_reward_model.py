@@ -303,3 +303,11 @@ def test_tensorboard_gets_the_steps_and_the_heldout_accuracy(rm_config, paired_f
     assert [e.value for e in events.Scalars("loss")] == pytest.approx([r["loss"] for r in rows[:2]])
     heldout = events.Scalars("heldout/accuracy")
     assert [(e.step, e.value) for e in heldout] == [(2, pytest.approx(rows[2]["heldout/accuracy"]))]
+
+
+def test_task_prompts_are_refused_for_a_reward_model():
+    from preftune.config import load_reward_model_config
+    from preftune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.task"):
+        load_reward_model_config(None, ["model=x", "data.task=sentiment"])
