@@ -162,6 +162,10 @@ SERVER = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"
             "generation: base_url: a setting of backend 'openai' (the backend is local)",
         ),
         (
+            lambda c: c.update(generation={"extra_body": {"repeat_penalty": 1.0}}),
+            "generation: extra_body: a setting of backend 'openai' (the backend is local)",
+        ),
+        (
             lambda c: c["evaluation"]["evaluations"][0].update(baseline="served"),
             "baseline: 'served' and generation (backend openai) name the baseline's server",
         ),

@@ -144,8 +144,9 @@ class Generation(_Strict):
     """Where a row's answers are sampled: `local` (the model loaded here, the default) or
     `openai`, the model `model` behind the OpenAI-compatible server at `base_url` (vLLM,
     llama.cpp's server, TGI, `preftune serve`), asked `concurrency` requests at a time with
-    the key in the environment variable `api_key_env` (never in the config) when it is set.
-    Served answers carry no log-probs, so a served row has no KL estimate.
+    the key in the environment variable `api_key_env` (never in the config) when it is set,
+    and the server's own request fields `extra_body` (llama.cpp: `{repeat_penalty: 1.0}` for
+    plain greedy answers). Served answers carry no log-probs, so a served row has no KL.
 
     >>> Generation(backend="openai", base_url="http://127.0.0.1:8000/v1", model="dpo").served
     True
@@ -156,13 +157,14 @@ class Generation(_Strict):
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(default=8, gt=0)
+    extra_body: dict = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self):
-        given = [key for key in ("base_url", "model") if getattr(self, key) is not None]
-        if self.served and len(given) < 2:
-            missing = sorted({"base_url", "model"} - set(given))
+        missing = [key for key in ("base_url", "model") if getattr(self, key) is None]
+        if self.served and missing:
             raise ValueError(f"{missing[0]}: the openai backend needs base_url and model")
+        given = [key for key in ("base_url", "model", "extra_body") if getattr(self, key)]
         if not self.served and given:
             raise ValueError(f"{given[0]}: a setting of backend 'openai' (the backend is local)")
         return self

@@ -37,6 +37,7 @@ def served_model(generation: Generation | None) -> ServedModel | None:
         generation.model,
         concurrency=generation.concurrency,
         api_key_env=generation.api_key_env,
+        extra_body=generation.extra_body,
     )
 
 
