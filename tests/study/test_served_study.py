@@ -178,6 +178,10 @@ SERVER = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"
             "methods.0.generation: one served model answers for one run",
         ),
         (
+            lambda c: c.update(generation={**SERVER, "extra_body": {"temperature": 1}}),
+            "generation: extra_body.temperature: set by the study's evaluation settings",
+        ),
+        (
             lambda c: c.update(generation={**SERVER, "concurrency": 0}),
             "generation.concurrency: Input should be greater than 0",
         ),

@@ -167,6 +167,11 @@ class Generation(_Strict):
         given = [key for key in ("base_url", "model", "extra_body") if getattr(self, key)]
         if not self.served and given:
             raise ValueError(f"{given[0]}: a setting of backend 'openai' (the backend is local)")
+        from preftune.generate.remote import REQUEST_FIELDS
+
+        clash = sorted(set(self.extra_body) & set(REQUEST_FIELDS))
+        if clash:
+            raise ValueError(f"extra_body.{clash[0]}: set by the study's evaluation settings")
         return self
 
     @property

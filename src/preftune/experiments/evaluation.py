@@ -32,13 +32,8 @@ def served_model(generation: Generation | None) -> ServedModel | None:
         return None
     from preftune.judges.http_chat import served_model as connect
 
-    return connect(
-        generation.base_url,
-        generation.model,
-        concurrency=generation.concurrency,
-        api_key_env=generation.api_key_env,
-        extra_body=generation.extra_body,
-    )
+    options = generation.model_dump(include={"concurrency", "api_key_env", "extra_body"})
+    return connect(generation.base_url, generation.model, **options)
 
 
 def row_model(config: StudyConfig, label: str, local):
