@@ -264,8 +264,8 @@ class Evaluation(_Strict):
     `kind: pairwise` gives a win rate over `baseline` ("start": the starting model's answers;
     "sft": the SFT model's; "reference": the held-out data's preferred response; or a samples
     .jsonl file, e.g. a fixed model's answers; or "served": a served model's answers to the
-    same prompts, sampled from `generation`, backend openai). `prompts` defaults to the study's held-out
-    data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions (1-10) and needs no
+    same prompts, sampled from `generation`, backend openai, docs/served-models.md). `prompts`
+    defaults to the study's held-out data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions (1-10) and needs no
     baseline or prompts. The published benchmarks (docs/benchmarks.md) answer their own
     prompts and judge through an OpenAI-compatible endpoint (`judge: {type: openai}`):
     `alpaca-eval` against a reference set's outputs (`reference`, default the Hub's 805 with
