@@ -17,6 +17,7 @@ from statistics import fmean
 from preftune.errors import ConfigError, DataError
 from preftune.evaluate.stats import MIN_PROMPTS
 from preftune.generate.concurrency import run_tasks
+from preftune.generate.remote import ServedModel
 from preftune.generate.sampling import generate, load_for_generation
 from preftune.io import JsonlAppender, atomic_write_json, read_jsonl
 from preftune.judges.prompts import mtbench_data_dir
@@ -40,13 +41,19 @@ def generate_answers(
     model_or_path, out_dir, *, limit: int | None = None, max_new_tokens: int = 512, **options
 ) -> list[dict]:
     """Both turns' answers: answers_turn1.jsonl, answers_turn2.jsonl (resumable), merged as
-    {"id", "category", "questions": [q1, q2], "answers": [a1, a2]}."""
+    {"id", "category", "questions": [q1, q2], "answers": [a1, a2]}. `model_or_path` may be a
+    `ServedModel`: both turns are then asked over HTTP."""
     out_dir = Path(out_dir)
     questions = mtbench_questions(limit)
-    model, tokenizer, name = load_for_generation(model_or_path, options.pop("dtype", "fp32"))
+    dtype = options.pop("dtype", "fp32")
+    if isinstance(model_or_path, ServedModel):
+        model, name = model_or_path, model_or_path.model
+    else:  # loaded once for both turns
+        *pair, name = load_for_generation(model_or_path, dtype)
+        model = tuple(pair)
     options = {"max_new_tokens": max_new_tokens, **options}
     first = generate(
-        (model, tokenizer),
+        model,
         [{"id": str(q["question_id"]), "prompt": q["turns"][0]} for q in questions],
         out_dir / "answers_turn1.jsonl",
         **options,
@@ -60,7 +67,7 @@ def generate_answers(
         for q, answer in zip(questions, first, strict=True)
     ]
     second = generate(
-        (model, tokenizer),
+        model,
         [
             {"id": str(q["question_id"]), "prompt": c}
             for q, c in zip(questions, conversations, strict=True)

@@ -27,7 +27,8 @@ from pydantic import (
 
 from preftune.errors import ConfigError
 
-BASELINES = ("start", "sft", "reference")  # or a path to a samples .jsonl file
+# Or a path to a samples .jsonl file; "served": answers sampled from the evaluation's `generation`.
+BASELINES = ("start", "sft", "reference", "served")
 RESERVED_LABELS = ("start", "sft")  # rows of every study, never a method's label
 # Labels and evaluation names become folder names: letters, digits, "._-", no leading dot.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -37,7 +38,7 @@ BENCHMARK_KINDS = ("alpaca-eval", "arena-hard", "mt-bench-pairwise")  # docs/ben
 FILE_BASELINE_KINDS = ("arena-hard", "mt-bench-pairwise")  # judged against a file of answers
 # The settings each evaluation kind takes besides name, kind and judge.
 KIND_SETTINGS = {
-    "pairwise": ("baseline", "prompts", "pairs"),
+    "pairwise": ("baseline", "prompts", "pairs", "generation"),
     "mt-bench": ("limit", "max_new_tokens"),
     "alpaca-eval": ("annotator", "reference", "limit", "max_new_tokens"),
     "arena-hard": ("baseline", "questions", "style_control", "limit", "max_new_tokens"),
@@ -139,12 +140,53 @@ class SFTStep(_Strict):
     train: dict = Field(default_factory=dict)  # TrainConfig overrides for the SFT run
 
 
+class Generation(_Strict):
+    """Where a row's answers are sampled: `local` (the model loaded here, the default) or
+    `openai`, the model `model` behind the OpenAI-compatible server at `base_url` (vLLM,
+    llama.cpp's server, TGI, `preftune serve`), asked `concurrency` requests at a time with
+    the key in the environment variable `api_key_env` (never in the config) when it is set,
+    and the server's own request fields `extra_body` (llama.cpp: `{repeat_penalty: 1.0}` for
+    plain greedy answers). Served answers carry no log-probs, so a served row has no KL.
+
+    >>> Generation(backend="openai", base_url="http://127.0.0.1:8000/v1", model="dpo").served
+    True
+    """
+
+    backend: Literal["local", "openai"] = "local"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=8, gt=0)
+    extra_body: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self):
+        missing = [key for key in ("base_url", "model") if getattr(self, key) is None]
+        if self.served and missing:
+            raise ValueError(f"{missing[0]}: the openai backend needs base_url and model")
+        given = [key for key in ("base_url", "model", "extra_body") if getattr(self, key)]
+        if not self.served and given:
+            raise ValueError(f"{given[0]}: a setting of backend 'openai' (the backend is local)")
+        from preftune.generate.remote import REQUEST_FIELDS
+
+        clash = sorted(set(self.extra_body) & set(REQUEST_FIELDS))
+        if clash:
+            raise ValueError(f"extra_body.{clash[0]}: set by the study's evaluation settings")
+        return self
+
+    @property
+    def served(self) -> bool:
+        return self.backend == "openai"
+
+
 class MethodEntry(_Strict):
     """One method of the study; `label` names its run (default: the method name).
 
     `sweep` maps hyperparameters of the method (and `lr`) to the values to try: every point of
     the grid trains and is scored on the dev prompts, and the best point is the one the study
     trains and tests (its `hparams` / `train` entries are the rest of the setting).
+    `generation` (backend openai) samples the row's test answers from a server the user runs
+    over the trained model (`preftune serve <out>/runs/<label>`) instead of loading it here.
     """
 
     method: str
@@ -152,6 +194,7 @@ class MethodEntry(_Strict):
     hparams: dict = Field(default_factory=dict)
     train: dict = Field(default_factory=dict)
     sweep: dict[str, list[float | int | str | bool]] | None = None
+    generation: Generation | None = None
 
     @field_validator("sweep")
     @classmethod
@@ -220,8 +263,9 @@ class Evaluation(_Strict):
 
     `kind: pairwise` gives a win rate over `baseline` ("start": the starting model's answers;
     "sft": the SFT model's; "reference": the held-out data's preferred response; or a samples
-    .jsonl file, e.g. a fixed model's answers). `prompts` defaults to the study's held-out
-    data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions (1-10) and needs no
+    .jsonl file, e.g. a fixed model's answers; or "served": a served model's answers to the
+    same prompts, sampled from `generation`, backend openai, docs/served-models.md). `prompts`
+    defaults to the study's held-out data. `kind: mt-bench` grades single answers to MT-Bench's 80 questions (1-10) and needs no
     baseline or prompts. The published benchmarks (docs/benchmarks.md) answer their own
     prompts and judge through an OpenAI-compatible endpoint (`judge: {type: openai}`):
     `alpaca-eval` against a reference set's outputs (`reference`, default the Hub's 805 with
@@ -250,10 +294,17 @@ class Evaluation(_Strict):
     style_control: bool = False  # Arena-Hard: the win rate at equal length and markdown
     limit: int | None = Field(default=None, gt=0)  # a benchmark's first prompts only
     max_new_tokens: int | None = Field(default=None, gt=0)  # answers to a benchmark's prompts
+    generation: Generation | None = None  # the server of a "served" baseline
 
     @model_validator(mode="after")
     def _checked(self):
         _check_name("name", self.name)
+        served = self.generation is not None and self.generation.served
+        if (self.baseline == "served") != served and self.kind == "pairwise":
+            raise ValueError(
+                "baseline: 'served' and generation (backend openai) name the baseline's server "
+                "together; give both or neither"
+            )
         allowed = KIND_SETTINGS[self.kind]
         for field in sorted(set().union(*KIND_SETTINGS.values()) - set(allowed)):
             if getattr(self, field) != type(self).model_fields[field].default:
@@ -339,6 +390,9 @@ class StudyConfig(_Strict):
     # Experiment trackers of every run (project: the study's name; run: name/label[/seed-s]),
     # and of the final table and plots (run name/results). Names as TrainConfig's `report_to`.
     report_to: list[str] = Field(default_factory=list)
+    # Where the `start` row's answers come from (a server over the starting model); a method's
+    # row takes its own `generation`. Sweeps and on-policy data always sample locally.
+    generation: Generation | None = None
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -360,6 +414,12 @@ class StudyConfig(_Strict):
                 "so the SFT step needs its own data"
             )
         _check_training_settings(self)
+        served = [i for i, m in enumerate(self.methods) if m.generation and m.generation.served]
+        if served and len(self.seed_list) > 1:
+            raise ValueError(
+                f"methods.{served[0]}.generation: one served model answers for one run, and "
+                f"this method trains once per seed ({self.seed_list}); sample it locally"
+            )
         for index, evaluation in enumerate(self.evaluation.evaluations):
             where = f"evaluation.evaluations.{index}"
             if evaluation.baseline == "sft" and self.sft is None:

@@ -6,6 +6,11 @@ is the mean of log π(y|x) − log π_start(y|x) over y sampled from π at tempe
 answer per evaluated prompt by default, `evaluation.kl_samples` to change it), with a 95%
 bootstrap interval over prompts; `kl_samples: 0` uses the greedy answers instead, which costs
 nothing extra but is only a log-ratio (it can be negative).
+
+A row whose config names a served model (`generation`, backend openai: the study's own for the
+start row, a method entry's for its row, an evaluation's for a "served" baseline) is sampled
+over HTTP instead of loading its weights here; a chat API returns no log-probs, so a served
+row's KL is not estimated (`kl_estimate` KL_SERVED, noted in the report).
 """
 
 from __future__ import annotations
@@ -14,10 +19,32 @@ from pathlib import Path
 from statistics import fmean
 
 from preftune.errors import ConfigError
-from preftune.experiments.config import BENCHMARK_KINDS, Evaluation, StudyConfig
+from preftune.experiments.config import BENCHMARK_KINDS, Evaluation, Generation, StudyConfig
 from preftune.experiments.layout import SFT, START, StudyLayout
-from preftune.experiments.results import KL_GREEDY, KL_SAMPLED
+from preftune.experiments.results import KL_GREEDY, KL_SAMPLED, KL_SERVED
+from preftune.generate.remote import ServedModel
 from preftune.io import atomic_write_json, read_jsonl
+
+
+def served_model(generation: Generation | None) -> ServedModel | None:
+    """The served model `generation` names, None for the local backend (or no setting)."""
+    if generation is None or not generation.served:
+        return None
+    from preftune.judges.http_chat import served_model as connect
+
+    options = generation.model_dump(include={"concurrency", "api_key_env", "extra_body"})
+    return connect(generation.base_url, generation.model, **options)
+
+
+def row_model(config: StudyConfig, label: str, local):
+    """What answers for row `label`: the served model its `generation` names (the study's own
+    for the start row, the method entry's for a method), else `local` (a path or a loaded
+    pair)."""
+    if label == START:
+        generation = config.generation
+    else:
+        generation = next((m.generation for m in config.methods if m.run_label == label), None)
+    return served_model(generation) or local
 
 
 def sample_answers(
@@ -47,7 +74,8 @@ def kl_sample_count(config: StudyConfig, evaluated: int) -> int:
 
 def write_stats(config: StudyConfig, samples: Path, start_model, out: Path, *, model=None) -> dict:
     """Statistics of one row's greedy answers; `model` is None for the starting model itself
-    (KL 0), else the row's model, sampled again at temperature 1 for the KL estimate."""
+    (KL 0), else the row's model, sampled again at temperature 1 for the KL estimate (none for
+    a served model, which returns no log-probs)."""
     from preftune.evaluate.text_stats import text_stats
 
     rows = read_jsonl(samples)
@@ -66,7 +94,9 @@ def write_stats(config: StudyConfig, samples: Path, start_model, out: Path, *, m
         "kl_n": 0 if model is None else count,
         "kl_estimate": KL_SAMPLED if count else KL_GREEDY,
     }
-    if model is not None:  # answers carry their log-prob under the model that wrote them
+    if isinstance(model, ServedModel):
+        stats.update(kl=None, kl_ci_low=None, kl_ci_high=None, kl_n=0, kl_estimate=KL_SERVED)
+    elif model is not None:  # answers carry their log-prob under the model that wrote them
         stats.update(_kl_figures(config, model, start_model, rows, out, count))
     atomic_write_json(out, stats)
     return stats
@@ -121,7 +151,15 @@ def build_study_judge(config: StudyConfig, spec: Evaluation):
     return build_judge(spec.judge.type, **options)
 
 
-def baseline_rows(spec: Evaluation, layout: StudyLayout) -> list[dict] | Path:
+def baseline_rows(
+    config: StudyConfig, spec: Evaluation, layout: StudyLayout, samples: Path
+) -> list[dict] | Path:
+    """The answers a row's `samples` are judged against under `spec`; a served baseline
+    answers the same prompts (greedy, once: its file resumes by id)."""
+    if spec.baseline == "served":
+        answered = [{"id": row["id"], "prompt": row["prompt"]} for row in read_jsonl(samples)]
+        out = layout.root / "baselines" / spec.name / "samples.jsonl"
+        return sample_answers(served_model(spec.generation), answered, out, config)
     if spec.baseline in (START, SFT):
         return layout.samples(START)
     if spec.baseline == "reference":
@@ -178,7 +216,7 @@ def judge_row(
 
     return win_rate(
         samples,
-        baseline_rows(spec, layout),
+        baseline_rows(config, spec, layout, samples),
         build_study_judge(config, spec),
         out,
         seed=config.seed,

@@ -23,6 +23,7 @@ from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
 KL_SAMPLED = "sampled"  # mean log π(y) − log π_start(y) over y ~ π (temperature 1): KL(π ‖ π_start)
 KL_GREEDY = "greedy log-ratio"  # the same over the greedy answers: cheaper, not a KL, any sign
+KL_SERVED = "not estimated (served)"  # a row sampled over HTTP: no log-probs, no KL
 WIN_FIELDS = (
     "win_rate",
     "ci_low",
@@ -331,6 +332,7 @@ def collect(layout: StudyLayout) -> dict:
 
 
 def kl_kind(results: dict) -> str:
-    """How the rows' KL was estimated: KL_SAMPLED, or KL_GREEDY (also when rows differ)."""
-    kinds = {row["stats"].get("kl_estimate") for row in results["rows"]} - {None}
+    """How the rows' KL was estimated: KL_SAMPLED, or KL_GREEDY (also when rows differ);
+    served rows, which have none, aside."""
+    kinds = {row["stats"].get("kl_estimate") for row in results["rows"]} - {None, KL_SERVED}
     return kinds.pop() if len(kinds) == 1 else KL_GREEDY

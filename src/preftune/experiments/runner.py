@@ -364,7 +364,8 @@ class StudyRunner:
         self._guarded(label, "evaluate", lambda: [self._evaluate_row(label, s) for s in seeds])
 
     def _evaluate_row(self, label: str, seed: int | None) -> None:
-        model = self.start_model() if label == START else str(self.layout.run(label, seed))
+        local = self.start_model() if label == START else str(self.layout.run(label, seed))
+        model = evaluation.row_model(self.config, label, local)  # or its served model
         prompts = read_jsonl(self.layout.heldout)[: self.config.evaluation.num_prompts]
         samples = self.layout.samples(label, seed)
         key = _key(label, seed)

@@ -20,6 +20,7 @@ from preftune.experiments.results import (
     FEW_PROMPTS,
     KL_GREEDY,
     KL_SAMPLED,
+    KL_SERVED,
     beats,
     head_to_head,
     kl_kind,
@@ -280,6 +281,12 @@ def _table3_notes(results: dict) -> str:
     ]
     if results.get("gold"):
         notes.insert(1, f"Gold reward: {results['gold']}, the mean over the held-out answers.")
+    served = [row["label"] for row in results["rows"] if row["stats"]["kl_estimate"] == KL_SERVED]
+    if served:
+        notes.append(
+            f"KL —: {joined(served)} answered from a served model (`generation`), which returns "
+            "no log-probs, so their KL was not estimated."
+        )
     if _has_preference(results):
         notes.append(
             "Held-out preference accuracy: share of held-out pairs whose chosen response gets "

@@ -27,20 +27,36 @@ class GenerationError(PreftuneError):
     """The server failed a request every time it was asked, or rejected it."""
 
 
+# The request fields `generate`'s settings fill in; `extra_body` may not set them too.
+REQUEST_FIELDS = ("model", "messages", "temperature", "max_tokens", "top_p", "top_k", "seed")
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """A model served over HTTP. `connect()` returns `ask(messages, fields) -> reply`, where
-    the reply has `text`, `finish_reason` and `completion_tokens` (None when not reported)."""
+    the reply has `text`, `finish_reason` and `completion_tokens` (None when not reported).
+    `extra_body` is sent with every request: a server's own sampling fields, e.g.
+    `{"repeat_penalty": 1.0}` for plain greedy decoding on llama.cpp's server (its default
+    penalises repeated tokens)."""
 
     base_url: str
     model: str
     connect: Callable[[], Callable] = field(repr=False, compare=False)
     concurrency: int = 8
+    extra_body: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        clash = sorted(set(self.extra_body) & set(REQUEST_FIELDS))
+        if clash:
+            raise ConfigError(
+                f"extra_body.{clash[0]}: set by the generation settings, not by extra_body"
+            )
 
     def settings(self) -> dict:
-        """What this backend adds to a row's generation_config (so a local and a served run
-        never resume each other's file)."""
-        return {"backend": "openai", "base_url": self.base_url}
+        """What this backend adds to a row's generation_config (so a local and a served run,
+        or runs with other extra fields, never resume each other's file)."""
+        extra = {"extra_body": self.extra_body} if self.extra_body else {}
+        return {"backend": "openai", "base_url": self.base_url, **extra}
 
 
 def request_fields(config: dict, sample: int) -> dict:
@@ -78,7 +94,8 @@ def sample_served(served: ServedModel, jobs: list[tuple[dict, int]], config: dic
     def work(index: int):
         prompt, sample = jobs[index]
         try:
-            return ask(as_messages(prompt["prompt"]), request_fields(config, sample))
+            fields = {**request_fields(config, sample), **served.extra_body}
+            return ask(as_messages(prompt["prompt"]), fields)
         except GenerationError as error:
             raise GenerationError(
                 f"prompt '{prompt['id']}': {error}; the answers received so far are saved: "

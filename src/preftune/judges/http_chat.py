@@ -274,11 +274,24 @@ class ChatClient:
         raise TransientFailure(f"{self.max_retries + 1} attempts failed; last: {failure}")
 
 
-def served_model(base_url: str, model: str, *, concurrency: int = 8, **client_options):
+def served_model(
+    base_url: str,
+    model: str,
+    *,
+    concurrency: int = 8,
+    extra_body: dict | None = None,
+    **client_options,
+):
     """`model` behind the OpenAI-compatible server at `base_url`, for
     `preftune.generate.generate`: its requests go through a `ChatClient` (`client_options`:
-    api_key_env, timeout, max_retries...), and a request that fails every retry, or that the
-    server rejects, stops the run with a `GenerationError` (the answers so far are kept)."""
+    api_key_env, timeout, max_retries...) with `extra_body`'s fields added, and a request that
+    fails every retry, or that the server rejects, stops the run with a `GenerationError` (the
+    answers so far are kept).
+
+    >>> served_model("http://127.0.0.1:8080/v1/", "smollm2", extra_body={"repeat_penalty": 1.0})
+    ServedModel(base_url='http://127.0.0.1:8080/v1', model='smollm2', concurrency=8, \
+extra_body={'repeat_penalty': 1.0})
+    """
     from preftune.generate.remote import GenerationError, ServedModel
 
     def connect():
@@ -292,4 +305,4 @@ def served_model(base_url: str, model: str, *, concurrency: int = 8, **client_op
 
         return ask
 
-    return ServedModel(base_url.rstrip("/"), model, connect, concurrency)
+    return ServedModel(base_url.rstrip("/"), model, connect, concurrency, dict(extra_body or {}))

@@ -67,8 +67,8 @@ def cached_requests(
 
 
 def answer_prompts(model_or_path, prompts: list[dict], path: Path, **options) -> dict[str, dict]:
-    """Generate one answer per {"id", "prompt"} with `model_or_path` (resumable: `path`);
-    the sample rows by id."""
+    """Generate one answer per {"id", "prompt"} with `model_or_path` (a path, a loaded pair or
+    a `ServedModel`; resumable: `path`); the sample rows by id."""
     from preftune.generate.sampling import generate
 
     return {row["id"]: row for row in generate(model_or_path, prompts, path, **options)}
