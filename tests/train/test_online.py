@@ -79,7 +79,23 @@ def test_grpo_raises_the_reward(online_config):
     assert summary["budget"]["prompts"] == 48 and summary["budget"]["samples"] == 192
     assert summary["budget"]["reward_calls"] == 192
     assert 192 <= summary["budget"]["tokens"] <= 192 * 8  # 1 to max_new_tokens per sample
-    assert {"kl", "clip_ratio", "reward_std", "grad_norm"} <= set(_metrics(run)[-1])
+    # beta 0 (the default): no reference is loaded, so no KL is measured
+    assert {"clip_ratio", "reward_std", "grad_norm"} <= set(_metrics(run)[-1])
+    assert "kl" not in _metrics(run)[-1]
+
+
+def test_grpo_reads_the_reference_only_with_a_kl_term(online_config, monkeypatch):
+    from preftune.train.online import trainer as online_trainer
+
+    built = []
+    real = online_trainer.build_reference
+    monkeypatch.setattr(
+        online_trainer, "build_reference", lambda *a, **k: built.append(1) or real(*a, **k)
+    )
+    train(online_config("grpo", max_steps=1, run_name="plain"))
+    assert built == []
+    run = train(online_config("grpo", max_steps=1, run_name="kl", hparams={"beta": 0.04}))
+    assert built == [1] and "kl" in _metrics(run)[-1]
 
 
 @pytest.mark.parametrize("method", ["rloo", "online-dpo", "ppo"])

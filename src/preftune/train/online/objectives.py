@@ -66,6 +66,11 @@ class Objective:
         self.num_iterations = num_iterations
         self.max_new_tokens = max_new_tokens
 
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the loss or the advantages read the reference's log-probs."""
+        return True
+
     def select(self, groups: list[TokenizedGroup], rewards: torch.Tensor):
         """The groups (and their rewards) the update trains on."""
         return groups, rewards
@@ -90,6 +95,12 @@ class GroupObjective(Objective):
         """With one update per batch the sampling policy's log-probs are the current ones,
         detached; with more they must be computed before the first."""
         return self.num_iterations > 1
+
+    @property
+    def uses_reference(self) -> bool:
+        """Only through the KL term: at beta 0 (GRPO's default) the reference forward, a third
+        of a step's forward passes, is skipped, as TRL does."""
+        return self.hparams["beta"] > 0
 
     @property
     def clip(self) -> dict[str, float]:

@@ -75,8 +75,9 @@ class OnlineTrainer:
         model.to(accelerator.device)
         self.pad_token_id = tokenizer.pad_token_id
         spec = METHODS[config.method]
+        uses_reference = spec.needs_reference and self.objective.uses_reference
         self.reference = (
-            build_reference(config, model, [], self.pad_token_id) if spec.needs_reference else None
+            build_reference(config, model, [], self.pad_token_id) if uses_reference else None
         )
         heads = {"value": ValueHead(model.config.hidden_size)} if self.objective.value_head else {}
         for head in heads.values():
