@@ -140,6 +140,13 @@ def test_tiny_study_end_to_end_with_failures_and_a_resume(
     assert 0.0 <= gold["ci_low"] <= gold["win_rate"] <= gold["ci_high"] <= 1.0
     assert gold["n"] == 4
     assert rows["dpo"]["stats"]["kl"] is not None
+    # Both methods learned from the one sampling step: 6 prompts x 3 samples of <= 8 tokens.
+    samples = read_jsonl(layout.train_data.with_name("samples.jsonl"))
+    budget = rows["dpo"]["budget"]
+    assert budget["source"] == "on-policy sampling" and rows["simpo"]["budget"] == budget
+    assert (budget["prompts"], budget["samples"]) == (6, 18)
+    assert budget["tokens"] == sum(row["num_tokens"] for row in samples) <= 18 * 8
+    assert budget["reward_calls"] == sum(len(row["scores"]) for row in train_rows)
 
 
 def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_model_dir, length_gold):
