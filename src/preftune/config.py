@@ -78,6 +78,9 @@ class DataConfig(_Strict):
     path: str | None = Field(
         None, description="a local .jsonl/.json/.parquet/.csv, a saved dataset folder or a Hub id"
     )
+    task: str | None = Field(
+        None, description="a built-in task's prompts (online training only), e.g. sentiment"
+    )
     train: list[WeightedSource] | None = Field(
         None, min_length=1, description="several sources mixed by weight, instead of path"
     )
@@ -118,8 +121,17 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_way_each(self) -> DataConfig:
-        if (self.path is None) == (self.train is None):
-            raise ValueError("give path (one source) or train (several, with weights)")
+        if sum(value is not None for value in (self.path, self.train, self.task)) != 1:
+            raise ValueError(
+                "give path (one source), train (several, with weights) or task (built-in prompts)"
+            )
+        if self.task is not None:
+            from preftune.tasks import get_task
+
+            try:
+                get_task(self.task)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
         if self.chat_template is not None and self.layout is not None:
             raise ValueError("chat_template and layout: choose one prompt format")
         return self
@@ -201,6 +213,97 @@ class QuantizationConfig(_Strict):
     )
 
 
+class RewardConfig(_Strict):
+    """Where online training's rewards come from (preftune.judges.rewards): a gold function,
+    a reward model (one output), or a `preftune judge` judge; each type takes its own keys."""
+
+    type: Literal["gold", "model", "judge"]
+    name: str | None = Field(None, description="gold: the gold function, e.g. vader-sentiment")
+    path: str | None = Field(None, description="model: the reward model's folder or Hub id")
+    batch_size: int = Field(16, gt=0, description="model: responses scored per forward")
+    judge: Literal["gold", "reward-model", "openai", "hf-llm"] | None = Field(
+        None, description="judge: the kind, as `preftune judge --judge`"
+    )
+    gold: str | None = Field(None, description="judge gold: the gold function")
+    model: str | None = Field(None, description="judge: reward model / local LLM / endpoint model")
+    base_url: str | None = Field(None, description="judge openai: the endpoint")
+    api_key_env: str = Field("OPENAI_API_KEY", description="judge openai: the key's variable")
+    prompt: str = Field("pair-v2", description="judge: the judge prompt")
+    decision: Literal["both-orders", "average"] = "both-orders"
+    concurrency: int = Field(8, ge=1, description="judge openai: requests in flight")
+    timeout: float = Field(60.0, gt=0, description="judge openai: seconds per request")
+    max_retries: int = Field(4, ge=0, description="judge openai: retries of a failed request")
+
+    _KEYS = {
+        "gold": {"name"},
+        "model": {"path", "batch_size"},
+        "judge": {
+            "judge", "gold", "model", "base_url", "api_key_env", "prompt", "decision",
+            "concurrency", "timeout", "max_retries",
+        },
+    }  # fmt: skip
+
+    @model_validator(mode="after")
+    def _keys_of_its_type(self) -> RewardConfig:
+        foreign = sorted(self.model_fields_set - self._KEYS[self.type] - {"type"})
+        if foreign:
+            raise ValueError(
+                f"{foreign[0]}: not a setting of type {self.type} (it takes: "
+                f"{', '.join(sorted(self._KEYS[self.type]))})"
+            )
+        needed = {"gold": "name", "model": "path", "judge": "judge"}[self.type]
+        if getattr(self, needed) is None:
+            raise ValueError(f"{needed}: type {self.type} needs it")
+        if self.type == "model":
+            _check_source("path", self.path)
+        return self
+
+    def judge_settings(self) -> dict[str, Any]:
+        """type judge: the keyword arguments of `preftune.judges.build_judge` besides the kind."""
+        keys = self._KEYS["judge"] - {"judge"}
+        return {key: getattr(self, key) for key in sorted(keys)}
+
+
+class OnlineConfig(_Strict):
+    """Online training: each step samples `samples_per_prompt` responses to `prompts_per_step`
+    prompts from the current policy, scores them and updates `num_iterations` times."""
+
+    samples_per_prompt: int = Field(4, ge=1, description="G: responses sampled per prompt")
+    max_new_tokens: int = Field(40, gt=0)
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (> 0)")
+    top_k: int = Field(0, ge=0, description="0 = no top-k filter")
+    top_p: float = Field(1.0, gt=0, le=1)
+    prompts_per_step: int = Field(8, gt=0, description="prompts per generation batch")
+    num_iterations: int = Field(1, gt=0, description="mu: updates per generation batch")
+    generation_batch_size: int = Field(32, gt=0, description="sequences per generate() call")
+    rounds: int | None = Field(
+        None, gt=0, description="iterative training of an offline method (rounds of sampling)"
+    )
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The settings `preftune.generate.sampling.sample_batch` takes."""
+        keys = ("max_new_tokens", "temperature", "top_k", "top_p")
+        return {key: getattr(self, key) for key in keys}
+
+
+def validate_section(model: type[BaseModel], values, key: str):
+    """`values` validated as `model`; errors become one ConfigError naming `key.field`.
+
+    >>> validate_section(OnlineConfig, {"samples_per_prompt": 0}, "online")
+    Traceback (most recent call last):
+    preftune.errors.ConfigError: invalid config: online.samples_per_prompt: Input should be greater than or equal to 1
+    """
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, prefix=(key,), root=model)) from None
+
+
+# online methods that compare samples within a group of one prompt
+GROUP_METHODS = ("grpo", "rloo", "online-dpo")
+
+
 class TrainConfig(_Strict):
     """One training run: a model, a method with its hyperparameters, data and the loop's settings."""
 
@@ -276,6 +379,12 @@ class TrainConfig(_Strict):
     push_to_hub: PushToHub | None = Field(
         None, description="push final/ with a model card when the run finishes"
     )
+    reward: RewardConfig | None = Field(
+        None, description="online training's reward source (preftune.judges.rewards)"
+    )
+    online: OnlineConfig | None = Field(
+        None, description="online sampling settings; default for an online method"
+    )
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -300,6 +409,7 @@ class TrainConfig(_Strict):
             self.__dict__["reference"] = None
         elif self.reference is None:
             raise ValueError(f"reference: method '{self.method}' needs one: precompute or live")
+        self._check_online(spec)
         if self.data.curriculum and spec.view != "pair":
             raise ValueError(
                 f"data.curriculum: orders pairs by score gap; '{self.method}' trains on the "
@@ -321,13 +431,36 @@ class TrainConfig(_Strict):
                 "section (`lora: {}` for the defaults) or remove quantization"
             )
         self.__dict__["model"] = _resolve_model(self.model)
-        if self.data.train is None:
+        if self.data.path is not None:
             _check_source("data.path", self.data.path)
         for index, source in enumerate(self.data.train or []):
             _check_source(f"data.train.{index}.path", source.path)
         if "prompt_embeddings" in spec.extra_inputs and self.prompt_embedder != DEFAULT_EMBEDDER:
             _check_source("prompt_embedder", self.prompt_embedder)
         return self
+
+    def _check_online(self, spec) -> None:
+        """An online method needs a reward and an `online` block (its defaults when absent);
+        group methods need two samples per prompt; task prompts are for sampling only."""
+        online = spec.view == "online"
+        if online and self.online is None:
+            self.__dict__["online"] = OnlineConfig()
+        if online and self.reward is None:
+            raise ValueError(
+                f"reward: method '{self.method}' trains on rewards of its own samples; add e.g. "
+                "reward: {type: gold, name: vader-sentiment}"
+            )
+        if online and self.method in GROUP_METHODS and self.online.samples_per_prompt < 2:
+            raise ValueError(
+                f"online.samples_per_prompt: method '{self.method}' compares samples of one "
+                f"prompt; it needs >= 2, got {self.online.samples_per_prompt}"
+            )
+        iterative = self.online is not None and self.online.rounds is not None
+        if self.data.task is not None and not (online or iterative):
+            raise ValueError(
+                f"data.task: a task gives prompts only; method '{self.method}' trains offline "
+                "on preference data (use data.path, or online.rounds to sample its data)"
+            )
 
     @property
     def run_dir(self) -> Path:
@@ -450,21 +583,23 @@ def build_train_config(values: dict[str, Any], *, inherited=None) -> TrainConfig
         raise ConfigError(_describe(error)) from None
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(
+    error: ValidationError, *, prefix: tuple = (), root: type[BaseModel] | None = None
+) -> str:
     lines = []
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"])
+        key = ".".join(str(part) for part in (*prefix, *problem["loc"]))
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
-            message = f"unknown key (allowed: {', '.join(_allowed_keys(problem['loc']))})"
+            allowed = _allowed_keys(problem["loc"], root or TrainConfig)
+            message = f"unknown key (allowed: {', '.join(allowed)})"
         lines.append(f"{key}: {message}" if key else message)
     if len(lines) == 1:
         return f"invalid config: {lines[0]}"
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = TrainConfig
+def _allowed_keys(loc: tuple, model: type[BaseModel]) -> list[str]:
     for part in loc[:-1]:
         if isinstance(part, int):  # a list item (data.train.0): its model is the list's
             continue

@@ -80,8 +80,8 @@ def test_the_train_config_reads_the_mixture(tmp_path, tiny_model_dir):
 @pytest.mark.parametrize(
     ("data", "named"),
     [
-        ({}, "data: give path (one source) or train"),
-        ({"path": "P", "train": [{"path": "P"}]}, "data: give path (one source) or train"),
+        ({}, "data: give path (one source), train"),
+        ({"path": "P", "train": [{"path": "P"}]}, "data: give path (one source), train"),
         ({"train": []}, "data.train:"),
         ({"train": [{"path": "P", "weight": 0}]}, "data.train.0.weight"),
         ({"train": [{"path": "P"}, {"path": "./missing.jsonl"}]}, "data.train.1.path"),

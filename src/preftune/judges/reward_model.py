@@ -36,6 +36,21 @@ class RewardModelJudge:
             logits = self.model(**{k: v.to(device) for k, v in encoded.items()}).logits
         return float(logits[0, 0])
 
+    def score_batch(self, prompts: list, responses: list[str]) -> list[float]:
+        """The rewards of several (prompt, response) pairs in one right-padded forward; the
+        model reads its score at the last non-pad token, as `score` does for one (a model
+        without a pad token is scored one response at a time)."""
+        pad_id = self.tokenizer.pad_token_id
+        if len(prompts) == 1 or pad_id is None or self.model.config.pad_token_id != pad_id:
+            return [self.score(p, r) for p, r in zip(prompts, responses, strict=True)]
+        texts = [self._text(p, r) for p, r in zip(prompts, responses, strict=True)]
+        self.tokenizer.padding_side = "right"
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            logits = self.model(**{k: v.to(device) for k, v in encoded.items()}).logits
+        return [float(value) for value in logits[:, 0]]
+
     def compare(self, prompt, response_a: str, response_b: str) -> Judgment:
         return compare_by_scores(self.score(prompt, response_a), self.score(prompt, response_b))
 
@@ -48,6 +63,7 @@ def _load(path: str, dtype: str):
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=DTYPES[dtype])
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as error:
-        raise JudgeError(f"cannot load reward model '{path}': {error}") from None
+    except (OSError, ValueError) as error:  # ValueError: a config.json naming no model type
+        message = str(error).splitlines()[0]
+        raise JudgeError(f"cannot load reward model '{path}': {message}") from None
     return model.eval(), tokenizer
