@@ -49,7 +49,13 @@ from preftune.train.trainer import Trainer
 
 
 def train(config: TrainConfig) -> Path:
-    """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
+    """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md).
+    With `online.rounds`, an offline method trains in rounds on its own samples
+    (train/rounds.py)."""
+    if config.online is not None and config.online.rounds is not None:
+        from preftune.train.rounds import train_rounds
+
+        return train_rounds(config)
     from accelerate import Accelerator
 
     accelerator = _accelerator(Accelerator, config.mixed_precision, **tracking.run_options(config))
@@ -80,7 +86,7 @@ def _train(config: TrainConfig, accelerator) -> Path:
     """A run, step by step: check the folder, prepare the data, build the trainer, restore a
     checkpoint, run the steps, then write the last checkpoint, final/ and summary.json."""
     spec = METHODS[config.method]
-    run_dir, changed = _check_run_dir(config)
+    run_dir, changed = check_run_dir(config)
     if config.resume and (run_dir / "summary.json").exists():
         if accelerator.is_main_process:
             _drop_unkept_checkpoints(config)
@@ -312,7 +318,7 @@ def _accelerator(accelerator_class, mixed_precision: str, **options):
     return accelerator_class(mixed_precision=mixed_precision, **options)
 
 
-def _check_run_dir(config: TrainConfig) -> tuple[Path, str]:
+def check_run_dir(config: TrainConfig) -> tuple[Path, str]:
     """The run folder, checked: a new run needs a new folder, a resumed one the same config
     up to `RESUMABLE_CHANGES`. Returns the folder and the resumable changes ("" if none)."""
     run_dir = config.run_dir
