@@ -92,6 +92,13 @@ def pair():
     }
 
 
+@pytest.mark.parametrize("name", ["grpo", "rloo", "ppo"])
+def test_compute_refuses_an_online_method_and_says_how_it_trains(name):
+    assert METHODS[name].is_online
+    with pytest.raises(ConfigError, match=f"'{name}'.*`preftune train` with an `online:` block"):
+        compute(name, **pair())
+
+
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown method 'dpoo'.*dpo"):
         compute("dpoo", **pair())

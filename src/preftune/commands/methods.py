@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from preftune.losses.registry import METHODS, PAIR_MODIFIERS, WEIGHTINGS, WPO_PAPER
+from preftune.losses.registry import METHODS, PAIR_MODIFIERS, VIEWS, WEIGHTINGS, WPO_PAPER
 
 COLUMNS = ("method", "view", "reference", "hyperparameters (defaults)", "needs", "paper")
 
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--view",
-        choices=["pair", "binary", "list", "chosen"],
+        choices=VIEWS,
         help="only methods of this data view",
     )
 

@@ -128,6 +128,11 @@ class RewardSource:
             start += len(group)
         return scores
 
+    def requests_for(self, group_sizes: list[int]) -> int:
+        """How many reward evaluations scoring groups of these sizes asks for (cache hits
+        included): one per response."""
+        return sum(group_sizes)
+
     def close(self) -> None:
         """Close the cache file."""
 
@@ -213,6 +218,10 @@ class PairwiseSource(RewardSource):
             scores[index][i] += win_a
             scores[index][j] += 1.0 - win_a
         return scores
+
+    def requests_for(self, group_sizes: list[int]) -> int:
+        """One decision per pair of a group's samples."""
+        return sum(size * (size - 1) // 2 for size in group_sizes)
 
     def close(self) -> None:
         self.store.close()

@@ -7,7 +7,7 @@ from functools import cache
 
 import torch
 
-from preftune.errors import MethodDataError
+from preftune.errors import ConfigError, MethodDataError
 from preftune.losses.metrics import binary_metrics, ranked_metrics
 from preftune.losses.registry import (
     METHODS,
@@ -38,6 +38,11 @@ def _function(path):
 def _spec(name: str) -> MethodSpec:
     if name not in METHODS:
         raise UnknownOption(f"unknown method '{name}'; valid methods: {', '.join(sorted(METHODS))}")
+    if METHODS[name].is_online:
+        raise ConfigError(
+            f"method '{name}' learns from its own samples: online methods train through "
+            "`preftune train` with an `online:` block (losses: preftune.losses.online)"
+        )
     return METHODS[name]
 
 

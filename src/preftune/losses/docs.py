@@ -27,6 +27,7 @@ VIEW_TITLES = {
     "pair": "Pairwise methods (the `pair` view: a chosen and a rejected response per prompt)",
     "binary": "Binary feedback (the `binary` view: single responses labelled desirable or not)",
     "list": "List methods (the `list` view: every scored response of a prompt, best first)",
+    "online": "Online methods (the `online` view: the policy's own samples, scored as it trains)",
 }
 VIEW_DATA = {
     "chosen": "one preferred response per prompt (any format; the best scored one of a list)",
@@ -35,6 +36,14 @@ VIEW_DATA = {
     "binary": "single responses with a desirable / undesirable label (binary data, or each "
     "side of a pair: chosen desirable, rejected undesirable)",
     "list": "two or more scored responses per prompt (scored data)",
+    "online": "prompts only: the policy samples its responses during training and the run's "
+    "`reward:` source scores them",
+}
+# What an online method computes once per generation batch, before its loss.
+ONLINE_STEPS = {
+    "grpo": ("online:group_advantages",),
+    "rloo": ("online:rloo_advantages",),
+    "ppo": ("online:ppo_advantages", "online:value_loss", "online:AdaptiveKLController"),
 }
 EXTRA_DATA = {
     "kl_policy_logps": "mismatched pairs for the KL reference point (built by the trainer)",
@@ -81,6 +90,10 @@ DEVIATIONS = """## Where preftune departs from TRL or from the formula as printe
 - `mppo-point-mse` is (t - pbar)^2: the MPPO paper prints a minus sign, a typo.
 - `discopop` computes its exponential term in log space, so large negative margins give a
   finite loss and gradient in float32 (written directly it returns NaN below beta Delta = -88.7).
+- `rloo` penalises the sampled sequence's summed log-ratio log pi_old - log pi_ref (the k1
+  estimate, as TRL 1.16), while `grpo` adds the k3 estimate to each token's loss, as TRL does.
+- `ppo` puts the score on the last valid token; TRL's former PPOTrainer put it one position
+  further when the response ended before its length limit.
 - `orpo` computes log(1 - pbar) exactly (log1mexp) instead of clamping pbar, so its gradient
   stays finite and non-zero as pbar nears 1.
 """
@@ -120,6 +133,11 @@ def _docstring(function) -> list[str]:
 
 
 def _method(spec: MethodSpec) -> list[str]:
+    if spec.is_online:
+        how = "- Trains through `preftune train` with an `online:` block, not `compute`"
+    else:
+        how = f"- Extra inputs to `compute`: {', '.join(spec.extra_inputs) or 'none'}"
+    steps = [_function(step) for step in ONLINE_STEPS.get(spec.name, ())]
     lines = [
         f"### `{spec.name}`",
         "",
@@ -127,14 +145,12 @@ def _method(spec: MethodSpec) -> list[str]:
         "",
         f"- Reference model: {'yes' if spec.needs_reference else 'no'}",
         f"- Data: {_data(spec)}",
-        f"- Extra inputs to `compute`: {', '.join(spec.extra_inputs) or 'none'}",
-        "",
-        *_docstring(_function(spec.function)),
-        "",
-        *_hparam_table(dict(spec.hparams)),
+        how,
         "",
     ]
-    return lines
+    for function in [*steps, _function(spec.function)]:
+        lines += [*_docstring(function), ""]
+    return lines + [*_hparam_table(dict(spec.hparams)), ""]
 
 
 def _summary(specs: list[MethodSpec]) -> list[str]:

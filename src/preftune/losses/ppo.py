@@ -13,17 +13,26 @@ import torch
 from preftune.losses.responses import LossTerms, Responses
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = -1) -> torch.Tensor:
+    """Mean of `values` over the positions the bool `mask` keeps, along `dim` (None: over
+    everything); whatever the other positions hold (NaN, inf) is ignored, gradient included."""
+    kept = values.masked_fill(~mask, 0.0)
+    if dim is None:
+        return kept.sum() / mask.sum().clamp(min=1)
+    return kept.sum(dim=dim) / mask.sum(dim=dim).clamp(min=1)
+
+
+def on_last_token(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """[N, L] zeros with `values` [N] on each sequence's last valid token (valid tokens first)."""
+    positions = torch.arange(mask.shape[-1], device=mask.device)
+    last = (positions * mask).argmax(dim=-1, keepdim=True)
+    placed = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
+    return placed.scatter(-1, last, values[:, None]) * mask
 
 
 def terminal_rewards(mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """+1 (desirable) or -1 (undesirable) on each response's last valid token, 0 elsewhere."""
-    positions = torch.arange(mask.shape[-1], device=mask.device)
-    last = (positions * mask).argmax(dim=-1, keepdim=True)
-    sign = labels.to(torch.float64) * 2 - 1
-    rewards = torch.zeros(mask.shape, dtype=torch.float64, device=mask.device)
-    return rewards.scatter(-1, last, sign[:, None]) * mask
+    return on_last_token(mask, labels.to(torch.float64) * 2 - 1)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
@@ -73,9 +82,8 @@ def ppo_offline(
     kl = torch.expm1(-log_ratio) + log_ratio
     entropy = -token_logps.masked_fill(~mask, 0.0)
     per_token = policy_loss + value_coef * critic_loss + beta * kl - entropy_coef * entropy
-    total = weights.sum()
     metrics = {
-        f"ppo/{name}": ((term.detach() * weights).sum() / total).item()
+        f"ppo/{name}": masked_mean(term.detach(), mask, dim=None).item()
         for name, term in {
             "entropy": entropy,
             "critic_loss": critic_loss,
@@ -83,4 +91,4 @@ def ppo_offline(
             "kl": kl,
         }.items()
     }
-    return LossTerms(_masked_mean(per_token, weights), beta * singles.rho, metrics)
+    return LossTerms(masked_mean(per_token, mask), beta * singles.rho, metrics)

@@ -19,7 +19,8 @@ from types import MappingProxyType
 
 from preftune.errors import ConfigError, MethodDataError
 
-VIEWS = ("pair", "binary", "list", "chosen")
+ONLINE = "online"  # the view of methods that learn from the policy's own fresh samples
+VIEWS = ("pair", "binary", "list", "chosen", ONLINE)
 DATA_FIELDS = ("scores", "labels", "ties", "margins")
 # How an extra input lines up with the batch (views sort and flatten by it; processes
 # concatenate every layout but "scalar", which is the same on every process).
@@ -180,7 +181,10 @@ class MethodSpec:
     """One alignment method.
 
     view: which data view it consumes ("pair": [chosen, rejected]; "binary": labelled singles;
-    "list": every response of a group, ranked by score; "chosen": the preferred response only).
+    "list": every response of a group, ranked by score; "chosen": the preferred response only;
+    "online": prompts only, the policy samples its responses during training and a reward
+    source scores them: these methods train through `preftune train` with an `online:`
+    block, their losses are in `preftune.losses.online`, and `compute` refuses them).
     hparams: name -> `Hparam`, its declared hyperparameters. needs: data fields the method
     cannot run without. extra_inputs: names of `EXTRA_INPUTS`, tensors beyond the [G, R]
     statistics that the trainer passes to `compute` (see each function's docstring);
@@ -203,6 +207,11 @@ class MethodSpec:
     def __post_init__(self):
         assert self.view in VIEWS, self.view
         assert set(self.needs) <= set(DATA_FIELDS), self.needs
+
+    @property
+    def is_online(self) -> bool:
+        """Whether the method learns from its own samples (the "online" view)."""
+        return self.view == ONLINE
 
     @property
     def defaults(self) -> dict:
@@ -284,6 +293,84 @@ _KTO = {
     "undesirable_weight": _positive(1.0, "lambda_U, the weight of undesirable examples"),
 }
 _RPO = {**BETA, "tau": _positive(0.5, "temperature of the prompt-similarity softmax")}
+_EPSILON_LOW = _number(
+    0.2,
+    "lower clip of the importance ratio: ratio >= 1 - epsilon_low",
+    0,
+    1,
+    low_open=True,
+    high_open=True,
+)
+_EPSILON_HIGH = _positive(
+    0.2,
+    "upper clip of the importance ratio: ratio <= 1 + epsilon_high "
+    "(DAPO, Yu et al. 2025, arXiv 2503.14476, recommends 0.28)",
+)
+GRPO_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+REWARD_SCALINGS = ("group", "batch", "none")  # TRL 1.16's scale_rewards
+GRPO_PAPER = "Shao et al. 2024 (GRPO, DeepSeekMath), arXiv 2402.03300"
+RLOO_PAPER = "Ahmadian et al. 2024 (RLOO), arXiv 2402.14740"
+PPO_RLHF_PAPER = (
+    "Ziegler et al. 2019, arXiv 1909.08593; Ouyang et al. 2022, arXiv 2203.02155; "
+    "PPO: Schulman et al. 2017, arXiv 1707.06347"
+)
+# Loss settings only; sampling (samples per prompt, num_iterations...) is the `online:` block's.
+_GRPO = {
+    "beta": _non_negative(
+        0.0,
+        "weight of the k3 KL to the reference; 0 (TRL 1.16's default) "
+        "skips the reference, the GRPO paper used 0.04",
+    ),
+    "epsilon_low": _EPSILON_LOW,
+    "epsilon_high": _EPSILON_HIGH,
+    "loss_type": Hparam(
+        "dapo",
+        "how token losses become the batch loss: 'grpo' per-sequence mean "
+        "then mean, 'bnpo' / 'dapo' token mean over the batch, 'dr_grpo' "
+        "sum / (sequences * max_new_tokens); default TRL 1.16's",
+        choices=GRPO_LOSS_TYPES,
+    ),
+    "scale_rewards": Hparam(
+        "group",
+        "divide the advantages by the std of the prompt's rewards ('group', the GRPO paper "
+        "and TRL 1.16), of the batch's ('batch'), or not ('none': Dr. GRPO, Liu et al. 2025)",
+        choices=REWARD_SCALINGS,
+    ),
+}
+_RLOO = {
+    "beta": _non_negative(
+        0.05,
+        "weight of the KL penalty in the reward, sum_t (log pi - "
+        "log pi_ref) per sample (TRL 1.16's default)",
+    ),
+    "epsilon_low": _EPSILON_LOW,
+    "epsilon_high": _EPSILON_HIGH,
+    "normalize_advantages": _switch(
+        False,
+        "whiten the advantages over the batch (TRL 1.16's normalize_advantages, off by default)",
+    ),
+}
+_PPO = {
+    "kl_coef": _non_negative(
+        0.05,
+        "weight of the per-token KL penalty in the reward (initial "
+        "value when adaptive; TRL's PPOConfig default)",
+    ),
+    "adaptive_kl": _switch(False, "adapt kl_coef towards kl_target (Ziegler et al. 2019)"),
+    "kl_target": _positive(
+        6.0,
+        "with adaptive_kl: the KL per sample to hold (Ziegler et al.'s and TRL's former default)",
+    ),
+    "kl_horizon": _positive(10000.0, "with adaptive_kl: samples over which kl_coef adapts"),
+    "gamma": _number(1.0, "discount of GAE (1: the RLHF setting)", 0, 1),
+    "lam": _number(0.95, "GAE's lambda", 0, 1),
+    "epsilon": _number(
+        0.2, "PPO's ratio clip (TRL's cliprange)", 0, 1, low_open=True, high_open=True
+    ),
+    "vf_coef": _non_negative(0.1, "weight of the value loss (TRL's default)"),
+    "cliprange_value": _positive(0.2, "how far a value may move from the sampling one"),
+    "whiten_rewards": _switch(False, "rescale the token rewards to unit variance before GAE"),
+}
 _SCORE_MAX = {
     "score_max": _positive(10.0, "the top of the rating scale: target = score / score_max")
 }
@@ -426,6 +513,16 @@ _SPECS = [
           needs=("scores",)),
     _spec("mpo-set", "list", True, BETA, "Gupta et al. 2024 (MPO), arXiv 2412.04628",
           "above-mean responses vs all, weighted by |score - mean|", "mpo:mpo_set", needs=("scores",)),
+    # --- online: the policy samples, a reward source scores, these losses update ---
+    _spec("grpo", ONLINE, True, _GRPO, GRPO_PAPER,
+          "group-relative advantages over each prompt's samples, clipped ratio, k3 KL",
+          "online:clipped_policy_loss"),
+    _spec("rloo", ONLINE, True, _RLOO, RLOO_PAPER,
+          "REINFORCE, leave-one-out baseline, KL-shaped reward, clipped sequence ratio",
+          "online:rloo_loss"),
+    _spec("ppo", ONLINE, True, _PPO, PPO_RLHF_PAPER,
+          "value head, GAE on KL-shaped token rewards, clipped policy and value losses",
+          "online:ppo_loss"),
 ]  # fmt: skip
 
 _METHODS: dict[str, MethodSpec] = {}

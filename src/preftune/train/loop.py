@@ -94,14 +94,19 @@ def _train(config: TrainConfig, accelerator) -> Path:
     _start_run_folder(config, accelerator, changed)
     tracking.start_run(accelerator, config)
     started = time.perf_counter()
-    data = _prepare_data(config, spec, accelerator.num_processes)
-    trainer = Trainer(
-        config,
-        accelerator,
-        data.groups,
-        pad_token_id=data.tokenizer.pad_token_id,
-        total_steps=data.total_steps,
-    )
+    if spec.view == "online":
+        from preftune.train.online import prepare_online
+
+        data, trainer = prepare_online(config, accelerator)
+    else:
+        data = _prepare_data(config, spec, accelerator.num_processes)
+        trainer = Trainer(
+            config,
+            accelerator,
+            data.groups,
+            pad_token_id=data.tokenizer.pad_token_id,
+            total_steps=data.total_steps,
+        )
     session = _Session(config, accelerator, trainer, started)
     final_metrics = _run_steps(session, data, first_step=session.resume())
     if _keeps_checkpoint(config) and session.saved_step != data.total_steps:
@@ -124,17 +129,18 @@ def _start_run_folder(config: TrainConfig, accelerator, changed: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Data:
-    """The tokenized groups a run trains on, what happened to the data, and the step order."""
+class TrainingData:
+    """What a run's steps draw from (tokenized groups; an online run's prompt rows), what
+    happened to the data (summary.json's "data"), the tokenizer and the step order."""
 
-    groups: list[TokenizedGroup]
-    counts: ViewCounts
+    groups: list[TokenizedGroup] | list[dict]
+    counts: ViewCounts | object
     tokenizer: object
     order: StepOrder
     total_steps: int
 
 
-def _prepare_data(config: TrainConfig, spec, processes: int) -> _Data:
+def _prepare_data(config: TrainConfig, spec, processes: int) -> TrainingData:
     view, counts = read_view(config, spec)  # data errors surface before any model loads
     tokenizer = load_tokenizer(config.model)
     groups = tokenize_view(view, tokenizer, config, counts)
@@ -143,7 +149,7 @@ def _prepare_data(config: TrainConfig, spec, processes: int) -> _Data:
         len(groups), config.batch_size, config.seed, shuffle=not config.data.curriculum
     )
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
-    return _Data(groups, counts, tokenizer, order, total_steps)
+    return TrainingData(groups, counts, tokenizer, order, total_steps)
 
 
 class _Session:
@@ -173,7 +179,7 @@ class _Session:
                 metrics_path=self.metrics_path,
             )
             self.saved_step = checkpoint_step(checkpoint)
-            trainer.inputs.load_state_dict(state.get("inputs", {}))
+            trainer.load_state_dict(state.get("inputs", {}))
         elif self.accelerator.is_main_process:
             self.metrics_path.unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()  # metrics.jsonl is in place before anyone reads it
@@ -190,7 +196,7 @@ class _Session:
         check_finite(trainer.modules, trainer.optimizer, self.config.run_dir, step)
         self.progress.elapsed_s = self.wall_time()
         self.progress.note_memory(self.accelerator.device)
-        state = {**dataclasses.asdict(self.progress), "inputs": trainer.inputs.state_dict()}
+        state = {**dataclasses.asdict(self.progress), "inputs": trainer.state_dict()}
         if self.accelerator.is_main_process:
             save_checkpoint(
                 self.config.run_dir,
@@ -205,7 +211,7 @@ class _Session:
         self.saved_step = step
 
 
-def _run_steps(session: _Session, data: _Data, *, first_step: int) -> dict:
+def _run_steps(session: _Session, data: TrainingData, *, first_step: int) -> dict:
     """The optimizer steps from `first_step` on, logged and checkpointed as configured;
     returns the last logged metrics (main process; {} elsewhere)."""
     config = session.config
@@ -232,7 +238,7 @@ class _StepLog:
     """metrics.jsonl and the progress bar (main process only): a line every `log_every` steps
     and at the end, with the step's metrics, tokens/s since the last line and its seconds."""
 
-    def __init__(self, session: _Session, data: _Data, first_step: int):
+    def __init__(self, session: _Session, data: TrainingData, first_step: int):
         config, main = session.config, session.accelerator.is_main_process
         self.accelerator = session.accelerator
         self.every, self.total = config.log_every, data.total_steps
@@ -264,6 +270,8 @@ class _StepLog:
             shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
             if "rewards/accuracies" in metrics:
                 shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
+            if "reward_mean" in metrics:  # online methods
+                shown["reward"] = f"{metrics['reward_mean']:.3f}"
             shown["s/step"] = f"{seconds:.2f}"
             self.bar.set_postfix(shown)
         self.bar.update(1)
@@ -274,7 +282,7 @@ class _StepLog:
             self.log.close()
 
 
-def _write_summary(config: TrainConfig, data: _Data, session: _Session, final_metrics) -> None:
+def _write_summary(config: TrainConfig, data: TrainingData, session: _Session, final_metrics) -> None:
     progress = session.progress
     memory_measure = progress.note_memory(session.accelerator.device)
     summary = {
@@ -292,6 +300,8 @@ def _write_summary(config: TrainConfig, data: _Data, session: _Session, final_me
         "final_metrics": final_metrics,
         "final_dir": str(config.run_dir / "final"),
     }
+    if hasattr(session.trainer, "budget"):  # online runs: what they sampled and scored
+        summary["budget"] = dataclasses.asdict(session.trainer.budget)
     atomic_write_json(config.run_dir / "summary.json", summary)
 
 

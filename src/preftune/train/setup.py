@@ -62,11 +62,12 @@ def build_loss_inputs(
     reference = None
     if spec.needs_reference:
         sequences = groups + [s for provider in providers for s in provider.reference_sequences()]
-        reference = _reference(config, model, sequences, pad_token_id)
+        reference = build_reference(config, model, sequences, pad_token_id)
     return LossInputs(spec, groups, providers, reference=reference, pad_token_id=pad_token_id)
 
 
-def _reference(config: TrainConfig, model, sequences: list[TokenizedGroup], pad_token_id: int):
+def build_reference(config: TrainConfig, model, sequences: list[TokenizedGroup], pad_token_id: int):
+    """The reference `config.reference` asks for: a live one, or `sequences` precomputed."""
     lora = is_lora(model)
     if config.reference == "live":
         if lora:

@@ -71,6 +71,13 @@ class Trainer:
         self.accelerator = accelerator
         self.groups = groups
 
+    def state_dict(self) -> dict:
+        """What checkpoints keep besides weights and optimizer: the input providers' state."""
+        return self.inputs.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inputs.load_state_dict(state)
+
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
         """One optimizer step on the groups `indices` (the same list on every process): each
         process runs its part of every global micro-batch with accumulated gradients and the
