@@ -47,6 +47,7 @@ from preftune.io import (
     write_jsonl,
 )
 from preftune.losses import METHODS
+from preftune.train.online import read_training_prompts
 
 BUDGET_FIELDS = ("prompts", "samples", "tokens", "reward_calls")
 
@@ -62,7 +63,7 @@ def train_rounds(config: TrainConfig) -> Path:
         return run_dir
     with FolderLock(run_dir, what="run folder"):
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-        prompts = _prompts(config)
+        prompts = read_training_prompts(config.data)
         model, finished = config.model, []
         for number in range(1, config.online.rounds + 1):
             round_run = Round(config, number).run(model, prompts)
@@ -93,19 +94,6 @@ def _check(config: TrainConfig) -> None:
             f"online.samples_per_prompt: each round compares samples of one prompt; it needs "
             f">= 2, got {config.online.samples_per_prompt}"
         )
-    if config.data.task is None and config.data.path is None:
-        raise ConfigError(
-            "data: online.rounds samples prompts from data.task or data.path (one source)"
-        )
-
-
-def _prompts(config: TrainConfig) -> list[dict]:
-    from preftune.generate.prompt_sources import read_prompts
-
-    data = config.data
-    if data.task is not None:
-        return read_prompts(f"task:{data.task}:{data.split or 'train'}", limit=data.limit)
-    return read_prompts(data.path, limit=data.limit)
 
 
 def shard_seed(seed: int, round_number: int, shard: int) -> int:
@@ -177,6 +165,7 @@ class Round:
         source = reward_source(self.config.reward, cache_path=cache)
         try:
             scores = source.group_scores([p for p, _ in lists], [texts for _, texts in lists])
+            reward_calls = source.requests_for([len(texts) for _, texts in lists])
         finally:
             source.close()
         path = self.folder / "lists.jsonl"
@@ -187,7 +176,7 @@ class Round:
             "prompts": len(prompts),
             "samples": len(samples),
             "tokens": sum(int(row.get("num_tokens") or 0) for row in samples),
-            "reward_calls": len(read_jsonl(cache)),  # every scorer call, over every session
+            "reward_calls": reward_calls,  # as the online methods count them
             "groups": len(lists),
             "dropped_prompts": dropped,
             "mean_reward": float(np.mean(flat)),
