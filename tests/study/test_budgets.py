@@ -45,7 +45,7 @@ def task_study(tmp_path):
         "methods": [
             {"method": "dpo"},
             {"method": "kto"},
-            {"method": "kto", "label": "kto-iter", "train": {"online": {"rounds": 2}}},
+            {"method": "kto", "label": "kto-iter", "online": {"rounds": 2}},
         ],
         "evaluation": EVALUATIONS,
     }

@@ -45,19 +45,6 @@ def sampling_budget(layout: StudyLayout) -> dict | None:
     }
 
 
-def is_online(method: str, train: dict) -> bool:
-    """Whether a method entry trains online: an online method, or `online.rounds` set.
-
-    >>> is_online("dpo", {}), is_online("dpo", {"online": {"rounds": 2}})
-    (False, True)
-    """
-    from preftune.losses import METHODS
-
-    spec = METHODS.get(method)
-    rounds = (train.get("online") or {}).get("rounds")
-    return (spec is not None and spec.view == "online") or bool(rounds)
-
-
 def run_budget(
     layout: StudyLayout, label: str, seed: int | None, method: str, online: bool, sampled
 ) -> dict | None:

@@ -17,7 +17,7 @@ import yaml
 
 from preftune.errors import ConfigError
 from preftune.experiments import benchmark_kinds, budget, examples, provenance
-from preftune.experiments.config import BENCHMARK_KINDS
+from preftune.experiments.config import BENCHMARK_KINDS, trains_online
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
@@ -135,8 +135,7 @@ def _budget(layout: StudyLayout, study: dict, entry: dict | None, seeds: list, s
     """A method row's sample budget (means over seeds); None for the starting model."""
     if entry is None:
         return None
-    train = {**(study.get("train") or {}), **(entry.get("train") or {})}
-    online = budget.is_online(entry["method"], train)
+    online = trains_online(entry["method"], entry.get("online"))
     label = entry.get("label") or entry["method"]
     return mean_over_seeds(
         [budget.run_budget(layout, label, seed, entry["method"], online, sampled) for seed in seeds]

@@ -282,7 +282,9 @@ class _StepLog:
             self.log.close()
 
 
-def _write_summary(config: TrainConfig, data: TrainingData, session: _Session, final_metrics) -> None:
+def _write_summary(
+    config: TrainConfig, data: TrainingData, session: _Session, final_metrics
+) -> None:
     progress = session.progress
     memory_measure = progress.note_memory(session.accelerator.device)
     summary = {

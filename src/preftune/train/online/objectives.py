@@ -115,7 +115,12 @@ class RLOO(GroupObjective):
 
         h = self.hparams
         return rloo_advantages(
-            rewards, old, mask, ref_token_logps=ref, beta=h["beta"], normalize=h["normalize_advantages"]
+            rewards,
+            old,
+            mask,
+            ref_token_logps=ref,
+            beta=h["beta"],
+            normalize=h["normalize_advantages"],
         )
 
     def token_loss(self, current, old, micro, advantages, total_tokens):

@@ -1,0 +1,164 @@
+"""Online methods as ordinary entries of a study: config checks, and a tiny study where DPO
+(offline, on-policy data), GRPO (online) and KTO in rounds run side by side with budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+import preftune.tasks as tasks
+from preftune.errors import ConfigError
+from preftune.experiments.config import study_from_dict, train_values
+from preftune.experiments.layout import StudyLayout
+from preftune.experiments.runner import StudyRunner
+from preftune.io import read_jsonl
+
+ONLINE = {"samples_per_prompt": 2, "max_new_tokens": 8, "generation_batch_size": 4}
+
+
+def online_study(model_dir, methods=None) -> dict:
+    return {
+        "name": "online",
+        "model": str(model_dir),
+        "data": {
+            "train": {"task": "sentiment", "limit": 4},
+            "heldout": {"task": "sentiment", "limit": 4},
+            "on_policy": {"samples_per_prompt": 3, "max_new_tokens": 8, "batch_size": 6},
+        },
+        "train": {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "batch_size": 2,
+            "max_prompt_length": 48,
+            "max_length": 64,
+            "data": {"pairs": "top-vs-worst"},
+        },
+        "methods": methods
+        or [
+            {"method": "dpo"},
+            {"method": "grpo", "online": {**ONLINE, "prompts_per_step": 2}},
+            {"method": "kto", "label": "kto-rounds", "online": {**ONLINE, "rounds": 2}},
+        ],
+        "evaluation": {
+            "num_prompts": 4,
+            "max_new_tokens": 8,
+            "batch_size": 4,
+            "kl_samples": 0,
+            "evaluations": [{"name": "gold", "judge": {"type": "gold"}}],
+        },
+    }
+
+
+@pytest.fixture()
+def length_gold(monkeypatch):
+    """A random tiny model writes no words VADER knows: the gold reward (the study's default
+    reward, and its judge) is the answer's length instead."""
+    task = dataclasses.replace(
+        tasks.TASKS["sentiment"], gold=lambda prompt, response: float(len(response))
+    )
+    monkeypatch.setitem(tasks.TASKS, "sentiment", task)
+
+
+def test_online_entries_train_on_the_training_prompts_with_the_studys_reward(tiny_model_dir):
+    config = study_from_dict(online_study(tiny_model_dir))
+    grpo, rounds = config.methods[1], config.methods[2]
+    values = train_values(config, config.model, grpo, grpo.train, {"path": "train.jsonl"})
+    assert values["data"] == {"task": "sentiment", "limit": 4, "seed": 0, "pairs": "top-vs-worst"}
+    assert values["reward"] == {"type": "gold", "name": "vader-sentiment"}  # the task's default
+    assert values["online"]["prompts_per_step"] == 2
+    assert train_values(config, config.model, rounds, {}, {})["online"]["rounds"] == 2
+    offline = train_values(config, config.model, config.methods[0], {}, {"path": "train.jsonl"})
+    assert offline["data"]["path"] == "train.jsonl" and "online" not in offline
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda raw: raw["methods"].append(
+                {"method": "ipo", "online": {"samples_per_prompt": 4}}
+            ),
+            r"methods\.3\.online: 'ipo' trains offline; add 'rounds: N'",
+        ),
+        (
+            lambda raw: raw["train"].update(reward={"type": "gold", "name": "vader-sentiment"}),
+            r"'reward' is the study's, shared by every online method",
+        ),
+        (
+            lambda raw: raw["methods"][0].update(train={"online": {"rounds": 2}}),
+            r"methods\.0\.train: 'online' is a method entry's own key",
+        ),
+        (
+            lambda raw: raw["methods"][1]["online"].update(samples_per_prompt=1),
+            r"online\.samples_per_prompt: method 'grpo' compares samples of one prompt",
+        ),
+        (
+            lambda raw: (
+                raw["data"].update(
+                    train={"path": "pairs.jsonl"}, heldout={"path": "pairs.jsonl"}, on_policy=None
+                )
+                or raw["evaluation"].update(
+                    evaluations=[{"name": "j", "judge": {"type": "openai"}}]
+                )
+            ),
+            r"methods\.1: an online method scores its own samples; set the study's 'reward'",
+        ),
+    ],
+)
+def test_bad_online_entries_name_their_key(tiny_model_dir, change, message):
+    raw = online_study(tiny_model_dir)
+    change(raw)
+    with pytest.raises(ConfigError, match=message):
+        study_from_dict(raw)
+
+
+def test_a_study_of_online_methods_alone_needs_no_on_policy_step(tiny_model_dir):
+    raw = online_study(tiny_model_dir, methods=[{"method": "grpo", "online": ONLINE}])
+    del raw["data"]["on_policy"]
+    assert study_from_dict(raw).methods[0].is_online
+    raw["methods"].append({"method": "dpo"})
+    with pytest.raises(ConfigError, match="data.on_policy: .* for dpo"):
+        study_from_dict(raw)
+
+
+def test_tiny_study_with_offline_online_and_iterative_rows(tmp_path, tiny_model_dir, length_gold):
+    raw = online_study(tiny_model_dir)
+    raw["methods"][1]["train"] = {"max_steps": 2, "reference": "live"}
+    config = study_from_dict(raw)
+    out = tmp_path / "study"
+    lines = []
+    results = StudyRunner(config, out, log=lines.append).run()
+    assert any("online: grpo, kto-rounds sample their own training data" in x for x in lines)
+
+    layout = StudyLayout(out)
+    rows = {row["label"]: row for row in results["rows"]}
+    assert {label: row["status"] for label, row in rows.items()} == dict.fromkeys(
+        ("start", "dpo", "grpo", "kto-rounds"), "ok"
+    )
+    for label in ("dpo", "grpo", "kto-rounds"):
+        gold = rows[label]["evaluations"]["gold"]
+        assert gold["n"] == 4 and 0.0 <= gold["win_rate"] <= 1.0
+
+    samples = read_jsonl(layout.train_data.with_name("samples.jsonl"))
+    assert rows["dpo"]["budget"]["source"] == "on-policy sampling"
+    assert rows["dpo"]["budget"]["samples"] == len(samples) == 12  # 4 prompts x 3
+
+    grpo = rows["grpo"]["budget"]
+    assert grpo["source"] == "online"
+    assert (grpo["prompts"], grpo["samples"]) == (4, 8)  # 2 steps x 2 prompts x 2 samples
+    grpo_config = yaml.safe_load((layout.run("grpo") / "config.yaml").read_text())
+    assert grpo_config["data"]["task"] == "sentiment" and grpo_config["data"]["limit"] == 4
+    assert grpo_config["reward"]["name"] == "vader-sentiment"
+
+    iterative = rows["kto-rounds"]["budget"]
+    summary = json.loads((layout.run("kto-rounds") / "summary.json").read_text())
+    assert summary["rounds"] == 2 and iterative["source"] == "online"
+    assert (iterative["prompts"], iterative["samples"]) == (8, 16)  # 2 rounds x 4 x 2
+    assert rows["kto-rounds"]["dynamics"]["steps"] == summary["steps"]
+
+    report = (out / "report.md").read_text()
+    assert "## Sample budgets" in report
+    assert "| grpo |" in report and "| online | 4 | 8 |" in report
