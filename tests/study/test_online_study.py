@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 import preftune.tasks as tasks
 from preftune.errors import ConfigError
-from preftune.experiments.config import study_from_dict, train_values
+from preftune.experiments.config import load_study_config, study_from_dict, train_values
 from preftune.experiments.layout import StudyLayout
 from preftune.experiments.runner import StudyRunner
 from preftune.io import read_jsonl
@@ -162,3 +163,18 @@ def test_tiny_study_with_offline_online_and_iterative_rows(tmp_path, tiny_model_
     report = (out / "report.md").read_text()
     assert "## Sample budgets" in report
     assert "| grpo |" in report and "| online | 4 | 8 |" in report
+
+
+def test_the_online_example_gives_grpo_twice_the_samples_of_the_others():
+    config = load_study_config(Path(__file__).parents[2] / "examples" / "sentiment-online.yaml")
+    assert [m.method for m in config.methods] == ["dpo", "online-dpo", "grpo", "rloo"]
+    assert config.reward_settings == {"type": "gold", "name": "vader-sentiment"}
+    prompts = config.data.train.limit
+    assert prompts * config.data.on_policy.samples_per_prompt == 192  # sampled once, for DPO
+    expected = {"online-dpo": 192, "grpo": 384, "rloo": 192}  # the comment's plan
+    for entry in config.methods[1:]:
+        values = train_values(config, config.model, entry, entry.train, {})
+        online = values["online"]
+        steps = values.get("epochs", 1) * -(-prompts // online["prompts_per_step"])
+        samples = steps * online["prompts_per_step"] * online["samples_per_prompt"]
+        assert samples == expected[entry.method], entry.method
