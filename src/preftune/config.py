@@ -445,6 +445,8 @@ class TrainConfig(_Strict):
         online = spec.view == "online"
         if online and self.online is None:
             self.__dict__["online"] = OnlineConfig()
+        if online and spec.needs_reference:  # fresh samples every step: nothing to precompute
+            self.__dict__["reference"] = "live"
         if online and self.reward is None:
             raise ValueError(
                 f"reward: method '{self.method}' trains on rewards of its own samples; add e.g. "

@@ -569,6 +569,7 @@ HAND_COMPUTED = (
     | set(LIST_CASES)
     | {"todo", "rpo", "rpo-diagonal", "kto", "kto-tanh", "bco", "rpo-unpaired", "ppo-offline"}
     | {"grpo", "rloo", "ppo"}  # in test_online_losses.py
+    | {"online-dpo"}  # its loss is dpo's, through compute("dpo")
 )
 
 

@@ -15,7 +15,13 @@ import torch
 from preftune.io import JsonlAppender, read_jsonl
 
 # differ between otherwise identical runs
-TIMING_KEYS = ("tokens_per_s", "elapsed_s", "step_seconds")
+TIMING_KEYS = (
+    "tokens_per_s",
+    "elapsed_s",
+    "step_seconds",
+    "samples_per_second",
+    "generation_share",
+)
 
 
 def weighted_mean(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:

@@ -25,9 +25,10 @@ from preftune.errors import TrainingError
 from preftune.judges.base import JudgeError
 from preftune.losses import METHODS
 from preftune.models.policy import PolicyForward
+from preftune.models.value_head import ValueHead
 from preftune.train.backend import configure_backend
 from preftune.train.metrics import weighted_mean
-from preftune.train.online.objectives import OBJECTIVES, MicroBatch, flat
+from preftune.train.online.objectives import OBJECTIVES, MicroBatch, flat, token_kl
 from preftune.train.online.rollout import Rollout, Sampler
 from preftune.train.optim import build_optimizer, build_scheduler
 from preftune.train.setup import build_policy, build_reference
@@ -62,7 +63,12 @@ class OnlineTrainer:
         from accelerate.utils import set_seed
 
         online = config.online
-        layout = configure_backend(accelerator, config)
+        self.objective = OBJECTIVES[config.method](
+            config.hparams, online.num_iterations, online.max_new_tokens
+        )
+        layout = configure_backend(
+            accelerator, config, reads_hidden_states=self.objective.value_head
+        )
         set_seed(config.seed)
         model = build_policy(config)
         model.to(accelerator.device)
@@ -71,28 +77,29 @@ class OnlineTrainer:
         self.reference = (
             build_reference(config, model, [], self.pad_token_id) if spec.needs_reference else None
         )
-        self.modules = {"model": model}
-        parameters = [p for p in model.parameters() if p.requires_grad]
+        heads = {"value": ValueHead(model.config.hidden_size)} if self.objective.value_head else {}
+        for head in heads.values():
+            head.to(accelerator.device)
+        self.modules = {"model": model, **heads}
+        parameters = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
         optimizer = build_optimizer(parameters, config)
         self.scheduler = build_scheduler(optimizer, config, total_steps * online.num_iterations)
         self.policy, self.optimizer = accelerator.prepare(
-            PolicyForward(model, {}, layout), optimizer
+            PolicyForward(model, heads, layout), optimizer
         )
         self.parameters = parameters
         self.config, self.accelerator = config, accelerator
         self.prompts, self.reward = prompts, reward
         self.sampler = Sampler(tokenizer, model, online, max_prompt_length=config.max_prompt_length)
-        self.objective = OBJECTIVES[config.method](
-            config.hparams, online.num_iterations, online.max_new_tokens
-        )
         self.groups_per_forward = config.micro_batch_size or online.prompts_per_step
         self.budget = Budget()
 
     def state_dict(self) -> dict:
-        return {"budget": asdict(self.budget)}
+        return {"budget": asdict(self.budget), "objective": self.objective.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.budget = Budget(**state.get("budget", {}))
+        self.objective.load_state_dict(state.get("objective", {}))
 
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
         """Sample, score and update on the prompts `indices`; returns the step's metrics and
@@ -153,8 +160,10 @@ class OnlineTrainer:
                     out = self.reference(batch, per_token=objective.per_token)
                     micro.ref = flat(out.token_logps) if objective.per_token else out.logps
                 if objective.needs_old:
-                    out, _ = self.policy(batch, per_token=True, pad_token_id=self.pad_token_id)
+                    out, heads = self.policy(batch, per_token=True, pad_token_id=self.pad_token_id)
                     micro.old = flat(out.token_logps)
+                    if "value" in heads:
+                        micro.old_values = flat(heads["value"])
                 micros.append(micro)
         return micros
 
@@ -162,7 +171,7 @@ class OnlineTrainer:
         """Advantages once, then `num_iterations` optimizer updates on the batch."""
         objective = self.objective
         micros = self._micro_batches(groups)
-        joined = _joined(micros) if objective.per_token else (None, None, None)
+        joined = _joined(micros) if objective.per_token else (None,) * 4
         advantages = objective.advantages(rewards.to(self.accelerator.device), *joined)
         total_tokens = sum(int(micro.mask.sum()) for micro in micros)
         parts, metrics = [], {}
@@ -171,10 +180,12 @@ class OnlineTrainer:
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.zero_grad(set_to_none=True)
             for micro in micros:
-                out, _ = self.policy(
+                out, heads = self.policy(
                     micro.batch, per_token=objective.per_token, pad_token_id=self.pad_token_id
                 )
-                loss, loss_metrics = objective.loss(out, micro, advantages, total_tokens)
+                loss, loss_metrics = objective.loss(out, heads, micro, advantages, total_tokens)
+                if "kl" not in loss_metrics and objective.per_token and micro.ref is not None:
+                    loss_metrics["kl"] = token_kl(out, micro)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {step + 1} (prompt ids: "
@@ -203,7 +214,7 @@ def _token_mask(batch) -> torch.Tensor:
 
 
 def _joined(micros: list[MicroBatch]) -> tuple:
-    """The micro-batches' (old, ref, mask) token tensors as whole-batch [N, L] tensors, padded
+    """The micro-batches' (old, ref, mask, old_values) token tensors as whole-batch [N, L] tensors, padded
     to the longest response (None where the micro-batches have none), for advantages that
     look at the whole batch."""
     longest = max(micro.mask.shape[1] for micro in micros)
@@ -217,7 +228,7 @@ def _joined(micros: list[MicroBatch]) -> tuple:
             target[:, : part.shape[1]] = part
         return torch.cat(padded)
 
-    return join("old"), join("ref"), join("mask")
+    return join("old"), join("ref"), join("mask"), join("old_values")
 
 
 def _reward_metrics(rewards: torch.Tensor) -> dict[str, float]:

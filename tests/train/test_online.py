@@ -1,0 +1,129 @@
+"""Online training on a tiny random model: GRPO raises a toy reward, RLOO and online DPO run
+and save, a run stopped mid-step resumes exactly (sampling included) without paying for a
+reward twice, and a failing reward source stops the run saying how to resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from preftune.config import build_train_config
+from preftune.errors import TrainingError
+from preftune.judges import register_gold
+from preftune.judges.base import JudgeError
+from preftune.train import train
+from preftune.train.metrics import TIMING_KEYS
+
+SCORER = {"calls": 0, "fail_from": None, "error": RuntimeError}
+
+
+def count_e(prompt, response: str) -> float:
+    """The toy reward: how many times the letter e occurs (the tiny model emits it by chance);
+    from call `fail_from` on, it raises `error`."""
+    SCORER["calls"] += 1
+    if SCORER["fail_from"] is not None and SCORER["calls"] >= SCORER["fail_from"]:
+        raise SCORER["error"]("the scorer stopped")
+    return float(response.count("e"))
+
+
+register_gold("test-count-e", count_e)
+
+
+@pytest.fixture(autouse=True)
+def fresh_scorer():
+    SCORER.update(calls=0, fail_from=None, error=RuntimeError)
+
+
+@pytest.fixture()
+def online_config(tmp_path, tiny_model_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"id": f"p{i}", "prompt": f"write a short review {i}"} for i in range(8)]
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def build(method: str, **overrides):
+        values = {
+            "model": str(tiny_model_dir),
+            "method": method,
+            "data": {"path": str(prompts)},
+            "reward": {"type": "gold", "name": "test-count-e"},
+            "online": {"samples_per_prompt": 4, "prompts_per_step": 4, "max_new_tokens": 8},
+            "optimizer": "adamw",
+            "lr": 1e-2,
+            "warmup_steps": 0,
+            "max_steps": 4,
+            "max_length": 64,
+            "max_prompt_length": 32,
+            "output_dir": str(tmp_path / "runs"),
+            **overrides,
+        }
+        return build_train_config(values)
+
+    return build
+
+
+def _metrics(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def test_grpo_raises_the_reward(online_config):
+    run = train(online_config("grpo", max_steps=12))
+    rewards = [row["reward_mean"] for row in _metrics(run)]
+    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    assert last > first + 0.2, rewards
+    summary = json.loads((run / "summary.json").read_text())
+    # 12 steps x 4 prompts x 4 samples, each scored once
+    assert summary["budget"]["prompts"] == 48 and summary["budget"]["samples"] == 192
+    assert summary["budget"]["reward_calls"] == 192
+    assert 192 <= summary["budget"]["tokens"] <= 192 * 8  # 1 to max_new_tokens per sample
+    assert {"kl", "clip_ratio", "reward_std", "grad_norm"} <= set(_metrics(run)[-1])
+
+
+@pytest.mark.parametrize("method", ["rloo", "online-dpo", "ppo"])
+def test_rloo_online_dpo_and_ppo_train_and_save(online_config, method):
+    run = train(online_config(method, max_steps=2))
+    assert (run / "final" / "model.safetensors").exists()
+    rows = _metrics(run)
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(row["loss"])) for row in rows)
+    start = load_file(online_config(method).model + "/model.safetensors")
+    end = load_file(run / "final" / "model.safetensors")
+    assert any(not torch.equal(start[name], end[name]) for name in start)
+
+
+@pytest.mark.parametrize(
+    ("method", "hparams"),
+    [("grpo", {}), ("ppo", {"adaptive_kl": True})],  # ppo: value head and KL coefficient too
+)
+def test_a_stopped_run_resumes_exactly_and_pays_for_no_reward_twice(online_config, method, hparams):
+    straight = train(online_config(method, hparams=hparams, save_every=1, run_name="straight"))
+    paid_straight = SCORER["calls"]
+
+    SCORER.update(calls=0, fail_from=40)  # 16 samples a step: inside step 3, after step 2's save
+    stopped = online_config(method, hparams=hparams, save_every=1, run_name="stopped")
+    with pytest.raises(RuntimeError, match="the scorer stopped"):
+        train(stopped)
+    assert len(_metrics(stopped.run_dir)) == 2
+    SCORER["fail_from"] = None
+    resumed = train(stopped.model_copy(update={"resume": True}))
+
+    assert _metrics(resumed) == _metrics(straight)
+    assert SCORER["calls"] - 1 == paid_straight  # the failed call is the only extra one
+    a = load_file(straight / "final" / "model.safetensors")
+    b = load_file(resumed / "final" / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    budget = json.loads((resumed / "summary.json").read_text())["budget"]
+    assert budget == json.loads((straight / "summary.json").read_text())["budget"]
+
+
+def test_a_failing_judge_stops_with_the_last_checkpoint(online_config, monkeypatch):
+    import preftune.train.online.trainer as trainer
+
+    monkeypatch.setattr(trainer, "RETRY_WAIT_S", 0.0)
+    SCORER.update(fail_from=20, error=JudgeError)  # inside step 2, and every retry after
+    config = online_config("grpo", save_every=1)
+    with pytest.raises(TrainingError, match=r"failed at step 2 \(3 tries\).*step-1; --resume"):
+        train(config)
+    assert SCORER["calls"] == 19 + 3
