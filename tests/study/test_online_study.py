@@ -127,19 +127,26 @@ def test_a_study_of_online_methods_alone_needs_no_on_policy_step(tiny_model_dir)
 
 def test_tiny_study_with_offline_online_and_iterative_rows(tmp_path, tiny_model_dir, length_gold):
     raw = online_study(tiny_model_dir)
-    raw["methods"][1]["train"] = {"max_steps": 2, "reference": "live"}
+    raw["methods"][1]["train"] = {"max_steps": 2}
+    for method in ("rloo", "online-dpo"):  # one step each: they run, with a budget
+        raw["methods"].append(
+            {
+                "method": method,
+                "online": {**ONLINE, "prompts_per_step": 2},
+                "train": {"max_steps": 1},
+            }
+        )
     config = study_from_dict(raw)
     out = tmp_path / "study"
     lines = []
     results = StudyRunner(config, out, log=lines.append).run()
-    assert any("online: grpo, kto-rounds sample their own training data" in x for x in lines)
+    assert any("online: grpo, kto-rounds, rloo, online-dpo sample their own" in x for x in lines)
 
     layout = StudyLayout(out)
     rows = {row["label"]: row for row in results["rows"]}
-    assert {label: row["status"] for label, row in rows.items()} == dict.fromkeys(
-        ("start", "dpo", "grpo", "kto-rounds"), "ok"
-    )
-    for label in ("dpo", "grpo", "kto-rounds"):
+    labels = ("start", "dpo", "grpo", "kto-rounds", "rloo", "online-dpo")
+    assert {label: row["status"] for label, row in rows.items()} == dict.fromkeys(labels, "ok")
+    for label in labels[1:]:
         gold = rows[label]["evaluations"]["gold"]
         assert gold["n"] == 4 and 0.0 <= gold["win_rate"] <= 1.0
 
@@ -159,6 +166,8 @@ def test_tiny_study_with_offline_online_and_iterative_rows(tmp_path, tiny_model_
     assert summary["rounds"] == 2 and iterative["source"] == "online"
     assert (iterative["prompts"], iterative["samples"]) == (8, 16)  # 2 rounds x 4 x 2
     assert rows["kto-rounds"]["dynamics"]["steps"] == summary["steps"]
+    for label in ("rloo", "online-dpo"):
+        assert rows[label]["budget"]["samples"] == 4  # 1 step x 2 prompts x 2 samples
 
     report = (out / "report.md").read_text()
     assert "## Sample budgets" in report
