@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-import preftune.tasks as tasks
 from preftune.errors import ConfigError
 from preftune.experiments.config import load_study_config, study_from_dict, train_values
 from preftune.experiments.layout import StudyLayout
@@ -20,51 +18,26 @@ from preftune.io import read_jsonl
 ONLINE = {"samples_per_prompt": 2, "max_new_tokens": 8, "generation_batch_size": 4}
 
 
-def online_study(model_dir, methods=None) -> dict:
-    return {
-        "name": "online",
-        "model": str(model_dir),
-        "data": {
-            "train": {"task": "sentiment", "limit": 4},
-            "heldout": {"task": "sentiment", "limit": 4},
-            "on_policy": {"samples_per_prompt": 3, "max_new_tokens": 8, "batch_size": 6},
-        },
-        "train": {
-            "optimizer": "adamw",
-            "lr": 1e-3,
-            "batch_size": 2,
-            "max_prompt_length": 48,
-            "max_length": 64,
-            "data": {"pairs": "top-vs-worst"},
-        },
-        "methods": methods
-        or [
+@pytest.fixture()
+def online_study(tiny_study):
+    """The tiny study on 4 training prompts with DPO, GRPO and KTO in two rounds, or `methods`."""
+
+    def build(methods=None) -> dict:
+        raw = tiny_study()
+        raw["data"]["train"]["limit"] = 4
+        raw["evaluation"]["kl_samples"] = 0
+        raw["methods"] = methods or [
             {"method": "dpo"},
             {"method": "grpo", "online": {**ONLINE, "prompts_per_step": 2}},
             {"method": "kto", "label": "kto-rounds", "online": {**ONLINE, "rounds": 2}},
-        ],
-        "evaluation": {
-            "num_prompts": 4,
-            "max_new_tokens": 8,
-            "batch_size": 4,
-            "kl_samples": 0,
-            "evaluations": [{"name": "gold", "judge": {"type": "gold"}}],
-        },
-    }
+        ]
+        return raw
+
+    return build
 
 
-@pytest.fixture()
-def length_gold(monkeypatch):
-    """A random tiny model writes no words VADER knows: the gold reward (the study's default
-    reward, and its judge) is the answer's length instead."""
-    task = dataclasses.replace(
-        tasks.TASKS["sentiment"], gold=lambda prompt, response: float(len(response))
-    )
-    monkeypatch.setitem(tasks.TASKS, "sentiment", task)
-
-
-def test_online_entries_train_on_the_training_prompts_with_the_studys_reward(tiny_model_dir):
-    config = study_from_dict(online_study(tiny_model_dir))
+def test_online_entries_train_on_the_training_prompts_with_the_studys_reward(online_study):
+    config = study_from_dict(online_study())
     grpo, rounds = config.methods[1], config.methods[2]
     values = train_values(config, config.model, grpo, grpo.train, {"path": "train.jsonl"})
     assert values["data"] == {"task": "sentiment", "limit": 4, "seed": 0, "pairs": "top-vs-worst"}
@@ -109,15 +82,15 @@ def test_online_entries_train_on_the_training_prompts_with_the_studys_reward(tin
         ),
     ],
 )
-def test_bad_online_entries_name_their_key(tiny_model_dir, change, message):
-    raw = online_study(tiny_model_dir)
+def test_bad_online_entries_name_their_key(online_study, change, message):
+    raw = online_study()
     change(raw)
     with pytest.raises(ConfigError, match=message):
         study_from_dict(raw)
 
 
-def test_a_study_of_online_methods_alone_needs_no_on_policy_step(tiny_model_dir):
-    raw = online_study(tiny_model_dir, methods=[{"method": "grpo", "online": ONLINE}])
+def test_a_study_of_online_methods_alone_needs_no_on_policy_step(online_study):
+    raw = online_study(methods=[{"method": "grpo", "online": ONLINE}])
     del raw["data"]["on_policy"]
     assert study_from_dict(raw).methods[0].is_online
     raw["methods"].append({"method": "dpo"})
@@ -125,8 +98,8 @@ def test_a_study_of_online_methods_alone_needs_no_on_policy_step(tiny_model_dir)
         study_from_dict(raw)
 
 
-def test_tiny_study_with_offline_online_and_iterative_rows(tmp_path, tiny_model_dir, length_gold):
-    raw = online_study(tiny_model_dir)
+def test_tiny_study_with_offline_online_and_iterative_rows(tmp_path, online_study, length_gold):
+    raw = online_study()
     raw["methods"][1]["train"] = {"max_steps": 2}
     for method in ("rloo", "online-dpo"):  # one step each: they run, with a budget
         raw["methods"].append(
