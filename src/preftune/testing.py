@@ -49,11 +49,10 @@ def build_tiny_tokenizer():
     )
 
 
-def build_tiny_model(vocab_size: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny_llama_config(vocab_size: int, **settings):
+    from transformers import LlamaConfig
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
@@ -61,10 +60,31 @@ def build_tiny_model(vocab_size: int, seed: int = 0):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        tie_word_embeddings=True,
         attn_implementation="sdpa",
+        **settings,
     )
-    return LlamaForCausalLM(config).eval()
+
+
+def build_tiny_model(vocab_size: int, seed: int = 0):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(_tiny_llama_config(vocab_size, tie_word_embeddings=True)).eval()
+
+
+def save_tiny_reward_model(path, num_labels: int = 1, seed: int = 0):
+    """Write a tiny random sequence-classification model (a reward model when num_labels is
+    1) and the tiny tokenizer as a Hugging Face folder at `path`."""
+    from transformers import LlamaForSequenceClassification
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = _tiny_llama_config(
+        len(tokenizer), num_labels=num_labels, pad_token_id=tokenizer.pad_token_id
+    )
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 def save_tiny_model(path, seed: int = 0):

@@ -79,23 +79,10 @@ def test_hf_llm_judge_follows_a_strong_letter_preference(tiny_model, tiny_tokeni
     assert judgment.winner == "tie" and judgment.verdicts == ["a", "b"]
 
 
-def test_reward_model_judge(tmp_path, tiny_tokenizer):
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+def test_reward_model_judge(tmp_path):
+    from preftune.testing import save_tiny_reward_model
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tiny_tokenizer.pad_token_id,
-    )
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
-    tiny_tokenizer.save_pretrained(tmp_path / "rm")
+    save_tiny_reward_model(tmp_path / "rm")
     judge = build_judge("reward-model", model=str(tmp_path / "rm"))
     good, bad = judge.score("q", "the movie was great"), judge.score("q", "a terrible film")
     assert good != bad

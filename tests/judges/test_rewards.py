@@ -11,6 +11,7 @@ from preftune.errors import ConfigError, DataError
 from preftune.judges import register_gold
 from preftune.judges.base import compare_by_scores
 from preftune.judges.rewards import PairwiseSource, reward_source
+from preftune.testing import save_tiny_reward_model
 
 register_gold("test-length", lambda prompt, response: len(response))
 register_gold("test-nan-for-bad", lambda prompt, response: math.nan if "bad" in response else 1.0)
@@ -38,30 +39,10 @@ def test_a_nan_reward_names_the_prompt_id():
         source.score([{"id": "p1", "prompt": "x"}, {"id": "p7", "prompt": "y"}], ["good", "bad"])
 
 
-def _save_reward_model(path, tokenizer, num_labels=1):
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=num_labels,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
-def test_reward_model_scores_in_batches_as_one_by_one(tmp_path, tiny_tokenizer):
+def test_reward_model_scores_in_batches_as_one_by_one(tmp_path):
     from preftune.judges.reward_model import RewardModelJudge
 
-    path = _save_reward_model(tmp_path / "rm", tiny_tokenizer)
+    path = str(save_tiny_reward_model(tmp_path / "rm"))
     source = reward_source({"type": "model", "path": path, "batch_size": 3})
     prompts = ["q", "review a film", "q", "what was the plot?"]
     responses = ["the movie was great", "bad", "a terrible film with a boring plot", "ok"]
@@ -72,8 +53,8 @@ def test_reward_model_scores_in_batches_as_one_by_one(tmp_path, tiny_tokenizer):
     assert len(set(batched)) == 4 and source.calls == 4
 
 
-def test_reward_model_with_two_outputs_or_none_is_a_config_error(tmp_path, tiny_tokenizer):
-    two = _save_reward_model(tmp_path / "two", tiny_tokenizer, num_labels=2)
+def test_reward_model_with_two_outputs_or_none_is_a_config_error(tmp_path):
+    two = str(save_tiny_reward_model(tmp_path / "two", num_labels=2))
     with pytest.raises(ConfigError, match="reward.path: .* 2 outputs; need exactly 1"):
         reward_source({"type": "model", "path": two})
     (tmp_path / "empty").mkdir()

@@ -127,3 +127,49 @@ def test_a_failing_judge_stops_with_the_last_checkpoint(online_config, monkeypat
     with pytest.raises(TrainingError, match=r"failed at step 2 \(3 tries\).*step-1; --resume"):
         train(config)
     assert SCORER["calls"] == 19 + 3
+
+
+def test_online_dpo_skips_batches_whose_samples_all_tie(online_config):
+    register_gold("test-constant", lambda prompt, response: 1.0)
+    config = online_config(
+        "online-dpo", max_steps=2, reward={"type": "gold", "name": "test-constant"}
+    )
+    run = train(config)
+    assert [row["trained_groups"] for row in _metrics(run)] == [0, 0]
+    start = load_file(config.model + "/model.safetensors")
+    end = load_file(run / "final" / "model.safetensors")
+    assert all(torch.equal(start[name], end[name]) for name in start)
+
+
+@pytest.mark.parametrize(
+    ("method", "hparams"),
+    [
+        ("grpo", {"loss_type": "dapo"}),
+        ("grpo", {"loss_type": "bnpo"}),
+        ("grpo", {"loss_type": "grpo"}),
+        ("grpo", {"loss_type": "dr_grpo"}),
+        ("rloo", {"normalize_advantages": True}),
+        ("ppo", {}),
+        ("online-dpo", {}),
+    ],
+)
+def test_micro_batches_update_as_one_batch(online_config, method, hparams):
+    """Two updates per batch on one forward of 4 groups, or 4 forwards of one group each:
+    each micro-batch's weight makes the accumulated gradient the whole batch's."""
+    online = {"samples_per_prompt": 4, "prompts_per_step": 4, "max_new_tokens": 8}
+    settings = {
+        "hparams": hparams,
+        "max_steps": 1,
+        "online": {**online, "num_iterations": 2},
+        "optimizer": "sgd",  # Adam would blow float noise in near-zero gradients up to lr
+        "lr": 0.1,
+    }
+    whole = train(online_config(method, run_name="whole", **settings))
+    micro = train(online_config(method, run_name="micro", micro_batch_size=1, **settings))
+    a, b = _metrics(whole), _metrics(micro)
+    assert [row["loss"] for row in a] == pytest.approx([row["loss"] for row in b], abs=1e-5)
+    first, second = (
+        load_file(whole / "final/model.safetensors"),
+        load_file(micro / "final/model.safetensors"),
+    )
+    assert all(torch.allclose(first[n], second[n], atol=1e-5) for n in first)

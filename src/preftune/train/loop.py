@@ -2,7 +2,9 @@
 
 records -> view -> tokens -> `Trainer` (trainer.py: policy, loss inputs, optimizer; one
 optimizer step at a time) over the run's step order, with the run folder, metrics log,
-progress bar, checkpoints and resume around it. Nothing here depends on the method.
+progress bar, checkpoints and resume around it. Nothing here depends on the method; an
+online method (view "online") brings its prompts and its own trainer, which samples and
+scores as it steps (`preftune.train.online`), and the rest is the same.
 
 A run can be killed at any point and resumed: checkpoints, final/ and summary.json are each
 written atomically, in that order, and summary.json marks the run finished. The run folder is
@@ -267,7 +269,8 @@ class _StepLog:
             self.log.write(record)
             tracking.log(self.accelerator, record)
             self.tokens, self.since = 0, now
-            shown = {"loss": f"{metrics['loss']:.4f}", "tok_s": f"{record['tokens_per_s']:.0f}"}
+            shown = {"loss": f"{metrics['loss']:.4f}"} if "loss" in metrics else {}
+            shown["tok_s"] = f"{record['tokens_per_s']:.0f}"
             if "rewards/accuracies" in metrics:
                 shown["acc"] = f"{metrics['rewards/accuracies']:.2f}"
             if "reward_mean" in metrics:  # online methods

@@ -91,6 +91,11 @@ class GroupObjective(Objective):
         detached; with more they must be computed before the first."""
         return self.num_iterations > 1
 
+    @property
+    def clip(self) -> dict[str, float]:
+        """The ratio's clip range, as both losses take it."""
+        return {key: self.hparams[key] for key in ("epsilon_low", "epsilon_high")}
+
     def loss(self, out: SequenceLogps, heads, micro: MicroBatch, advantages, total_tokens: int):
         current = flat(out.token_logps)
         old = micro.old if micro.old is not None else current.detach()
@@ -108,19 +113,17 @@ class GRPO(GroupObjective):
     def token_loss(self, current, old, micro, advantages, total_tokens):
         from preftune.losses.online import clipped_policy_loss
 
-        h = self.hparams
         return clipped_policy_loss(
             current,
             old,
             advantages,
             micro.mask,
             ref_token_logps=micro.ref,
-            beta=h["beta"],
-            epsilon_low=h["epsilon_low"],
-            epsilon_high=h["epsilon_high"],
-            loss_type=h["loss_type"],
+            beta=self.hparams["beta"],
+            loss_type=self.hparams["loss_type"],
             max_length=self.max_new_tokens,
             total_tokens=total_tokens,
+            **self.clip,
         )
 
     def weight(self, micro: MicroBatch, num_groups: int, total_tokens: int) -> float:
@@ -156,15 +159,7 @@ class RLOO(GroupObjective):
     def token_loss(self, current, old, micro, advantages, total_tokens):
         from preftune.losses.online import rloo_loss
 
-        h = self.hparams
-        return rloo_loss(
-            current,
-            old,
-            advantages,
-            micro.mask,
-            epsilon_low=h["epsilon_low"],
-            epsilon_high=h["epsilon_high"],
-        )
+        return rloo_loss(current, old, advantages, micro.mask, **self.clip)
 
 
 class PPO(Objective):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -111,12 +112,13 @@ class OnlineTrainer:
         rewards = self._score(step, rows, rollout)
         self._count(rollout)
         groups, kept_rewards = self.objective.select(rollout.groups, rewards)
-        metrics = self._update(step, groups, kept_rewards) if groups else {"skipped": 1.0}
+        metrics = self._update(step, groups, kept_rewards) if groups else self._skip()
         seconds = time.perf_counter() - started
         tokens = collate(groups).num_tokens() * self.config.online.num_iterations if groups else 0
         return {
             **metrics,
             **_reward_metrics(rewards),
+            "trained_groups": len(groups),
             "response_length": rollout.num_tokens / rollout.num_samples,
             "truncated_share": rollout.truncated / rollout.num_samples,
             "samples_per_second": rollout.num_samples / max(generation_s, 1e-9),
@@ -125,7 +127,8 @@ class OnlineTrainer:
 
     def _score(self, step: int, rows: list[dict], rollout: Rollout) -> torch.Tensor:
         """The rewards [P, G]; a reward source that keeps failing stops the run."""
-        for attempt in range(1, REWARD_TRIES + 1):
+        attempt = 1
+        while True:
             try:
                 scores = self.reward.group_scores(rows, rollout.texts)
                 return torch.tensor(scores, dtype=torch.float32)
@@ -136,7 +139,7 @@ class OnlineTrainer:
                         f"{error}"
                     ) from None
                 time.sleep(RETRY_WAIT_S * attempt)
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _count(self, rollout: Rollout) -> None:
         budget = self.budget
@@ -174,8 +177,9 @@ class OnlineTrainer:
         joined = _joined(micros) if objective.per_token else (None,) * 4
         advantages = objective.advantages(rewards.to(self.accelerator.device), *joined)
         total_tokens = sum(int(micro.mask.sum()) for micro in micros)
-        parts, metrics = [], {}
+        parts, losses, metrics = [], [], {}
         for _ in range(self.config.online.num_iterations):
+            batch_loss = 0.0
             self.policy.train()
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.zero_grad(set_to_none=True)
@@ -191,10 +195,24 @@ class OnlineTrainer:
                         f"loss became {loss.item()} at step {step + 1} (prompt ids: "
                         f"{micro.batch.ids})"
                     )
-                self.accelerator.backward(loss * objective.weight(micro, len(groups), total_tokens))
-                parts.append((micro.batch.num_groups, {"loss": loss.item(), **loss_metrics}))
+                weight = objective.weight(micro, len(groups), total_tokens)
+                self.accelerator.backward(loss * weight)
+                batch_loss += loss.item() * weight
+                parts.append((micro.batch.num_groups, loss_metrics))
+            losses.append(batch_loss)
             metrics = self._optimizer_step(step)
-        return {**weighted_mean(parts), "lr": lr, **metrics}
+        loss = sum(losses) / len(losses)  # the batch's loss, averaged over its updates
+        return {**weighted_mean(parts), "loss": loss, "lr": lr, **metrics}
+
+    def _skip(self) -> dict[str, float]:
+        """A batch with nothing to train on (online DPO, every group tied): no update, but the
+        schedule moves on as if there had been, so it ends where it was planned to."""
+        lr = self.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():  # torch warns of a schedule stepped before any update
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for _ in range(self.config.online.num_iterations):
+                self.scheduler.step()
+        return {"lr": lr}
 
     def _optimizer_step(self, step: int) -> dict[str, float]:
         max_norm = self.config.max_grad_norm or math.inf
