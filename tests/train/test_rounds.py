@@ -15,8 +15,9 @@ import preftune.generate as generate_module
 import preftune.judges.gold as gold_module
 import preftune.train.trainer as trainer_module
 from preftune.config import build_train_config
-from preftune.errors import ConfigError
+from preftune.errors import ConfigError, TrainingError
 from preftune.io import read_jsonl
+from preftune.judges.base import JudgeError
 from preftune.judges.gold import register_gold
 from preftune.train import train
 from preftune.train.metrics import TIMING_KEYS
@@ -206,3 +207,21 @@ def test_mppo_iterates_through_the_list_view(rounds_config):
 def test_bad_rounds_settings_name_their_key(rounds_config, overrides, message):
     with pytest.raises(ConfigError, match=message):
         train(rounds_config(**overrides))
+
+
+def test_a_failing_judge_stops_the_run_saying_how_to_resume(rounds_config, monkeypatch):
+    def refused(prompt, response):
+        raise JudgeError("401: the key was refused")
+
+    monkeypatch.setitem(gold_module.GOLD_FUNCTIONS, "test-answer-length", refused)
+    config = rounds_config()
+    with pytest.raises(TrainingError, match=r"round 1: the reward source failed .*--resume"):
+        train(config)
+    assert len(list((config.run_dir / "rounds" / "r1" / "samples").glob("*.jsonl"))) == 2
+
+
+def test_a_reward_source_that_cannot_load_fails_before_sampling(rounds_config, tmp_path):
+    config = rounds_config(reward={"type": "model", "path": str(tmp_path)})
+    with pytest.raises(ConfigError, match="reward.path"):
+        train(config)
+    assert not (config.run_dir / "rounds").exists()

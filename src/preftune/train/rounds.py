@@ -4,8 +4,8 @@ Each round samples k answers per prompt from the current policy (`preftune.gener
 them with the `reward:` source (`preftune.judges.rewards`, cached), writes them as scored lists
 and trains the method on them through the ordinary offline loop (`train`, its `epochs` /
 `max_steps` per round). The next round starts from this round's final model, which is also its
-reference: iterative DPO as in Xu et al. 2023 ("Some things are more cringe than others",
-section 3) and Yuan et al. 2024 (Self-Rewarding Language Models, section 2.3). The method's view
+reference, as in iterative DPO (Xu et al. 2023, arXiv 2312.16682; Yuan et al. 2024,
+Self-Rewarding Language Models, arXiv 2401.10020). The method's view
 (pairs by `data.pairs`, binary, lists) comes from the lists through the data path, so every
 offline method iterates with no code of its own.
 
@@ -14,9 +14,9 @@ preference file), at most `data.limit`.
 
 ```
 <run>/config.yaml, metrics.jsonl (every round's steps, numbered on, with "round"),
+<run>/rewards.jsonl (the reward cache of every round),
 <run>/summary.json (finished: "budget" and "per_round"), final/ (the last round's model)
 <run>/rounds/r<i>/samples/<shard>.jsonl   the round's samples, one file per generation batch
-<run>/rounds/r<i>/rewards.jsonl           the reward cache
 <run>/rounds/r<i>/lists.jsonl, round.json the scored lists and their counts
 <run>/rounds/r<i>/train/                  the round's offline run
 ```
@@ -37,7 +37,7 @@ import numpy as np
 
 from preftune.config import TrainConfig, build_train_config
 from preftune.data.sampled import distinct_responses, scored_row
-from preftune.errors import ConfigError, DataError
+from preftune.errors import ConfigError, DataError, TrainingError
 from preftune.io import (
     FolderLock,
     atomic_write_json,
@@ -46,6 +46,7 @@ from preftune.io import (
     read_text,
     write_jsonl,
 )
+from preftune.judges.base import JudgeError
 from preftune.losses import METHODS
 from preftune.train.online import read_training_prompts
 
@@ -61,15 +62,22 @@ def train_rounds(config: TrainConfig) -> Path:
     run_dir, _ = check_run_dir(config)
     if config.resume and (run_dir / "summary.json").exists():
         return run_dir
+    from preftune.judges.rewards import reward_source
+
     with FolderLock(run_dir, what="run folder"):
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         prompts = read_training_prompts(config.data)
+        # loaded before any sampling, so a source that cannot load costs nothing
+        source = reward_source(config.reward, cache_path=run_dir / "rewards.jsonl")
         model, finished = config.model, []
-        for number in range(1, config.online.rounds + 1):
-            round_run = Round(config, number).run(model, prompts)
-            finished.append(round_run)
-            model = str(round_run.train_dir / "final")
-            _write_metrics(run_dir, finished)
+        try:
+            for number in range(1, config.online.rounds + 1):
+                round_run = Round(config, number, source).run(model, prompts)
+                finished.append(round_run)
+                model = str(round_run.train_dir / "final")
+                _write_metrics(run_dir, finished)
+        finally:
+            source.close()
         last_final = finished[-1].train_dir / "final"
         if last_final.is_dir():  # else a stopped earlier call moved it already
             os.replace(last_final, run_dir / "final")
@@ -108,8 +116,8 @@ def shard_seed(seed: int, round_number: int, shard: int) -> int:
 class Round:
     """One round in `<run>/rounds/r<number>/`: sample, score, write lists, train."""
 
-    def __init__(self, config: TrainConfig, number: int):
-        self.config, self.number = config, number
+    def __init__(self, config: TrainConfig, number: int, source):
+        self.config, self.number, self.source = config, number, source
         self.folder = config.run_dir / "rounds" / f"r{number}"
         self.train_dir = self.folder / "train"
 
@@ -150,9 +158,8 @@ class Round:
         return rows
 
     def _score(self, prompts: list[dict], samples: list[dict]) -> Path:
-        """Score every prompt's distinct samples, write lists.jsonl and round.json."""
-        from preftune.judges.rewards import reward_source
-
+        """Score every prompt's distinct samples, write lists.jsonl and round.json. A judge
+        that fails (after its own retries) stops the run; what it scored is cached."""
         lists, dropped = distinct_responses(prompts, samples)
         if not lists:
             raise DataError(
@@ -161,13 +168,15 @@ class Round:
                 "max_new_tokens",
                 source=str(self.folder / "samples"),
             )
-        cache = self.folder / "rewards.jsonl"
-        source = reward_source(self.config.reward, cache_path=cache)
+        groups = [texts for _, texts in lists]
         try:
-            scores = source.group_scores([p for p, _ in lists], [texts for _, texts in lists])
-            reward_calls = source.requests_for([len(texts) for _, texts in lists])
-        finally:
-            source.close()
+            scores = self.source.group_scores([prompt for prompt, _ in lists], groups)
+        except JudgeError as error:
+            raise TrainingError(
+                f"round {self.number}: the reward source failed ({error}); its samples and "
+                f"the rewards scored so far are kept in {self.config.run_dir}: run it again "
+                "with resume (--resume) to go on from there"
+            ) from None
         path = self.folder / "lists.jsonl"
         write_jsonl(path, [scored_row(p, t, s) for (p, t), s in zip(lists, scores, strict=True)])
         flat = [score for group in scores for score in group]
@@ -176,7 +185,7 @@ class Round:
             "prompts": len(prompts),
             "samples": len(samples),
             "tokens": sum(int(row.get("num_tokens") or 0) for row in samples),
-            "reward_calls": reward_calls,  # as the online methods count them
+            "reward_calls": self.source.requests_for([len(texts) for texts in groups]),
             "groups": len(lists),
             "dropped_prompts": dropped,
             "mean_reward": float(np.mean(flat)),
