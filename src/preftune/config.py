@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -234,7 +234,7 @@ class RewardConfig(_Strict):
     timeout: float = Field(60.0, gt=0, description="judge openai: seconds per request")
     max_retries: int = Field(4, ge=0, description="judge openai: retries of a failed request")
 
-    _KEYS = {
+    _KEYS: ClassVar[dict[str, set[str]]] = {
         "gold": {"name"},
         "model": {"path", "batch_size"},
         "judge": {

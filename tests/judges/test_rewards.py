@@ -106,11 +106,13 @@ def test_reward_config_errors_name_the_key(values, message):
         validate_section(RewardConfig, values, "reward")
 
 
-def test_a_judge_reward_takes_the_preftune_judge_settings():
+def test_a_judge_reward_decides_pairs_with_the_preftune_judge_settings(tmp_path):
     config = validate_section(
         RewardConfig, {"type": "judge", "judge": "gold", "gold": "test-length"}, "reward"
     )
-    source = reward_source(config)
-    assert source.identity == "gold:test-length" and source.score(["p"], ["abcd"]) == [4.0]
+    source = reward_source(config, cache_path=tmp_path / "judgments.jsonl")
+    assert source.pairwise and source.identity == "gold:test-length"
+    assert source.group_scores(["p"], [["abcd", "ab"]]) == [[1.0, 0.0]]
+    assert source.requests_for([2, 3]) == 1 + 3
     with pytest.raises(ConfigError, match="--judge openai needs --base-url"):
-        reward_source({"type": "judge", "judge": "openai", "model": "gpt-4o"})
+        reward_source({"type": "judge", "judge": "openai", "model": "gpt-4o"}, cache_path=tmp_path)

@@ -41,6 +41,13 @@ def test_view_filter(capsys):
     assert views == {"binary"}
 
 
+def test_view_filter_lists_the_online_methods(capsys):
+    assert main(["methods", "--json", "--view", "online"]) == 0
+    listed = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)["methods"]}
+    assert set(listed) == {"grpo", "rloo", "ppo"}
+    assert listed["grpo"]["hparams"]["loss_type"] == "dapo"  # TRL 1.16's default
+
+
 def test_listing_methods_does_not_import_torch():
     code = "import sys; from preftune.cli import main; main(['methods']); print('torch' in sys.modules)"
     result = subprocess.run(

@@ -173,3 +173,31 @@ def test_micro_batches_update_as_one_batch(online_config, method, hparams):
         load_file(micro / "final/model.safetensors"),
     )
     assert all(torch.allclose(first[n], second[n], atol=1e-5) for n in first)
+
+
+def test_online_dpo_with_a_pairwise_judge(online_config, chat_server):
+    """An OpenAI-compatible judge that prefers the answer with more e's decides every pair of
+    each group's samples (both orders); its decisions become round-robin rewards."""
+    import re
+
+    def more_e(messages, attempt):
+        text = messages[-1]["content"]
+        a, b = (
+            re.search(rf"Assistant {slot}'s Answer\]\n(.*?)\n\[The End", text, re.S).group(1)
+            for slot in "AB"
+        )
+        if a.count("e") == b.count("e"):
+            return "[[C]]"
+        return "[[A]]" if a.count("e") > b.count("e") else "[[B]]"
+
+    server = chat_server(more_e)
+    reward = {"type": "judge", "judge": "openai", "base_url": server.base_url, "model": "judge"}
+    online = {"samples_per_prompt": 3, "prompts_per_step": 2, "max_new_tokens": 8}
+    run = train(online_config("online-dpo", max_steps=2, reward=reward, online=online))
+    budget = json.loads((run / "summary.json").read_text())["budget"]
+    assert budget["reward_calls"] == 2 * 2 * 3  # steps x prompts x pairs of 3 samples
+    decisions = [json.loads(line) for line in (run / "rewards.jsonl").read_text().splitlines()]
+    assert len(server.requests) == 2 * len(decisions) <= 2 * 12  # both orders; repeats cached
+    assert {row["winner"] for row in decisions} <= {"a", "b", "tie"}
+    rows = _metrics(run)
+    assert all(row["reward_mean"] == 1.0 for row in rows)  # 3 pairs shared by 3 samples

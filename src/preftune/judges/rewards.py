@@ -3,9 +3,9 @@
 - `{type: gold, name: vader-sentiment}`: a gold function of (prompt, response), e.g. a task's;
 - `{type: model, path: RM_DIR, batch_size: 16}`: a reward model (`preftune rm`, or any
   sequence-classification model with one output), scored in batches;
-- `{type: judge, judge: openai, ...}`: a `preftune judge` judge. Judges that can grade one
-  response alone (gold, reward-model) score pointwise; the others decide pairs, and a group of
-  samples is scored by a round robin (a win 1, a tie or an unusable verdict 0.5).
+- `{type: judge, judge: openai, ...}`: a `preftune judge` judge deciding pairs, as in a win
+  rate: a group of samples is scored by a round robin (a win 1, a tie or an unusable verdict
+  0.5), so its rewards rank samples within their group only.
 
 Every reward is cached by (source, prompt, response) in a JSONL file (pairwise decisions in a
 `preftune judge` judgments file), so a resumed run pays for nothing twice; `calls` counts only
@@ -49,11 +49,9 @@ def reward_source(config, *, cache_path: str | Path | None = None) -> RewardSour
     elif config.type == "model":
         judge, batch_size = _load_reward_model(config.path), config.batch_size
     else:
-        judge, batch_size = _build_configured_judge(config), 1
-        if not callable(getattr(judge, "score", None)):
-            if cache_path is None:
-                raise ValueError("a pairwise judge keeps its decisions in a file: give cache_path")
-            return PairwiseSource(judge, store_path=cache_path)
+        if cache_path is None:
+            raise ValueError("a pairwise judge keeps its decisions in a file: give cache_path")
+        return PairwiseSource(_build_configured_judge(config), store_path=cache_path)
     cache = RewardCache(cache_path) if cache_path is not None else None
     return PointwiseSource(judge, cache=cache, batch_size=batch_size)
 
@@ -72,8 +70,8 @@ def _build_configured_judge(config):
 
     try:
         return build_judge(config.judge, **config.judge_settings())
-    except JudgeError as error:
-        raise ConfigError(f"reward.judge: {error}") from None
+    except (ConfigError, JudgeError) as error:  # worded for the CLI's --options
+        raise ConfigError(f"reward (type judge, judge {config.judge}): {error}") from None
 
 
 def _prompt_and_id(prompt, index: int) -> tuple[object, str]:
@@ -138,7 +136,8 @@ class RewardSource:
 
 
 class PointwiseSource(RewardSource):
-    """A judge with `score(prompt, response)` (and, when it has one, `score_batch`)."""
+    """A gold function or reward model: `score(prompt, response)` (and, when it has one,
+    `score_batch`)."""
 
     def __init__(self, judge, *, cache: RewardCache | None = None, batch_size: int = 16):
         self.judge = judge

@@ -4,7 +4,9 @@
     loss, metrics = compute("dpo", policy_logps=..., ref_logps=..., lengths=..., mask=..., beta=0.1)
 
 `METHODS` (metadata) imports no torch, so `preftune methods` stays fast; `compute` loads the
-loss machinery on first use.
+loss machinery on first use. Online methods (view "online": grpo, rloo, ppo) learn from the
+policy's own samples: their losses are in `preftune.losses.online`, called by the online
+training loop, and `compute` refuses them.
 """
 
 from __future__ import annotations

@@ -305,6 +305,16 @@ def ppo_advantages(
     (Schulman et al. 2016, arXiv 1506.02438, eq. 16; `preftune.losses.ppo.gae`) with the value
     head's `values` [N, L] of the sampling policy, returns = A + V, then the advantages
     whitened over the batch. Returns (advantages, returns), both [N, L], without gradient.
+
+    One sequence of two tokens, no KL (policy = reference), score 1, values 0 and 0.5:
+
+    >>> same = torch.tensor([[-1.0, -1.0]])
+    >>> advantages, returns = ppo_advantages(torch.tensor([1.0]), same, same,
+    ...     torch.tensor([[0.0, 0.5]]), torch.tensor([[True, True]]), kl_coef=0.1)
+    >>> returns  # deltas 0.5, 0.5: A = 0.5 + 0.95 * 0.5, 0.5; returns = A + V
+    tensor([[0.9750, 1.0000]])
+    >>> advantages  # whitened over the batch's two tokens
+    tensor([[ 0.7071, -0.7071]])
     """
     rewards = kl_shaped_token_rewards(scores, old_token_logps, ref_token_logps, mask, kl_coef)
     if whiten_rewards:
@@ -366,9 +376,18 @@ def ppo_loss(
       value  = `value_loss`(values, old_values, returns, cliprange_value),
 
     with A, returns from `ppo_advantages` and ratio_t = pi(y_t) / pi_old(y_t); the KL to the
-    reference is in the reward, not the loss. As TRL's PPOTrainer (last in TRL 0.2x; TRL 1.16
-    has none). Metrics: "policy_loss", "value_loss", "clip_ratio" (and its /low, /high),
+    reference is in the reward, not the loss. As TRL's former PPOTrainer (TRL 1.16 has none).
+    Metrics: "policy_loss", "value_loss", "clip_ratio" (and its /low, /high),
     "value_clip_ratio" (share of tokens whose clipped value loss is the larger).
+
+    >>> logps = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    >>> values = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    >>> loss, metrics = ppo_loss(logps, logps.detach(), torch.tensor([[1.0, -1.0]]), values,
+    ...     values.detach(), torch.tensor([[1.5, 0.5]]), torch.tensor([[True, True]]))
+    >>> metrics["policy_loss"], metrics["value_loss"]  # (-1 + 1) / 2; (1^2 + 0^2) / 2 / 2
+    (0.0, 0.25)
+    >>> round(loss.item(), 4)  # 0 + 0.1 * 0.25
+    0.025
     """
     policy, metrics = clipped_policy_loss(
         token_logps,

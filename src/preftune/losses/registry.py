@@ -319,7 +319,7 @@ _GRPO = {
     "beta": _non_negative(
         0.0,
         "weight of the k3 KL to the reference; 0 (TRL 1.16's default) "
-        "skips the reference, the GRPO paper used 0.04",
+        "leaves the KL out, the GRPO paper used 0.04",
     ),
     "epsilon_low": _EPSILON_LOW,
     "epsilon_high": _EPSILON_HIGH,

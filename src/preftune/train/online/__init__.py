@@ -27,7 +27,7 @@ def read_training_prompts(data: DataConfig) -> list[dict]:
     >>> from preftune.config import DataConfig
     >>> rows = read_training_prompts(DataConfig(task="sentiment", limit=2))
     >>> [row["id"] for row in rows]
-    ['sentiment-000', 'sentiment-001']
+    ['sentiment-000', 'sentiment-002']
     """
     from preftune.generate.prompt_sources import read_prompts
 

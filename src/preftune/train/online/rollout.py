@@ -63,7 +63,9 @@ class Sampler:
         with torch.no_grad():
             for start in range(0, len(jobs), size):
                 chunk = jobs[start : start + size]
-                results += sample_batch(model, chunk, self.eos_ids, self.pad_id, self.sampling)
+                results += sample_batch(
+                    model, chunk, self.eos_ids, self.pad_id, self.online.sampling
+                )
         model.train(was_training)
         groups, texts = [], []
         for index, (row, prompt) in enumerate(zip(rows, prompts, strict=True)):
@@ -81,7 +83,3 @@ class Sampler:
             texts.append([self.tokenizer.decode(r, skip_special_tokens=True) for r in responses])
         truncated = sum(result["finish_reason"] == "length" for result in results)
         return Rollout(groups, texts, truncated)
-
-    @property
-    def sampling(self) -> dict:
-        return self.online.sampling
