@@ -70,6 +70,10 @@ def test_online_entries_train_on_the_training_prompts_with_the_studys_reward(onl
             r"online\.samples_per_prompt: method 'grpo' compares samples of one prompt",
         ),
         (
+            lambda raw: raw["methods"][2]["online"].update(samples_per_prompt=1),
+            r"methods\.2\.train .*online\.samples_per_prompt: method 'kto' compares samples",
+        ),
+        (
             lambda raw: (
                 raw["data"].update(
                     train={"path": "pairs.jsonl"}, heldout={"path": "pairs.jsonl"}, on_policy=None

@@ -202,6 +202,7 @@ def test_mppo_iterates_through_the_list_view(rounds_config):
     [
         ({"method": "kto", "online": {"rounds": 2, "samples_per_prompt": 1}}, "samples_per_prompt"),
         ({"reward": None}, "reward:"),
+        ({"method": "grpo"}, "online.rounds: 'grpo' samples every step already"),
     ],
 )
 def test_bad_rounds_settings_name_their_key(rounds_config, overrides, message):

@@ -37,7 +37,7 @@ import numpy as np
 
 from preftune.config import TrainConfig, build_train_config
 from preftune.data.sampled import distinct_responses, scored_row
-from preftune.errors import ConfigError, DataError, TrainingError
+from preftune.errors import DataError, TrainingError
 from preftune.io import (
     FolderLock,
     atomic_write_json,
@@ -47,7 +47,6 @@ from preftune.io import (
     write_jsonl,
 )
 from preftune.judges.base import JudgeError
-from preftune.losses import METHODS
 from preftune.train.online import read_training_prompts
 
 BUDGET_FIELDS = ("prompts", "samples", "tokens", "reward_calls")
@@ -58,8 +57,7 @@ def train_rounds(config: TrainConfig) -> Path:
     folder, laid out as the module's docstring says."""
     from preftune.train.loop import check_run_dir
 
-    _check(config)
-    run_dir, _ = check_run_dir(config)
+    run_dir, _ = check_run_dir(config)  # the config checked the rest (TrainConfig._check_online)
     if config.resume and (run_dir / "summary.json").exists():
         return run_dir
     from preftune.judges.rewards import reward_source
@@ -83,25 +81,6 @@ def train_rounds(config: TrainConfig) -> Path:
             os.replace(last_final, run_dir / "final")
         _write_summary(config, finished)
     return run_dir
-
-
-def _check(config: TrainConfig) -> None:
-    spec = METHODS[config.method]
-    if spec.view == "online":
-        raise ConfigError(
-            f"online.rounds: '{config.method}' samples every step already; rounds iterate an "
-            "offline method (dpo, kto, mppo, ...)"
-        )
-    if config.reward is None:
-        raise ConfigError(
-            "reward: online.rounds scores each round's samples; add e.g. "
-            "reward: {type: gold, name: vader-sentiment}"
-        )
-    if config.online.samples_per_prompt < 2:
-        raise ConfigError(
-            f"online.samples_per_prompt: each round compares samples of one prompt; it needs "
-            f">= 2, got {config.online.samples_per_prompt}"
-        )
 
 
 def shard_seed(seed: int, round_number: int, shard: int) -> int:
