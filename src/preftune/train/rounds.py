@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,9 @@ class Round:
 
     def run(self, model: str, prompts: list[dict]) -> Round:
         if not (self.train_dir / "summary.json").exists():
+            started = time.perf_counter()
             samples = self._sample(model, prompts)
-            lists = self._score(prompts, samples)
+            lists = self._score(prompts, samples, seconds=time.perf_counter() - started)
             self._train(model, lists)
         return self
 
@@ -136,9 +138,11 @@ class Round:
             rows += read_jsonl(path, tolerate_torn_tail=False)
         return rows
 
-    def _score(self, prompts: list[dict], samples: list[dict]) -> Path:
-        """Score every prompt's distinct samples, write lists.jsonl and round.json. A judge
-        that fails (after its own retries) stops the run; what it scored is cached."""
+    def _score(self, prompts: list[dict], samples: list[dict], *, seconds: float) -> Path:
+        """Score every prompt's distinct samples, write lists.jsonl and round.json (with
+        `seconds` spent sampling so far in this call). A judge that fails (after its own
+        retries) stops the run; what it scored is cached."""
+        started = time.perf_counter()
         lists, dropped = distinct_responses(prompts, samples)
         if not lists:
             raise DataError(
@@ -168,6 +172,8 @@ class Round:
             "groups": len(lists),
             "dropped_prompts": dropped,
             "mean_reward": float(np.mean(flat)),
+            # sampling and scoring in the call that finished them (a resumed one: its part)
+            "generation_seconds": seconds + time.perf_counter() - started,
         }
         atomic_write_json(self.folder / "round.json", counts)
         return path
@@ -221,7 +227,7 @@ def _write_summary(config: TrainConfig, rounds: list[Round]) -> None:
         "rounds": len(rounds),
         "steps": sum(r["steps"] for r in per_round),
         "budget": {field: sum(r[field] for r in per_round) for field in BUDGET_FIELDS},
-        "wall_time_s": sum(r["train"]["wall_time_s"] for r in per_round),
+        "wall_time_s": sum(r["generation_seconds"] + r["train"]["wall_time_s"] for r in per_round),
         "per_round": per_round,
         "final_metrics": per_round[-1]["train"].get("final_metrics"),
         "final_dir": str(config.run_dir / "final"),
