@@ -68,7 +68,8 @@ def task_study(tmp_path):
     )
     for seed, spent in ((0, (8, 32, 600, 32)), (1, (8, 32, 700, 32))):
         budget = dict(zip(("prompts", "samples", "tokens", "reward_calls"), spent, strict=True))
-        atomic_write_json(layout.run("kto-iter", seed) / "summary.json", {"budget": budget})
+        summary = {"budget": budget, "rounds": 2}
+        atomic_write_json(layout.run("kto-iter", seed) / "summary.json", summary)
     judged = {"win_rate": 0.75, "ci_low": 0.6, "ci_high": 0.9, "n": 20}
     for seed in (0, 1):
         atomic_write_json(layout.judged("dpo", "gold", seed) / "results.json", judged)
@@ -92,6 +93,7 @@ def test_an_online_run_counts_its_own_budget_averaged_over_seeds(task_study):
         "samples": 32,
         "tokens": 650,
         "reward_calls": 32,
+        "rounds": 2,
     }
 
 
@@ -111,7 +113,7 @@ def test_the_report_shows_budgets_next_to_win_rates(task_study):
     )
     assert header in text
     assert "| dpo | 75.0 | on-policy sampling | 3 | 6 | 31 | 4 |" in text  # a mean: no CI
-    assert "| kto-iter | — | online | 8 | 32 | 650 | 32 |" in text
+    assert "| kto-iter | — | online, 2 rounds | 8 | 32 | 650 | 32 |" in text
     assert "Online budgets are means over 2 seeds." in text
 
 

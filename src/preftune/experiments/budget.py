@@ -4,8 +4,8 @@ silently compared at many times the data of an offline one.
 A method's budget is a dict with a "source" and the counts of that source:
 
 - "online": an online run (grpo, rloo, online-dpo, or an offline method trained in
-  `online.rounds`) counts what it generated and scored itself, in its summary.json's "budget":
-  {"prompts", "samples", "tokens", "reward_calls"};
+  `online.rounds`, which adds "rounds") counts what it generated and scored itself, in its
+  summary.json's "budget": {"prompts", "samples", "tokens", "reward_calls"};
 - "on-policy sampling": an offline method of a task study learns from the study's sampling
   step (data/samples.jsonl, scored into data/train.jsonl), shared by every such method:
   prompts sampled, samples and tokens generated, reward calls (one per kept sample);
@@ -52,7 +52,10 @@ def run_budget(
     summary = read_json(layout.run(label, seed) / "summary.json")
     if online:
         budget = (summary or {}).get("budget")
-        return None if budget is None else {"source": ONLINE, **budget}
+        if budget is None:
+            return None
+        rounds = {"rounds": summary["rounds"]} if "rounds" in summary else {}
+        return {"source": ONLINE, **budget, **rounds}
     if sampled is not None:
         return dict(sampled)
     if summary is None:
@@ -71,11 +74,15 @@ def source_text(budget: dict | None) -> str:
     'offline data, 500 pairs'
     >>> source_text({"source": "online", "prompts": 8, "samples": 32})
     'online'
+    >>> source_text({"source": "online", "prompts": 8, "samples": 32, "rounds": 2})
+    'online, 2 rounds'
     """
     if not budget:
         return "—"
     if budget["source"] == OFFLINE:
         return f"{OFFLINE}, {count_text(budget.get('examples'))} {budget.get('unit', 'examples')}"
+    if budget.get("rounds"):
+        return f"{budget['source']}, {count_text(budget['rounds'])} rounds"
     return budget["source"]
 
 
