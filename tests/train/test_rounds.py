@@ -104,6 +104,7 @@ def test_two_rounds_of_kto_sample_score_and_train_from_the_last_model(rounds_con
     }
     steps = [r["steps"] for r in summary["per_round"]]
     assert summary["steps"] == sum(steps)
+    assert summary["train_groups"] == sum(r["train"]["train_groups"] for r in summary["per_round"])
     metrics = _metrics(run)
     assert [row["step"] for row in metrics] == list(range(1, sum(steps) + 1))
     assert [row["round"] for row in metrics] == [1] * steps[0] + [2] * steps[1]

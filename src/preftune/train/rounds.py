@@ -51,6 +51,7 @@ from preftune.judges.base import JudgeError
 from preftune.train.online import read_training_prompts
 
 BUDGET_FIELDS = ("prompts", "samples", "tokens", "reward_calls")
+SUMMED_TRAINING = ("epochs", "train_groups", "tokens")  # of the rounds' training summaries
 
 
 def train_rounds(config: TrainConfig) -> Path:
@@ -226,6 +227,8 @@ def _write_summary(config: TrainConfig, rounds: list[Round]) -> None:
         "model": config.model,
         "rounds": len(rounds),
         "steps": sum(r["steps"] for r in per_round),
+        # summed as an offline run's summary has them (the model card reads them)
+        **{key: sum(r["train"][key] for r in per_round) for key in SUMMED_TRAINING},
         "budget": {field: sum(r[field] for r in per_round) for field in BUDGET_FIELDS},
         "wall_time_s": sum(r["generation_seconds"] + r["train"]["wall_time_s"] for r in per_round),
         "per_round": per_round,
