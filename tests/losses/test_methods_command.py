@@ -44,7 +44,7 @@ def test_view_filter(capsys):
 def test_view_filter_lists_the_online_methods(capsys):
     assert main(["methods", "--json", "--view", "online"]) == 0
     listed = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)["methods"]}
-    assert set(listed) == {"grpo", "rloo", "ppo"}
+    assert set(listed) == {"grpo", "rloo", "ppo", "online-dpo"}
     assert listed["grpo"]["hparams"]["loss_type"] == "dapo"  # TRL 1.16's default
 
 
