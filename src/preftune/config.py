@@ -429,21 +429,27 @@ class TrainConfig(_Strict):
         """An online method needs a reward and an `online` block (its defaults when absent);
         group methods need two samples per prompt; task prompts are for sampling only."""
         online = spec.view == "online"
+        iterative = self.online is not None and self.online.rounds is not None  # train/rounds.py
+        if online and iterative:
+            raise ValueError(
+                f"online.rounds: '{self.method}' samples every step already; rounds iterate an "
+                "offline method (dpo, kto, mppo-...)"
+            )
         if online and self.online is None:
             self.__dict__["online"] = OnlineConfig()
         if online and spec.needs_reference:  # fresh samples every step: nothing to precompute
             self.__dict__["reference"] = "live"
-        if online and self.reward is None:
+        if (online or iterative) and self.reward is None:
             raise ValueError(
                 f"reward: method '{self.method}' trains on rewards of its own samples; add e.g. "
                 "reward: {type: gold, name: vader-sentiment}"
             )
-        if online and self.method in GROUP_METHODS and self.online.samples_per_prompt < 2:
+        grouped = iterative or (online and self.method in GROUP_METHODS)
+        if grouped and self.online.samples_per_prompt < 2:
             raise ValueError(
                 f"online.samples_per_prompt: method '{self.method}' compares samples of one "
                 f"prompt; it needs >= 2, got {self.online.samples_per_prompt}"
             )
-        iterative = self.online is not None and self.online.rounds is not None
         if self.data.task is not None and not (online or iterative):
             raise ValueError(
                 f"data.task: a task gives prompts only; method '{self.method}' trains offline "

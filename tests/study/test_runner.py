@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from statistics import fmean
 
 import pytest
 import yaml
 
-import preftune.tasks as tasks
 from preftune.errors import ConfigError
 from preftune.experiments import evaluation
 from preftune.experiments import runner as runner_module
@@ -17,44 +15,6 @@ from preftune.experiments.config import study_from_dict
 from preftune.experiments.layout import StudyLayout
 from preftune.experiments.runner import StudyRunner
 from preftune.io import read_jsonl
-
-
-def tiny_study(model_dir, methods=("dpo", "simpo")) -> dict:
-    return {
-        "name": "tiny",
-        "model": str(model_dir),
-        "seed": 0,
-        "data": {
-            "train": {"task": "sentiment", "limit": 6},
-            "heldout": {"task": "sentiment", "limit": 4},
-            "on_policy": {"samples_per_prompt": 3, "max_new_tokens": 8, "batch_size": 6},
-        },
-        "train": {
-            "optimizer": "adamw",
-            "lr": 1e-3,
-            "batch_size": 2,
-            "max_prompt_length": 48,
-            "max_length": 64,
-            "data": {"pairs": "top-vs-worst"},
-        },
-        "methods": [{"method": name} for name in methods],
-        "evaluation": {
-            "num_prompts": 4,
-            "max_new_tokens": 8,
-            "batch_size": 4,
-            "evaluations": [{"name": "gold", "judge": {"type": "gold"}}],
-        },
-    }
-
-
-@pytest.fixture()
-def length_gold(monkeypatch):
-    """A random tiny model rarely writes words VADER knows: reward the answer's length instead,
-    so the sampled lists have real preferences (the gold function is the only stand-in)."""
-    task = dataclasses.replace(
-        tasks.TASKS["sentiment"], gold=lambda prompt, response: len(response)
-    )
-    monkeypatch.setitem(tasks.TASKS, "sentiment", task)
 
 
 @pytest.fixture()
@@ -91,10 +51,10 @@ def judging_fails_once(monkeypatch):
 
 
 def test_tiny_study_end_to_end_with_failures_and_a_resume(
-    tmp_path, tiny_model_dir, length_gold, training_calls, judging_fails_once
+    tmp_path, tiny_study, length_gold, training_calls, judging_fails_once
 ):
     calls, fail = training_calls
-    config = study_from_dict(tiny_study(tiny_model_dir))
+    config = study_from_dict(tiny_study())
     out = tmp_path / "study"
     lines = []
     results = StudyRunner(config, out, log=lines.append).run()
@@ -140,25 +100,32 @@ def test_tiny_study_end_to_end_with_failures_and_a_resume(
     assert 0.0 <= gold["ci_low"] <= gold["win_rate"] <= gold["ci_high"] <= 1.0
     assert gold["n"] == 4
     assert rows["dpo"]["stats"]["kl"] is not None
+    # Both methods learned from the one sampling step: 6 prompts x 3 samples of <= 8 tokens.
+    samples = read_jsonl(layout.train_data.with_name("samples.jsonl"))
+    budget = rows["dpo"]["budget"]
+    assert budget["source"] == "on-policy sampling" and rows["simpo"]["budget"] == budget
+    assert (budget["prompts"], budget["samples"]) == (6, 18)
+    assert budget["tokens"] == sum(row["num_tokens"] for row in samples) <= 18 * 8
+    assert budget["reward_calls"] == sum(len(row["scores"]) for row in train_rows)
 
 
-def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_model_dir, length_gold):
+def test_a_folder_holding_another_study_is_refused(tmp_path, length_gold, tiny_study):
     out = tmp_path / "study"
     out.mkdir()
     (out / "study.yaml").write_text("name: other\n")
-    config = study_from_dict(tiny_study(tiny_model_dir))
+    config = study_from_dict(tiny_study())
     with pytest.raises(ConfigError, match="holds another study"):
         StudyRunner(config, out, log=lambda line: None).run()
 
 
 def test_adding_methods_to_a_finished_study_runs_only_the_new_ones(
-    tmp_path, tiny_model_dir, length_gold, training_calls
+    tmp_path, length_gold, training_calls, tiny_study
 ):
     calls, _ = training_calls
     out = tmp_path / "study"
-    StudyRunner(study_from_dict(tiny_study(tiny_model_dir, ("dpo",))), out, log=print).run()
+    StudyRunner(study_from_dict(tiny_study(("dpo",))), out, log=print).run()
     lines = []
-    extended = study_from_dict(tiny_study(tiny_model_dir, ("dpo", "ipo")))
+    extended = study_from_dict(tiny_study(("dpo", "ipo")))
     results = StudyRunner(extended, out, log=lines.append).run()
     assert calls == ["dpo", "ipo"]
     assert any("adding ipo to the study" in line for line in lines)
@@ -166,13 +133,15 @@ def test_adding_methods_to_a_finished_study_runs_only_the_new_ones(
     assert [row["label"] for row in results["rows"]] == ["start", "dpo", "ipo"]
     assert "ipo" in (out / "study.yaml").read_text()
 
-    changed = tiny_study(tiny_model_dir, ("dpo", "ipo", "slic"))
+    changed = tiny_study(("dpo", "ipo", "slic"))
     changed["seed"] = 1  # adding a method and changing the seed is another study
     with pytest.raises(ConfigError, match=r"differs in \['methods', 'seed'\]"):
         StudyRunner(study_from_dict(changed), out, log=lines.append).run()
 
 
-def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny_model_dir):
+def test_tiny_study_with_sft_file_data_and_the_reference_baseline(
+    tmp_path, tiny_model_dir, tiny_study
+):
     pairs = tmp_path / "pairs.jsonl"
     rows = [
         {
@@ -183,7 +152,7 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
         for i in range(6)
     ]
     pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    raw = tiny_study(tiny_model_dir, methods=("dpo",))
+    raw = tiny_study(("dpo",))
     raw["sft"] = {"train": {"lr": 1e-3}}
     dev = tmp_path / "dev.jsonl"
     dev.write_text(
@@ -236,7 +205,7 @@ def test_tiny_study_with_sft_file_data_and_the_reference_baseline(tmp_path, tiny
 
 
 def test_two_seeds_and_a_sweep_tune_on_dev_and_rank_on_test_prompts(
-    tmp_path, tiny_model_dir, length_gold, monkeypatch
+    tmp_path, length_gold, monkeypatch, tiny_study
 ):
     runs = []
     real = runner_module.run_training
@@ -245,7 +214,7 @@ def test_two_seeds_and_a_sweep_tune_on_dev_and_rank_on_test_prompts(
         "run_training",
         lambda values: runs.append(f"{values['output_dir']}/{values['run_name']}") or real(values),
     )
-    raw = tiny_study(tiny_model_dir, ("dpo", "simpo"))
+    raw = tiny_study(("dpo", "simpo"))
     raw["seeds"] = [0, 1]
     raw["methods"][0]["sweep"] = {"beta": [0.1, 0.5]}
     raw["data"]["dev"] = {"task": "sentiment", "split": "dev", "limit": 4}
@@ -322,9 +291,7 @@ time.sleep(60)
 """
 
 
-def test_a_second_compare_on_a_held_study_folder_exits_2_naming_the_holder(
-    tmp_path, tiny_model_dir
-):
+def test_a_second_compare_on_a_held_study_folder_exits_2_naming_the_holder(tmp_path, tiny_study):
     import subprocess
     import sys
 
@@ -334,7 +301,7 @@ def test_a_second_compare_on_a_held_study_folder_exits_2_naming_the_holder(
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        config = study_from_dict(tiny_study(tiny_model_dir, ("dpo",)))
+        config = study_from_dict(tiny_study(("dpo",)))
         with pytest.raises(
             ConfigError, match=rf"in use by another preftune process \(pid {holder.pid}\)"
         ):

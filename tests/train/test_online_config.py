@@ -20,7 +20,8 @@ def _values(**extra):
 def test_task_prompts_are_for_sampling_only():
     with pytest.raises(ConfigError, match="data.task: a task gives prompts only; method 'dpo'"):
         build_train_config(_values())
-    config = build_train_config(_values(online={"rounds": 2}))
+    rounds = {"online": {"rounds": 2}, "reward": {"type": "gold", "name": "vader-sentiment"}}
+    config = build_train_config(_values(**rounds))
     assert config.data.task == "sentiment" and config.online.rounds == 2
 
 

@@ -74,6 +74,19 @@ def parse_claim(claim: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def trains_online(method: str, online: dict | None) -> bool:
+    """Whether a study's method entry samples its own training data: an online method (its
+    registry view is "online"), or an offline one with `online.rounds`.
+
+    >>> trains_online("dpo", None), trains_online("dpo", {"rounds": 2})
+    (False, True)
+    """
+    from preftune.losses import METHODS
+
+    spec = METHODS.get(method)
+    return (spec is not None and spec.view == "online") or bool((online or {}).get("rounds"))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,12 +135,7 @@ class StudyData(_Strict):
     on_policy: OnPolicy | None = None
 
     @model_validator(mode="after")
-    def _task_needs_on_policy(self):
-        if self.train.task is not None and self.on_policy is None:
-            raise ValueError(
-                "train data from a task has prompts only: add 'on_policy' to sample and score "
-                "responses from the starting model"
-            )
+    def _dev_apart(self):
         if self.dev is not None and self.dev == self.heldout:
             raise ValueError("dev: the dev prompts are the test prompts ('heldout'); split them")
         return self
@@ -187,12 +195,17 @@ class MethodEntry(_Strict):
     trains and tests (its `hparams` / `train` entries are the rest of the setting).
     `generation` (backend openai) samples the row's test answers from a server the user runs
     over the trained model (`preftune serve <out>/runs/<label>`) instead of loading it here.
+
+    `online` (`preftune.config.OnlineConfig`'s keys) sets an online method's sampling (grpo,
+    rloo, online-dpo...), or with `rounds` trains an offline method in rounds on its own
+    samples; online runs sample the study's training prompts and score with its `reward`.
     """
 
     method: str
     label: str | None = None
     hparams: dict = Field(default_factory=dict)
     train: dict = Field(default_factory=dict)
+    online: dict | None = None
     sweep: dict[str, list[float | int | str | bool]] | None = None
     generation: Generation | None = None
 
@@ -207,6 +220,11 @@ class MethodEntry(_Strict):
     @property
     def run_label(self) -> str:
         return self.label or self.method
+
+    @property
+    def is_online(self) -> bool:
+        """Whether the run samples and scores its own data (see `trains_online`)."""
+        return trains_online(self.method, self.online)
 
     def sweep_points(self) -> list[dict]:
         """The grid of `sweep` in order, each point a {key: value} dict ([] without a sweep).
@@ -393,6 +411,9 @@ class StudyConfig(_Strict):
     # Where the `start` row's answers come from (a server over the starting model); a method's
     # row takes its own `generation`. Sweeps and on-policy data always sample locally.
     generation: Generation | None = None
+    # The reward online methods (and `online.rounds`) score their samples with, as
+    # TrainConfig's `reward`; default: the task's gold reward in a task study.
+    reward: dict | None = None
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -404,6 +425,7 @@ class StudyConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self):
         _check_methods(self.methods)
+        self._check_data_for_methods()
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: {self.seeds} repeats a seed")
         self._check_claims()
@@ -433,6 +455,55 @@ class StudyConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"evaluation.evaluations: names must be unique, got {names}")
         return self
+
+    def _check_data_for_methods(self) -> None:
+        """Offline methods of a task study need the on-policy step (a task has prompts only);
+        online ones need a reward."""
+        offline = [m for m in self.methods if not m.is_online]
+        if offline and self.data.train.task is not None and self.data.on_policy is None:
+            raise ValueError(
+                "data.on_policy: train data from a task has prompts only; add 'on_policy' to "
+                f"sample and score responses from the starting model for {offline[0].run_label}"
+            )
+        online = [i for i, m in enumerate(self.methods) if m.is_online]
+        if online and self.reward_settings is None:
+            raise ValueError(
+                f"methods.{online[0]}: an online method scores its own samples; set the "
+                "study's 'reward' (e.g. {type: model, path: RM_DIR}); only a task with a gold "
+                "reward has a default"
+            )
+
+    @property
+    def reward_settings(self) -> dict | None:
+        """The reward of online runs: `reward`, else the gold task's gold reward.
+
+        >>> study = {"model": "org/model", "methods": [{"method": "dpo"}],
+        ...          "data": {"train": {"path": "p.jsonl"}, "heldout": {"task": "sentiment"}},
+        ...          "evaluation": {"evaluations": [{"name": "g", "judge": {"type": "gold"}}]}}
+        >>> StudyConfig.model_validate(study).reward_settings
+        {'type': 'gold', 'name': 'vader-sentiment'}
+        """
+        if self.reward is not None:
+            return self.reward
+        if self.gold_task is None:
+            return None
+        from preftune.tasks import get_task
+
+        return {"type": "gold", "name": get_task(self.gold_task).gold_name}
+
+    @property
+    def prompt_source(self) -> dict:
+        """Where online runs take their prompts: the study's training data (a task's train
+        split, or a data file's prompts), as TrainConfig's `data` keys.
+
+        >>> study = {"model": "org/model", "methods": [{"method": "grpo"}],
+        ...          "data": {"train": {"task": "sentiment", "limit": 64},
+        ...                   "heldout": {"task": "sentiment"}},
+        ...          "evaluation": {"evaluations": [{"name": "g", "judge": {"type": "gold"}}]}}
+        >>> StudyConfig.model_validate(study).prompt_source
+        {'task': 'sentiment', 'limit': 64}
+        """
+        return self.data.train.model_dump(exclude_none=True)
 
     def _check_claims(self) -> None:
         rows = [RESERVED_LABELS[0]] + [m.run_label for m in self.methods]
@@ -512,6 +583,11 @@ def _check_methods(methods: list[MethodEntry]) -> None:
         if entry.method not in METHODS:
             raise ValueError(f"{where}.method: '{entry.method}' is not one of {sorted(METHODS)}")
         spec = METHODS[entry.method]
+        if entry.online is not None and not entry.is_online:
+            raise ValueError(
+                f"{where}.online: '{entry.method}' trains offline; add 'rounds: N' to train it "
+                "in rounds on its own samples, or remove 'online'"
+            )
         try:
             check_hparams(spec, entry.hparams)
         except UnknownOption as error:
@@ -545,6 +621,13 @@ STUDY_SETS = (
 )
 
 
+# Online settings have their own place in a study, not a run's `train` settings.
+ONLINE_KEYS = {
+    "online": "'online' is a method entry's own key (methods: [{method: grpo, online: {...}}])",
+    "reward": "'reward' is the study's, shared by every online method (reward: {...})",
+}
+
+
 def train_values(
     study: StudyConfig,
     model: str,
@@ -555,9 +638,14 @@ def train_values(
 ) -> dict:
     """The TrainConfig fields of one run: the study's shared `train` settings, then the run's
     own overrides, then what the study fixes (model, method, hyperparameters, seed: `seed`,
-    default the study's, sets the initialisation, the data order and sampling)."""
+    default the study's, sets the initialisation, the data order and sampling). `data` is the
+    offline training data; an online entry samples the study's training prompts instead, with
+    its `online` settings and the study's reward."""
     seed = study.seed if seed is None else seed
     values = {**study.train, **overrides}
+    if entry.is_online:
+        data = study.prompt_source
+        values.update(online=entry.online, reward=study.reward_settings)
     values["data"] = {**data, "seed": seed, **study.train.get("data", {})}
     values["data"].update(overrides.get("data", {}))
     values.update(model=model, method=entry.method, hparams=entry.hparams, seed=seed)
@@ -584,9 +672,13 @@ def _check_training_settings(study: StudyConfig) -> None:
         for key in (*study.train, *overrides):
             if key in STUDY_SETS:
                 raise ValueError(f"{where}: '{key}' is set by the study, not per run")
+            if key in ONLINE_KEYS:
+                raise ValueError(f"{where}: {ONLINE_KEYS[key]}")
             if key == "push_to_hub":
                 raise ValueError(f"{where}: push a study's run with `preftune push RUN_DIR`")
         values = train_values(study, study.model, entry, overrides, {"path": "."})
+        if "path" in values["data"]:  # a file that may not exist yet: checked when it trains
+            values["data"]["path"] = "."
         try:
             TrainConfig.model_validate(values)
         except ValidationError as error:

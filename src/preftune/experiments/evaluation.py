@@ -235,11 +235,18 @@ def benchmark_generation(config: StudyConfig, spec: Evaluation, seed: int | None
 
 
 def has_implicit_reward(method: str) -> bool:
-    """Whether a method's loss is built on the reward β·log(π/π_ref) (DPO, eq. 5, and kin)."""
+    """Whether a method's loss is built on the reward β·log(π/π_ref) (DPO, eq. 5, and kin).
+    The policy-gradient methods (grpo, rloo: `preftune.losses.online`) have none: their β
+    weighs a KL penalty.
+
+    >>> has_implicit_reward("dpo"), has_implicit_reward("online-dpo"), has_implicit_reward("grpo")
+    (True, True, False)
+    """
     from preftune.losses import METHODS
 
     spec = METHODS[method]
-    return spec.needs_reference and "beta" in spec.hparams
+    policy_gradient = isinstance(spec.function, str) and spec.function.startswith("online:")
+    return spec.needs_reference and "beta" in spec.hparams and not policy_gradient
 
 
 def write_preference_accuracy(

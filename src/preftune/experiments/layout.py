@@ -3,6 +3,7 @@
 ```
 <study>/study.yaml                       the resolved study config
 <study>/data/train.jsonl                 on-policy scored lists (built-in task studies)
+<study>/data/samples.jsonl               their samples (the offline methods' sample budget)
 <study>/data/heldout.jsonl               the test prompts {"id", "prompt"[, "response", "rejected"]}
 <study>/data/dev.jsonl                   dev prompts, disjoint from the test prompts (sweeps)
 <study>/data/preference_pairs.jsonl      held-out pairs {"id", "prompt", "chosen", "rejected"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from preftune.data.sampled import distinct_responses, scored_row
 from preftune.errors import ConfigError
 from preftune.experiments.config import DataSource, OnPolicy, StudyConfig
 from preftune.experiments.layout import StudyLayout
@@ -189,21 +190,11 @@ def write_scored_lists(config: StudyConfig, start_model, layout: StudyLayout) ->
         max_new_tokens=settings.max_new_tokens,
         batch_size=settings.batch_size,
     )
-    by_prompt: dict[str, list[str]] = {}
-    for row in samples:
-        texts = by_prompt.setdefault(row["id"], [])
-        if row["response"].strip() and row["response"] not in texts:
-            texts.append(row["response"])
-    rows, dropped = [], 0
-    for prompt in prompts:
-        texts = by_prompt.get(prompt["id"], [])
-        if len(texts) < 2:
-            dropped += 1
-            continue
-        scores = [task.gold(prompt["prompt"], text) for text in texts]
-        rows.append(
-            {"id": prompt["id"], "prompt": prompt["prompt"], "responses": texts, "scores": scores}
-        )
+    lists, dropped = distinct_responses(prompts, samples)
+    rows = [
+        scored_row(prompt, texts, [task.gold(prompt["prompt"], text) for text in texts])
+        for prompt, texts in lists
+    ]
     write_jsonl(layout.train_data, rows)
     counts = {"prompts": len(prompts), "groups": len(rows), "dropped_prompts": dropped}
     atomic_write_json(layout.train_data.with_name("train_counts.json"), counts)

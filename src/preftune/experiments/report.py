@@ -46,6 +46,7 @@ def _blocks(layout: StudyLayout, results: dict, study: dict) -> list[tuple]:
         *sections.ranking_section(layout, results),
         *sections.claims_section(results),
         *sections.results_section(results),
+        *sections.budget_section(results),
         *sections.paper_views_section(results),
         *sections.examples_section(results),
         *sections.failures_section(results),

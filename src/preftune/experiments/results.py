@@ -16,8 +16,8 @@ from statistics import fmean
 import yaml
 
 from preftune.errors import ConfigError
-from preftune.experiments import benchmark_kinds, examples, provenance
-from preftune.experiments.config import BENCHMARK_KINDS
+from preftune.experiments import benchmark_kinds, budget, examples, provenance
+from preftune.experiments.config import BENCHMARK_KINDS, trains_online
 from preftune.experiments.dynamics import describe_run
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 
@@ -132,7 +132,18 @@ def _per_seed(layout: StudyLayout, study: dict, label: str, seed: int | None) ->
     }
 
 
-def _row(layout: StudyLayout, study: dict, label: str) -> dict:
+def _budget(layout: StudyLayout, study: dict, entry: dict | None, seeds: list, sampled):
+    """A method row's sample budget (means over seeds); None for the starting model."""
+    if entry is None:
+        return None
+    online = trains_online(entry["method"], entry.get("online"))
+    label = entry.get("label") or entry["method"]
+    return mean_over_seeds(
+        [budget.run_budget(layout, label, seed, entry["method"], online, sampled) for seed in seeds]
+    )
+
+
+def _row(layout: StudyLayout, study: dict, label: str, sampled: dict | None = None) -> dict:
     methods = {m.get("label") or m["method"]: m for m in study["methods"]}
     seeds = [None] if label == START else StudyLayout.seeds(study)
     per_seed = [_per_seed(layout, study, label, seed) for seed in seeds]
@@ -150,6 +161,7 @@ def _row(layout: StudyLayout, study: dict, label: str) -> dict:
         },
         "stats": stats or {field: None for field in STAT_FIELDS},
         "preference": mean_over_seeds([s["preference"] for s in per_seed]),
+        "budget": _budget(layout, study, methods.get(label), seeds, sampled),
         "per_seed": per_seed if len(seeds) > 1 else [],
     }
     if label in methods or (label == START and study.get("sft")):
@@ -301,11 +313,12 @@ def paper_views(results: dict) -> dict:
 
 
 def collect(layout: StudyLayout) -> dict:
-    """Every row's win rates (fractions, under `win_rate`), stats, dynamics and failures; the
-    rankings, claims, example answers, settings and cost."""
+    """Every row's win rates (fractions, under `win_rate`), stats, sample budget (`budget`),
+    dynamics and failures; the rankings, claims, example answers, settings and cost."""
     study = read_study_config(layout)
     evaluations = [_evaluation_entry(e) for e in study["evaluation"]["evaluations"]]
     rankings = read_rankings(layout, evaluations)
+    sampled = budget.sampling_budget(layout)
     results = {
         "study": study.get("name"),
         "model": study.get("model"),
@@ -315,7 +328,8 @@ def collect(layout: StudyLayout) -> dict:
         "seed_list": [s for s in StudyLayout.seeds(study) if s is not None]
         or [study.get("seed", 0)],
         "evaluations": evaluations,
-        "rows": [_row(layout, study, label) for label in row_labels(study)],
+        "rows": [_row(layout, study, label, sampled) for label in row_labels(study)],
+        "sampling_budget": sampled,
         "ranking": {name: r.get("ranking", []) for name, r in rankings.items()},
         "head_to_head": {name: r.get("head_to_head", {}) for name, r in rankings.items()},
         "ranking_details": {

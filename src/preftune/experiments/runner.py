@@ -131,6 +131,14 @@ class StudyRunner:
             f"plan: {rows} rows (start + {len(config.methods)} methods), {seed_note}, "
             f"{prompts} test prompts"
         )
+        online = [entry.run_label for entry in config.methods if entry.is_online]
+        if online:
+            reward = config.reward_settings
+            self._say(
+                f"  online: {', '.join(online)} sample their own training data from the "
+                f"training prompts, rewarded by {reward['type']} "
+                f"{reward.get('name') or reward.get('path') or reward.get('judge')}"
+            )
         for entry in config.methods:
             if entry.sweep:
                 self._say(
@@ -229,6 +237,9 @@ class StudyRunner:
             )
 
     def _training_data(self) -> None:
+        if all(entry.is_online for entry in self.config.methods):
+            self._say("  training data: every method samples its own")
+            return
         if self.config.data.train.task is None:
             self._say("  training data: read by the trainer from " + self.config.data.train.path)
             return

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from preftune.experiments import benchmark_kinds, plots
+from preftune.experiments import benchmark_kinds, budget, plots
 from preftune.experiments.config import BENCHMARK_KINDS
 from preftune.experiments.dynamics import SERIES
 from preftune.experiments.layout import START, StudyLayout
@@ -316,6 +316,46 @@ def results_section(results: dict) -> list[tuple]:
     if readings:
         blocks.append(("list", readings))
     return blocks
+
+
+# -- sample budgets ---------------------------------------------------------------------------
+
+
+def budget_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Each method's win rates next to what it learned from (`budget`): where its training
+    samples came from, and the prompts, generated samples and tokens and reward calls."""
+    win_rates = [e for e in results["evaluations"] if e["kind"] != "mt-bench"]
+    header = ["Method"]
+    header += [f"{e['name']} win % vs {e['baseline']} [95% CI]" for e in win_rates]
+    header += ["trained on", "prompts", "samples generated", "tokens generated", "reward calls"]
+    rows = []
+    for row in results["rows"]:
+        if row["label"] == START:
+            continue
+        spent = row.get("budget") or {}
+        counted = spent and spent["source"] != budget.OFFLINE
+        cells = [_name(results, row["label"])]
+        cells += [_win_cell(row["evaluations"].get(e["name"])) for e in win_rates]
+        cells.append(budget.source_text(spent))
+        cells += [budget.count_text(spent.get(f) if counted else None) for f in budget.COUNTS]
+        rows.append(cells)
+    return header, rows
+
+
+def budget_section(results: dict) -> list[tuple]:
+    header, rows = budget_table(results)
+    if not rows:
+        return []
+    notes = (
+        "What each method learned from. Offline methods trained on the study's on-policy "
+        "sampling step share its budget (sampled once from the starting model, every sample "
+        "scored by the reward); an online method counts every sample it generated and scored "
+        "during training; 'offline data' generated nothing and counts the examples the run "
+        "trained on. — : not known (the run has not finished)."
+    )
+    if results["seeds"] > 1:
+        notes += f" Online budgets are means over {results['seeds']} seeds."
+    return [("h", "Sample budgets"), ("table", header, rows), ("p", notes)]
 
 
 # -- the papers' views -----------------------------------------------------------------------

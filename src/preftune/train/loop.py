@@ -42,7 +42,13 @@ from preftune.train.trainer import Trainer
 
 
 def train(config: TrainConfig) -> Path:
-    """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md)."""
+    """Train `config.method` on `config.data`; returns the run folder (see docs/internals.md).
+    With `online.rounds`, an offline method trains in rounds on its own samples
+    (train/rounds.py)."""
+    if config.online is not None and config.online.rounds is not None:
+        from preftune.train.rounds import train_rounds
+
+        return train_rounds(config)
     accelerator = make_accelerator(config.mixed_precision, **tracking.run_options(config))
     lock = hold_run_folder(config.run_dir, accelerator.is_main_process)
     try:
