@@ -19,6 +19,8 @@ can fail the first try and answer the second. Every request body is kept in
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -27,6 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from preftune.testing import build_tiny_model, build_tiny_tokenizer, save_tiny_model
+
+# trackio reads its store's folder once, when first imported (by whichever test loads it): set
+# it for the whole session, so no test writes into the user's ~/.cache/huggingface/trackio.
+os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="preftune-tests-trackio-"))
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ the same names and steps; a study's final table and plots arrive as a run of the
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -128,14 +129,15 @@ def test_wandb_offline_run_has_the_config_once_and_every_step(make_config, tmp_p
     assert "step" not in logged[0]  # the step is the axis
 
 
-def test_trackio_local_store_has_every_logged_step(make_config, tmp_path, monkeypatch):
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio loads
+def test_trackio_local_store_has_every_logged_step(make_config, tmp_path):
     pytest.importorskip("trackio", reason="the trackio extra is not installed")
     from trackio.sqlite_storage import SQLiteStorage
 
-    run_dir = train(make_config(report_to=["trackio"], tracker_project="proj", tracker_run="r1"))
-    assert SQLiteStorage.get_project_db_path("proj").parent == tmp_path / "trackio"
-    logs = SQLiteStorage.get_logs("proj", "r1")
+    project = f"proj-{tmp_path.name}"  # the store is the session's (tests/conftest.py)
+    run_dir = train(make_config(report_to=["trackio"], tracker_project=project, tracker_run="r1"))
+    db = SQLiteStorage.get_project_db_path(project)
+    assert db.is_file() and str(db).startswith(os.environ["TRACKIO_DIR"])
+    logs = SQLiteStorage.get_logs(project, "r1")
     rows = _metrics(run_dir)
     assert [log["step"] for log in logs] == [1, 2, 3]
     assert [log["loss"] for log in logs] == pytest.approx([row["loss"] for row in rows])
