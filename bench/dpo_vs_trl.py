@@ -71,9 +71,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="the default case and the `same` comparison only, 4 steps of 4 pairs",
+        help="4 steps of 4 pairs; the default case and the `same` comparison unless given",
     )
-    parser.add_argument("--cases", nargs="+", default=list(CASES), help=f"from {CASES}")
+    parser.add_argument(
+        "--cases", nargs="+", help=f"from {CASES} (default: all; --quick: {DEFAULT_CASE})"
+    )
     parser.add_argument(
         "--comparisons", nargs="+", help=f"from {COMPARISONS} (default: all; --quick: same)"
     )
@@ -90,7 +92,8 @@ def parse_args(argv=None):
     parser.add_argument("--comparison", default="same", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.cases, args.steps, args.batch_size = [DEFAULT_CASE], 4, 4
+        args.steps, args.batch_size = 4, 4
+    args.cases = args.cases or ([DEFAULT_CASE] if args.quick else list(CASES))
     args.comparisons = args.comparisons or (["same"] if args.quick else list(COMPARISONS))
     for name, given, known in (
         ("cases", args.cases, CASES),
