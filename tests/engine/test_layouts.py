@@ -42,17 +42,14 @@ def _weighted_objective(out, seed=1):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("num_responses", [2, 4])
-@pytest.mark.parametrize("unpadded", [True, False])  # rows one at a time at their width, or batched
-def test_layout_matches_plain_values_and_gradients(tiny_model, layout, num_responses, unpadded):
+def test_layout_matches_plain_values_and_gradients(tiny_model, layout, num_responses):
     batch = collate(_ragged_groups(num_responses))
     expected = sequence_logps(tiny_model, batch, per_token=True, layout="plain")
     _weighted_objective(expected).backward()
     expected_grads = {name: p.grad.clone() for name, p in tiny_model.named_parameters()}
     tiny_model.zero_grad()
 
-    out = sequence_logps(
-        tiny_model, batch, per_token=True, layout=layout, chunk_size=5, unpadded=unpadded
-    )
+    out = sequence_logps(tiny_model, batch, per_token=True, layout=layout, chunk_size=5)
     _weighted_objective(out).backward()
 
     torch.testing.assert_close(out.logps, expected.logps, atol=1e-5, rtol=0)

@@ -11,11 +11,6 @@ token count and, when asked, the per-token log-probs and WPO's collision statist
   (`preftune.models.chunked`). `shared` computes each prompt once per group.
 - `auto` (default): `shared` where the attention implementation takes a 4-D mask (sdpa,
   eager), `packed` under flash-attention (varlen, no padding), `padded` otherwise.
-
-On CPU the decoder runs the layout's rows one at a time, each cut to its own width, so no
-padding position is computed: a CPU matrix product gains little from a larger batch, while
-padding is ~15% of the positions of a batch of 8 random-length rows. A GPU runs the padded rows
-as one batch.
 """
 
 from __future__ import annotations
@@ -66,14 +61,12 @@ def sequence_logps(
     pad_token_id: int = 0,
     layout: str = "auto",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    unpadded: bool | None = None,
 ) -> SequenceLogps:
     """Summed response log-probs of every response in `batch` under `model`.
 
     `layout` is "auto", "plain" or one of `preftune.models.layouts.LAYOUTS`; `chunk_size`
     is how many positions get full-vocabulary logits at once (not used by "plain").
-    `collision` also returns `log_collision`, from the logits already formed. `unpadded` runs
-    the decoder row by row without padding (None: on CPU; not used by "plain").
+    `collision` also returns `log_collision`, from the logits already formed.
     """
     if layout == "auto":
         layout = _auto_layout(model)
@@ -84,7 +77,7 @@ def sequence_logps(
     if layout not in LAYOUTS:
         raise ConfigError(f"engine layout '{layout}' is not one of {('auto', 'plain', *LAYOUTS)}")
     return _response_only_logps(
-        model, batch, layout, per_token, collision, pad_token_id, chunk_size, unpadded
+        model, batch, layout, per_token, collision, pad_token_id, chunk_size
     )
 
 
@@ -107,7 +100,7 @@ _LOGIT_TRANSFORMS = (
 
 
 def _response_only_logps(
-    model, batch, layout, per_token, collision, pad_token_id, chunk_size, unpadded
+    model, batch, layout, per_token, collision, pad_token_id, chunk_size
 ) -> SequenceLogps:
     config = (
         model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -122,9 +115,12 @@ def _response_only_logps(
         )
     device = next(model.parameters()).device
     inputs = build_layout(batch, layout, pad_token_id=pad_token_id, device=device)
-    if unpadded is None:
-        unpadded = device.type == "cpu"
-    hidden = _decoder_states(model.get_decoder(), inputs, unpadded)
+    hidden = model.get_decoder()(
+        input_ids=inputs.input_ids,
+        attention_mask=inputs.attention_mask,
+        position_ids=inputs.position_ids,
+        use_cache=False,
+    ).last_hidden_state
     score = token_logps_and_collision if collision else token_logps
     scored = score(
         hidden[inputs.score_rows, inputs.score_cols],
@@ -156,29 +152,6 @@ def _response_only_logps(
     return SequenceLogps(
         logps, lengths, per_token_logps.view(shape), per_token_mask.view(shape), log_collision
     )
-
-
-def _decoder_states(decoder, inputs, unpadded: bool) -> torch.Tensor:
-    """The decoder's last hidden states [B, T, H] for the layout's rows; with `unpadded`, each
-    row runs alone at its own width (zeros stand at its padding positions, which score nothing).
-    """
-    widths, full = inputs.widths, inputs.input_ids.shape[1]
-
-    def run(rows: slice, width: int) -> torch.Tensor:
-        mask = inputs.attention_mask
-        if mask is not None:
-            mask = mask[rows, ..., :width, :width] if mask.dim() == 4 else mask[rows, :width]
-        return decoder(
-            input_ids=inputs.input_ids[rows, :width],
-            attention_mask=mask,
-            position_ids=inputs.position_ids[rows, :width],
-            use_cache=False,
-        ).last_hidden_state
-
-    if not unpadded or min(widths) == full:
-        return run(slice(None), full)
-    rows = [run(slice(b, b + 1), width) for b, width in enumerate(widths)]
-    return torch.cat([torch.nn.functional.pad(h, (0, 0, 0, full - h.shape[1])) for h in rows])
 
 
 def _plain_sequence_logps(model, batch, *, per_token, collision, pad_token_id) -> SequenceLogps:

@@ -33,7 +33,7 @@ class Layout:
     `attention_mask` is a [B, T] padding mask, a [B, 1, T, T] boolean mask (True = attend),
     or None (packed: the mask follows from `position_ids`). Token m is predicted by the hidden
     state at (`score_rows[m]`, `score_cols[m]`); it is `targets[m]`, token `offsets[m]` of
-    response `slots[m]` (flat index g * R + r). Row b holds `widths[b]` tokens, then padding.
+    response `slots[m]` (flat index g * R + r).
     """
 
     input_ids: torch.Tensor
@@ -44,7 +44,6 @@ class Layout:
     targets: torch.Tensor
     slots: torch.Tensor
     offsets: torch.Tensor
-    widths: list[int]
 
 
 class _Builder:
@@ -104,7 +103,6 @@ class _Builder:
             score["targets"],
             score["slots"],
             score["offsets"],
-            [len(row) for row in self.rows],
         )
 
 
