@@ -379,8 +379,7 @@ def run_cli(case: str, args, workdir: Path, in_process: dict) -> dict:
     """`preftune train` as a subprocess on the case's data file and settings (same settings as
     the `same` comparison); its steady-state s/step over the in-process side's."""
     print(f"== same {case}: preftune train (the CLI)", file=sys.stderr, flush=True)
-    data_args = argparse.Namespace(**vars(args))
-    data = CaseData(case, data_args, workdir)
+    data = CaseData(case, args, workdir)
     values = data.config_values(case.split("-")[1], False, max_steps=args.steps, run_name="cli")
     config_file = workdir / "cli.yaml"
     config_file.write_text(yaml.safe_dump(values))
