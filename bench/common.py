@@ -132,6 +132,34 @@ def synthetic_groups(
     ]
 
 
+def synthetic_records(
+    count: int, prompt_length: int, response_length: int, *, tokenizer, seed: int = 0
+) -> list[dict]:
+    """Paired records {prompt, chosen, rejected} of random words, each word one token of
+    `tokenizer` (so a text of n words is about n tokens; the chat template adds its own), lengths
+    uniform in +-25% of the nominal ones: data `preftune train` reads from a file."""
+    rng = torch.Generator().manual_seed(seed)
+    words = sorted(
+        t
+        for t in tokenizer.get_vocab()
+        if t[:1] == "\u0120" and t[1:].isascii() and t[1:].isalpha()
+    )
+
+    def text(nominal: int) -> str:
+        n = int(torch.randint(int(nominal * 0.75), int(nominal * 1.25) + 1, (1,), generator=rng))
+        picks = torch.randint(0, len(words), (n,), generator=rng).tolist()
+        return "".join(words[i][1:] if k == 0 else " " + words[i][1:] for k, i in enumerate(picks))
+
+    return [
+        {
+            "prompt": text(prompt_length),
+            "chosen": text(response_length),
+            "rejected": text(response_length),
+        }
+        for _ in range(count)
+    ]
+
+
 def _rss_bytes(field_name: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field_name):

@@ -349,6 +349,11 @@ class TrainConfig(_Strict):
     trainable_layers: int | None = Field(
         None, gt=0, description="train only the top N transformer layers; None = all"
     )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute the policy's activations in the backward pass: much less "
+        "memory, about a third more time (the reference keeps none)",
+    )
     prompt_embedder: str = Field(
         DEFAULT_EMBEDDER,
         description="RPO's sentence embedder: the bundled model or a local folder",

@@ -63,8 +63,9 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         for start in range(0, hidden.shape[0], ctx.chunk_size):
             end = start + ctx.chunk_size
             h = hidden[start:end]
-            # d log p(y) / d logits = onehot(y) - softmax(logits), scaled by the incoming gradient.
-            grad_logits = torch.exp(_logits(h, weight, bias) - lse[start:end, None]).neg_()
+            # d log p(y) / d logits = onehot(y) - softmax(logits), scaled by the incoming gradient;
+            # in place on the recomputed logits: one [chunk, V] buffer instead of three.
+            grad_logits = _logits(h, weight, bias).sub_(lse[start:end, None]).exp_().neg_()
             grad_logits.scatter_add_(
                 -1, targets[start:end, None], torch.ones_like(grad_logits[:, :1])
             ).mul_(grad_out[start:end, None])

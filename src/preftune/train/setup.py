@@ -34,6 +34,11 @@ def build_policy(config: TrainConfig, *, model: torch.nn.Module | None = None) -
             config.attn_implementation,
             quantization=config.quantization,
         )
+    if config.gradient_checkpointing:
+        # Only the training pass recomputes: the decoder layers skip checkpointing in eval mode
+        # or without grad, which is how the reference (a frozen copy, the policy before any
+        # update, or the LoRA policy with its adapters off) always runs.
+        model.activation_checkpointing_enable({"use_reentrant": False})
     if config.lora is not None:
         return add_lora(model, **config.lora.model_dump())
     if config.trainable_layers is not None:
