@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_common_arguments, load, machine, setup_torch  # noqa: E402
 from preftune.generate import generate, render_prompt  # noqa: E402
+from preftune.generate.decode import left_pad  # noqa: E402
 from preftune.generate.sampling import pad_token_id, stop_token_ids  # noqa: E402
 from preftune.tasks.sentiment import prompts as task_prompts  # noqa: E402
 
@@ -77,12 +78,8 @@ def plain_transformers(model, tokenizer, prompts, *, n, temperature, batch_size,
     per_batch = max(1, batch_size // n)
     for start in range(0, len(order), per_batch):
         chunk = order[start : start + per_batch]
-        longest = max(len(rendered[i]) for i in chunk)
-        padding = [longest - len(rendered[i]) for i in chunk]
-        ids = torch.tensor(
-            [[pad_id] * pad + rendered[i] for pad, i in zip(padding, chunk, strict=True)]
-        )
-        mask = torch.tensor([[0] * pad + [1] * (longest - pad) for pad in padding])
+        ids, mask = left_pad([rendered[i] for i in chunk], pad_id)
+        longest = ids.shape[1]
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids,

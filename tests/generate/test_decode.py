@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from preftune.generate.decode import choose_tokens, sample_batch, sampling_probs
+from preftune.generate.decode import choose_tokens, left_pad, sample_batch, sampling_probs
 from preftune.testing import build_tiny_model
 
 VOCAB = 64
@@ -40,9 +40,7 @@ def lively_model():
 
 def hf_greedy(model, prompts, eos_ids, max_new_tokens):
     """transformers' own batched greedy answers, cut after the first end token."""
-    longest = max(len(p) for p in prompts)
-    ids = torch.tensor([[PAD] * (longest - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
+    ids, mask = left_pad(prompts, PAD)
     with torch.no_grad():
         out = model.generate(
             input_ids=ids,
@@ -53,7 +51,7 @@ def hf_greedy(model, prompts, eos_ids, max_new_tokens):
             pad_token_id=PAD,
         )
     answers = []
-    for row in out[:, longest:].tolist():
+    for row in out[:, ids.shape[1] :].tolist():
         ends = [t for t, token in enumerate(row) if token in eos_ids]
         answers.append(row[: ends[0] + 1] if ends else row)
     return answers

@@ -90,7 +90,7 @@ def _common_prefix_length(prompts: list[list[int]]) -> int:
     return length
 
 
-def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), sequences aligned to the right."""
     longest = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
@@ -193,7 +193,7 @@ def prefill(model, prompt_ids: list[list[int]], pad_id: int, room: int) -> _Batc
         prefix = torch.tensor([distinct[0][:shared]], device=device)
         model(input_ids=prefix, cache=cache, use_cache=True, **_keeps_last_logits_only(model))
         cache.batch_select_indices(torch.zeros(len(distinct), dtype=torch.long, device=device))
-    rest_ids, rest_mask = _left_pad([list(p[shared:]) for p in distinct], pad_id)
+    rest_ids, rest_mask = left_pad([list(p[shared:]) for p in distinct], pad_id)
     attention_mask = torch.cat([rest_mask.new_ones(len(distinct), shared), rest_mask], dim=1)
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(
