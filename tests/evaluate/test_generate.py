@@ -14,16 +14,18 @@ PROMPTS = [
 ]
 
 
-def _count_generated_rows(model):
-    """Wrap model.generate to count how many sequences it is asked to continue."""
+def _count_generated_rows(monkeypatch):
+    """Wrap sample_batch to count how many sequences it is asked to continue."""
+    from preftune.generate import sampling
+
     calls = []
-    original = model.generate
+    original = sampling.sample_batch
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs["input_ids"].shape[0])
-        return original(*args, **kwargs)
+    def counting(model, prompt_ids, *args):
+        calls.append(len(prompt_ids))
+        return original(model, prompt_ids, *args)
 
-    model.generate = counting
+    monkeypatch.setattr(sampling, "sample_batch", counting)
     return calls
 
 
@@ -62,12 +64,12 @@ def test_logp_equals_a_separate_forward_pass(tmp_path, tiny_model, tiny_tokenize
         assert row["logp"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_resume_skips_rows_already_written(tmp_path, tiny_model, tiny_tokenizer):
+def test_resume_skips_rows_already_written(tmp_path, tiny_model, tiny_tokenizer, monkeypatch):
     out = tmp_path / "samples.jsonl"
     pair = (tiny_model, tiny_tokenizer)
     generate(pair, PROMPTS[:2], out, max_new_tokens=4, temperature=1.0, n=2)
     first_lines = out.read_text().splitlines()
-    calls = _count_generated_rows(tiny_model)
+    calls = _count_generated_rows(monkeypatch)
     rows = generate(pair, PROMPTS, out, max_new_tokens=4, temperature=1.0, n=2, batch_size=8)
     assert calls == [2]  # only p3's two samples were generated
     lines = out.read_text().splitlines()

@@ -50,6 +50,12 @@ OFFLINE_TRAINING = {
 # double the evaluation's 22 s a row; each fresh sample adds about 0.4 s a row); trim "kl"
 # and "dev" first when a run must be shorter.
 SIZES = {"train": 150, "test": 100, "dev": 24, "kl": 25}
+# Rows per sampling batch: generate's decode loop shares each prompt's prefill among its 4
+# samples and drops finished rows, and on CPU a decode step of 128 rows costs about 0.6 s/128
+# per row against 0.25 s/32 for 32 rows (1.7x less per sample; bench/RESULTS.md, "Sampling"),
+# so on-policy sampling runs 32 prompts x 4 a batch and the evaluation answers all 100 test
+# prompts in one batch.
+SAMPLING_BATCH = {"on_policy": 128, "evaluation": 100}
 QUICK_SIZES = {"train": 64, "test": 32, "dev": 16, "kl": 16}
 
 
@@ -67,7 +73,11 @@ def builtin_study(quick: bool = False) -> StudyConfig:
                 "train": {"task": "sentiment", "limit": sizes["train"]},
                 "heldout": {"task": "sentiment", "limit": sizes["test"]},
                 "dev": {"task": "sentiment", "split": "dev", "limit": sizes["dev"]},
-                "on_policy": {"samples_per_prompt": 4, "max_new_tokens": 40, "batch_size": 32},
+                "on_policy": {
+                    "samples_per_prompt": 4,
+                    "max_new_tokens": 40,
+                    "batch_size": SAMPLING_BATCH["on_policy"],
+                },
             },
             "train": OFFLINE_TRAINING,
             "methods": [{"method": name} for name in methods],
@@ -75,7 +85,7 @@ def builtin_study(quick: bool = False) -> StudyConfig:
             "evaluation": {
                 "num_prompts": sizes["test"],
                 "max_new_tokens": 40,
-                "batch_size": 25,
+                "batch_size": SAMPLING_BATCH["evaluation"],
                 "preference_prompts": sizes["dev"],
                 "kl_samples": sizes["kl"],
                 "evaluations": [

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from preftune.errors import ConfigError
+from preftune.generate.decode import sample_batch
 from preftune.generate.prompts import render_prompt
 from preftune.generate.remote import ServedModel, check_served, sample_served
 from preftune.io import JsonlAppender, read_numbered_jsonl, require_fields
@@ -124,61 +125,6 @@ def stop_token_ids(model, tokenizer) -> list[int]:
 
 def pad_token_id(tokenizer, eos_ids: list[int]) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-
-
-def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, longest - len(sequence) :] = torch.tensor(sequence)
-        attention_mask[row, longest - len(sequence) :] = 1
-    return input_ids, attention_mask
-
-
-def sample_batch(model, prompt_ids, eos_ids, pad_id, config) -> list[dict]:
-    """Generate one batch of token-id prompts with `config`'s max_new_tokens, temperature,
-    top_k, top_p (greedy at temperature 0); per row the kept tokens (up to and including
-    EOS), why it stopped ("eos" or "length") and their summed log-prob."""
-    device = next(model.parameters()).device
-    input_ids, attention_mask = _left_pad(prompt_ids, pad_id)
-    sampling = config["temperature"] > 0
-    kwargs = {"do_sample": sampling}
-    if sampling:
-        kwargs.update(
-            temperature=config["temperature"], top_k=config["top_k"], top_p=config["top_p"]
-        )
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            max_new_tokens=config["max_new_tokens"],
-            eos_token_id=eos_ids,
-            pad_token_id=pad_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-            **kwargs,
-        )
-    generated = out.sequences[:, input_ids.shape[1] :]
-    step_logps = torch.stack(
-        [
-            torch.log_softmax(logits.float(), dim=-1).gather(-1, generated[:, t, None]).squeeze(-1)
-            for t, logits in enumerate(out.logits)
-        ],
-        dim=1,
-    )
-    rows = []
-    for tokens, logps in zip(generated.tolist(), step_logps, strict=True):
-        stop = next((t for t, token in enumerate(tokens) if token in eos_ids), None)
-        kept = len(tokens) if stop is None else stop + 1
-        rows.append(
-            {
-                "token_ids": tokens[:kept],
-                "finish_reason": "length" if stop is None else "eos",
-                "logp": float(logps[:kept].sum()),
-            }
-        )
-    return rows
 
 
 def generate(
@@ -310,23 +256,41 @@ def _row(job: tuple[dict, int], identity: dict, config: dict, response: str, fin
     return row
 
 
+def _batches(jobs: list[tuple[dict, int]], rendered: dict, batch_size: int) -> list[list[int]]:
+    """Job indices per batch: prompts in order of length (similar lengths pad less), the
+    samples of one prompt in the same batch (its prompt is then encoded once) unless they
+    outnumber a batch."""
+    by_prompt: dict[str, list[int]] = {}
+    for index, (prompt, _) in enumerate(jobs):
+        by_prompt.setdefault(str(prompt["id"]), []).append(index)
+    batches, current = [], []
+    for prompt_id in sorted(by_prompt, key=lambda key: len(rendered[key])):
+        samples = by_prompt[prompt_id]
+        for start in range(0, len(samples), batch_size):
+            part = samples[start : start + batch_size]
+            if len(current) + len(part) > batch_size:
+                batches.append(current)
+                current = []
+            current += part
+    return [*batches, current] if current else batches
+
+
 def _run_jobs(model, tokenizer, identity, jobs, out_path, config, batch_size) -> dict:
     torch.manual_seed(config["seed"])
     eos_ids = stop_token_ids(model, tokenizer)
     pad_id = pad_token_id(tokenizer, eos_ids)
-    rendered = [
-        render_prompt(tokenizer, p["prompt"], chat_template=config["chat_template"])
+    rendered = {
+        str(p["id"]): render_prompt(tokenizer, p["prompt"], chat_template=config["chat_template"])
         for p, _ in jobs
-    ]
-    order = sorted(range(len(jobs)), key=lambda i: len(rendered[i]))  # similar lengths pad less
+    }
     written = {}
     with (
         JsonlAppender(out_path) as out,
         tqdm(total=len(jobs), desc="generate", unit="sample") as bar,
     ):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            results = sample_batch(model, [rendered[i] for i in chunk], eos_ids, pad_id, config)
+        for chunk in _batches(jobs, rendered, batch_size):
+            prompt_ids = [rendered[str(jobs[i][0]["id"])] for i in chunk]
+            results = sample_batch(model, prompt_ids, eos_ids, pad_id, config)
             for i, result in zip(chunk, results, strict=True):
                 text = tokenizer.decode(result["token_ids"], skip_special_tokens=True)
                 row = _row(jobs[i], identity, config, text, result["finish_reason"])
