@@ -67,3 +67,24 @@ def test_cli_card_writes_readme(finished_runs, tmp_path, capsys):
     assert 'from_pretrained("a/b")' in card.text
     assert main(["card", str(tmp_path)]) == 2
     assert "not a finished training run" in capsys.readouterr().err
+
+
+def test_cards_of_mixed_and_task_prompted_runs_name_every_source(finished_runs, tmp_path):
+    import shutil
+
+    for data, expected, hub in (
+        (
+            {"train": [{"path": "org/prefs"}, {"path": "/data/local.jsonl"}]},
+            "`org/prefs`, `local.jsonl`",
+            ["org/prefs"],
+        ),
+        ({"task": "sentiment"}, "the built-in sentiment task's prompts", None),
+    ):
+        run = tmp_path / next(iter(data))
+        shutil.copytree(finished_runs["full"], run)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["data"] = {**{k: None for k in ("path", "train", "task")}, **data}
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        card = _card(model_card(run))
+        assert f"- source: {expected}" in card.text
+        assert card.data.to_dict().get("datasets") == hub

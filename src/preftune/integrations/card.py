@@ -84,10 +84,10 @@ def model_card(
     adapter = pushes_adapter(run_dir, merge)
     method = config["method"]
     base = base_model(config["model"])
-    data_path = config["data"]["path"]
+    hub_datasets = [path for path in _data_paths(config["data"]) if _is_hub_dataset(path)]
     metadata = ModelCardData(
         base_model=base,
-        datasets=[data_path] if _is_hub_dataset(data_path) else None,
+        datasets=hub_datasets or None,
         license=license,
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
@@ -111,6 +111,14 @@ def model_card(
 def pushes_adapter(run_dir: Path, merge: bool) -> bool:
     """Whether a run's model is its LoRA adapter (final-adapter/) rather than final/."""
     return (run_dir / "final-adapter").is_dir() and not merge
+
+
+def _data_paths(data: dict) -> list[str]:
+    """The data files or Hub data sets a run read: `path`, or each source of a `train` mix
+    (none for a built-in task's prompts)."""
+    if data.get("path"):
+        return [data["path"]]
+    return [source["path"] for source in data.get("train") or []]
 
 
 def _is_hub_dataset(path: str) -> bool:
@@ -170,8 +178,13 @@ def _data_section(config: dict, summary: dict) -> str:
     where = ", ".join(
         f"{key} {data[key]}" for key in ("format", "split", "limit") if data.get(key) is not None
     )
-    source = data["path"] if _is_hub_dataset(data["path"]) else Path(data["path"]).name
-    lines = ["## Data\n", f"- source: `{source}`" + (f" ({where})" if where else "")]
+    sources = [
+        f"`{path if _is_hub_dataset(path) else Path(path).name}`" for path in _data_paths(data)
+    ]
+    if data.get("task"):
+        sources.append(f"the built-in {data['task']} task's prompts")
+    listed = ", ".join(sources)
+    lines = ["## Data\n", f"- source: {listed}" + (f" ({where})" if where else "")]
     counts = summary.get("data") or {}
     lines += [
         f"- {key.replace('_', ' ')}: {value}"
