@@ -30,12 +30,11 @@ from preftune.train.run import (
     Session,
     check_run_dir,
     drop_unkept_checkpoints,
-    hold_run_folder,
-    keeps_checkpoint,
     make_accelerator,
-    run_steps,
+    running,
     save_final,
     start_run_folder,
+    train_steps,
 )
 from preftune.train.setup import build_policy
 from preftune.train.trainer import Trainer
@@ -50,12 +49,8 @@ def train(config: TrainConfig) -> Path:
 
         return train_rounds(config)
     accelerator = make_accelerator(config.mixed_precision, **tracking.run_options(config))
-    lock = hold_run_folder(config.run_dir, accelerator.is_main_process)
-    try:
+    with running(config, accelerator):
         return _train(config, accelerator)
-    finally:
-        tracking.finish(accelerator)
-        lock.release()
 
 
 def _train(config: TrainConfig, accelerator) -> Path:
@@ -83,13 +78,15 @@ def _train(config: TrainConfig, accelerator) -> Path:
             pad_token_id=data.tokenizer.pad_token_id,
             total_steps=data.total_steps,
         )
-    session = Session(config, accelerator, trainer, started)
-    first_step = session.resume()
-    final_metrics = run_steps(
-        session, data.order, data.total_steps, first_step=first_step, name=config.method
+    session, final_metrics = train_steps(
+        config,
+        accelerator,
+        trainer,
+        data.order,
+        data.total_steps,
+        started=started,
+        name=config.method,
     )
-    if keeps_checkpoint(config) and session.saved_step != data.total_steps:
-        session.save(data.total_steps)  # before final/: a run killed writing it resumes here
     final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config))
     if accelerator.is_main_process:
         save_final(final_model, data.tokenizer, run_dir)

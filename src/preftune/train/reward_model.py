@@ -39,12 +39,11 @@ from preftune.train.run import (
     Session,
     check_run_dir,
     drop_unkept_checkpoints,
-    hold_run_folder,
-    keeps_checkpoint,
     make_accelerator,
-    run_steps,
+    running,
     save_final,
     start_run_folder,
+    train_steps,
 )
 
 NAME = "reward-model"  # what errors, the progress bar and the default run_name call the run
@@ -74,12 +73,8 @@ def train_reward_model(config: RewardModelConfig) -> Path:
         raise ConfigError(
             "preftune rm trains in one process; run it without accelerate launch / torchrun"
         )
-    lock = hold_run_folder(config.run_dir, main=True)
-    try:
+    with running(config, accelerator):
         return _train(config, accelerator)
-    finally:
-        tracking.finish(accelerator)
-        lock.release()
 
 
 def _train(config: RewardModelConfig, accelerator) -> Path:
@@ -102,13 +97,9 @@ def _train(config: RewardModelConfig, accelerator) -> Path:
         pad_token_id=data.tokenizer.pad_token_id,
         total_steps=data.total_steps,
     )
-    session = Session(config, accelerator, trainer, started)
-    first_step = session.resume()
-    final_metrics = run_steps(
-        session, data.order, data.total_steps, first_step=first_step, name=NAME
+    session, final_metrics = train_steps(
+        config, accelerator, trainer, data.order, data.total_steps, started=started, name=NAME
     )
-    if keeps_checkpoint(config) and session.saved_step != data.total_steps:
-        session.save(data.total_steps)  # before final/: a run killed writing it resumes here
     heldout = _log_heldout(config, accelerator, trainer, data)
     save_final(trainer.modules["model"], data.tokenizer, run_dir)
     _write_summary(config, data, session, final_metrics, heldout)  # marks the run finished

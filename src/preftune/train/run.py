@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -52,6 +53,18 @@ def hold_run_folder(run_dir: Path, main: bool) -> FolderLock:
     if refusal is not None:
         raise ConfigError(refusal)
     return lock
+
+
+@contextmanager
+def running(config, accelerator):
+    """The run folder held (`hold_run_folder`) while the run lasts, and its trackers finished
+    and the folder released afterwards, also when the run fails."""
+    lock = hold_run_folder(config.run_dir, accelerator.is_main_process)
+    try:
+        yield
+    finally:
+        tracking.finish(accelerator)
+        lock.release()
 
 
 def make_accelerator(mixed_precision: str, **options):
@@ -204,6 +217,17 @@ def run_steps(
     finally:  # also when a step fails: the bar ends, metrics.jsonl is closed
         log.close()
     return log.last
+
+
+def train_steps(config, accelerator, trainer, order: StepOrder, total_steps: int, *, started, name):
+    """Restore the latest checkpoint when resuming, run the remaining steps, and save the last
+    checkpoint when the run keeps one; returns (session, the last logged metrics)."""
+    session = Session(config, accelerator, trainer, started)
+    first_step = session.resume()
+    final_metrics = run_steps(session, order, total_steps, first_step=first_step, name=name)
+    if keeps_checkpoint(config) and session.saved_step != total_steps:
+        session.save(total_steps)  # before final/: a run killed writing it resumes here
+    return session, final_metrics
 
 
 class StepLog:
