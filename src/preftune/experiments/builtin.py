@@ -45,10 +45,9 @@ OFFLINE_TRAINING = {
 # Prompts per split: training, test (held out, ranked on) and dev (the start model's samples
 # on them, ordered by the gold reward, are the held-out pairs of the preference accuracy;
 # disjoint from the test prompts), and "kl": test prompts each method answers once more at
-# temperature 1 for its KL from the start. Estimated from the published stage timings, the
-# full study takes about 19-20 minutes on 2 idle cores with these sizes (100 test prompts
-# double the evaluation's 22 s a row; each fresh sample adds about 0.4 s a row); trim "kl"
-# and "dev" first when a run must be shorter.
+# temperature 1 for its KL from the start. With these sizes the full study took 19 min 35 s
+# on 2 idle cores (README, "The built-in study", with every stage's time); trim "kl" and "dev"
+# first when a run must be shorter.
 SIZES = {"train": 150, "test": 100, "dev": 24, "kl": 25}
 # Rows per sampling batch: generate's decode loop shares each prompt's prefill among its 4
 # samples and drops finished rows, and on CPU a decode step of 128 rows costs about 0.6 s/128
