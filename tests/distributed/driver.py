@@ -37,9 +37,13 @@ class Interrupted(Exception):
     pass
 
 
-def count_e(prompt, response: str) -> float:
-    """The online tests' toy reward (tests/train/test_online.py)."""
-    return float(response.count("e"))
+def text_length(prompt, response: str) -> float:
+    """A toy reward for online runs ("dist-length"): the response's length in characters / 10,
+    which differs between a random tiny model's samples."""
+    return len(response) / 10
+
+
+register_gold("dist-length", text_length)
 
 
 def interrupting(function, at: int):
@@ -54,53 +58,69 @@ def interrupting(function, at: int):
     return call
 
 
-def per_prompt_sampling(sample_batch):
-    """`sample_batch` that samples each sequence alone, seeded by its prompt and by how often
-    that prompt was sampled before in this process: the same draws whichever process samples
-    the prompt (each prompt is sampled by one process per step, the same steps in every run)."""
-    seen: dict[tuple, int] = {}
+def per_prompt_sampling(rollout) -> tuple:
+    """`rollout.Sampler.__call__` and `rollout.sample_batch` such that each sequence is sampled
+    alone, seeded by (its prompt, the sampler call, which of the prompt's samples it is): the
+    same draws whichever process samples the prompt, since every process calls its sampler
+    once a step. (The count restarts with the process: not for resumed runs.)"""
+    sampler_call, sample_batch = rollout.Sampler.__call__, rollout.sample_batch
+    state = {"call": 0, "seen": {}}
+
+    def call(self, model, rows):
+        state["call"] += 1
+        state["seen"] = {}
+        return sampler_call(self, model, rows)
 
     def sample(model, prompts, *args, **kwargs):
         results = []
         for prompt in prompts:
             key = tuple(prompt)
-            seen[key] = seen.get(key, 0) + 1
+            state["seen"][key] = state["seen"].get(key, 0) + 1
             with torch.random.fork_rng():
-                torch.manual_seed(hash((key, seen[key])) % 2**31)
+                torch.manual_seed(hash((key, state["call"], state["seen"][key])) % 2**31)
                 results += sample_batch(model, [prompt], *args, **kwargs)
         return results
 
-    return sample
+    return call, sample
+
+
+def run_jobs(jobs: list[dict]) -> None:
+    """Run `jobs` (see the module's docstring) one after another in this process."""
+    rollout = importlib.import_module("preftune.train.online.rollout")
+    sampler_call, sample_batch = rollout.Sampler.__call__, rollout.sample_batch
+    for job in jobs:
+        config, run = job["config"], RUNNERS[job.get("kind", "train")]
+        if job.get("sampling") == "per-prompt":
+            rollout.Sampler.__call__, rollout.sample_batch = per_prompt_sampling(rollout)
+        try:
+            if job.get("interrupt_at"):
+                interrupted_run(run, config, job)
+                config = {**config, "resume": True}
+            run(config)
+        finally:
+            rollout.Sampler.__call__, rollout.sample_batch = sampler_call, sample_batch
+
+
+def interrupted_run(run, config: dict, job: dict) -> None:
+    """`run(config)` stopped at the `interrupt_at`-th call of `interrupt_in`."""
+    module_name, name = job.get("interrupt_in", "preftune.train.trainer:compute").split(":")
+    module = importlib.import_module(module_name)
+    function = getattr(module, name)
+    setattr(module, name, interrupting(function, job["interrupt_at"]))
+    try:
+        run(config)
+        raise SystemExit("the run was not interrupted")
+    except Interrupted:
+        pass
+    finally:
+        setattr(module, name, function)
 
 
 def main(path: str, processes: int) -> None:
     torch.set_num_threads(1)
-    register_gold("test-count-e", count_e)
-    rollout = importlib.import_module("preftune.train.online.rollout")
-    sample_batch = rollout.sample_batch
-    for job in json.loads(Path(path).read_text()):
-        config, run = job["config"], RUNNERS[job.get("kind", "train")]
-        rollout.sample_batch = (
-            per_prompt_sampling(sample_batch)
-            if job.get("sampling") == "per-prompt"
-            else sample_batch
-        )
-        if job.get("interrupt_at"):
-            module_name, name = job.get("interrupt_in", "preftune.train.trainer:compute").split(":")
-            module = importlib.import_module(module_name)
-            function = getattr(module, name)
-            setattr(module, name, interrupting(function, job["interrupt_at"]))
-            try:
-                run(config)
-                raise SystemExit("the run was not interrupted")
-            except Interrupted:
-                pass
-            finally:
-                setattr(module, name, function)
-            config = {**config, "resume": True}
-        run(config)
-        if process_count() != processes:
-            raise SystemExit(f"expected {processes} processes, training saw {process_count()}")
+    run_jobs(json.loads(Path(path).read_text()))
+    if process_count() != processes:
+        raise SystemExit(f"expected {processes} processes, training saw {process_count()}")
 
 
 if __name__ == "__main__":

@@ -82,15 +82,18 @@ def barrier() -> None:
         dist.barrier()
 
 
-def main_outcome(main: bool, work):
-    """`work()`'s result on the main process, given to every process; an error it raises
-    (a `PreftuneError`) is raised on every process, so none waits for a main that stopped."""
+def main_outcome(main: bool, work, *, share: bool = True):
+    """`work()`'s result on the main process, given to every process (with `share=False`
+    kept on the main process, None elsewhere: for results that are not small objects); an
+    error it raises (a `PreftuneError`) is raised on every process, so none waits for a main
+    that stopped."""
     from preftune.errors import PreftuneError
 
-    outcome, failure = None, None
+    outcome, failure, result = None, None, None
     if main:
         try:
-            outcome = (True, work())
+            result = work()
+            outcome = (True, result if share else None)
         except PreftuneError as error:
             failure = error
             outcome = (False, (type(error), str(error)))
@@ -100,7 +103,7 @@ def main_outcome(main: bool, work):
     if not ok:
         kind, message = value
         raise (kind if kind.__init__ is PreftuneError.__init__ else PreftuneError)(message)
-    return value
+    return result if main else value
 
 
 def _gather_rows(name: str, local: torch.Tensor | None, rows: int, everyone: list) -> torch.Tensor:
