@@ -132,3 +132,54 @@ def test_a_stopped_two_process_run_resumes_exactly(tmp_path, tiny_model_dir, pro
         load_file(resumed / "final" / "model.safetensors"),
     )
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_rounds_on_two_processes_sample_score_and_train_as_on_one(
+    tmp_path, tiny_model_dir, prompts, driver, launch_jobs, same_runs
+):
+    """`online.rounds`: each samples file has its own seed, so the 2 processes that share the
+    files draw what one process draws; the round's training is an offline 2-process run."""
+
+    def jobs(output_dir: Path) -> list[dict]:
+        config = {
+            "model": str(tiny_model_dir),
+            "method": "dpo",
+            "data": {"path": str(prompts)},
+            "reward": {"type": "gold", "name": "dist-length"},
+            # 2 prompts a samples file: 4 files a round, 2 for each process
+            "online": {**ONLINE, "rounds": 2, "generation_batch_size": 6},
+            "optimizer": "sgd",
+            "lr": 0.5,
+            "warmup_steps": 0,
+            "batch_size": 4,
+            "max_steps": 1,
+            "max_length": 64,
+            "max_prompt_length": 32,
+            "output_dir": str(output_dir),
+            "run_name": "rounds",
+        }
+        return [{"config": config}]
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    driver.run_jobs(jobs(one))
+    launch_jobs(jobs(two))
+
+    for number in (1, 2):
+        folder = f"rounds/r{number}"
+        files_one = sorted((one / "rounds" / folder / "samples").iterdir())
+        files_two = sorted((two / "rounds" / folder / "samples").iterdir())
+        assert [f.name for f in files_two] == [f.name for f in files_one] and len(files_one) == 4
+        for a, b in zip(files_one, files_two, strict=True):
+            texts = [json.loads(line)["response"] for line in a.read_text().splitlines()]
+            assert texts == [json.loads(line)["response"] for line in b.read_text().splitlines()]
+        assert (two / "rounds" / folder / "lists.jsonl").read_text() == (
+            one / "rounds" / folder / "lists.jsonl"
+        ).read_text()
+    start = load_file(Path(tiny_model_dir) / "model.safetensors")
+    # a round's first step has policy = reference: its margins are float noise about 0 (the
+    # two runs' round-1 models differ by ~1e-8), so whether each is > 0 is not compared
+    same_runs(one / "rounds", two / "rounds", start, skip={"rewards/accuracies"})
+    summary_two = json.loads((two / "rounds" / "summary.json").read_text())
+    assert (
+        summary_two["budget"] == json.loads((one / "rounds" / "summary.json").read_text())["budget"]
+    )
