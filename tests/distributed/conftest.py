@@ -130,3 +130,38 @@ def driver():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_run(model_dir, output_dir: Path, **values) -> dict:
+    """A short run's config on the tiny model: plain SGD, 2 steps, short sequences."""
+    return {
+        "model": str(model_dir),
+        "optimizer": "sgd",
+        "lr": 0.5,
+        "warmup_steps": 0,
+        "max_steps": 2,
+        "max_length": 64,
+        "max_prompt_length": 32,
+        "output_dir": str(output_dir),
+        **values,
+    }
+
+
+@pytest.fixture()
+def run_config():
+    """`tiny_run`, for the tests."""
+    return tiny_run
+
+
+@pytest.fixture()
+def one_and_two(tmp_path, tiny_model_dir, launch_jobs):
+    """Runs the jobs `jobs_for(output_dir)` gives on one process (`run_one`, in this process)
+    and on two (driver.py); returns the two output folders and the tiny model's weights."""
+
+    def run(jobs_for, run_one) -> tuple[Path, Path, dict]:
+        one, two = tmp_path / "one", tmp_path / "two"
+        run_one(jobs_for(one))
+        launch_jobs(jobs_for(two))
+        return one, two, load_file(Path(tiny_model_dir) / "model.safetensors")
+
+    return run

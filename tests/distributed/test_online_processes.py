@@ -24,20 +24,14 @@ TIMINGS = {"samples_per_second", "generation_share"}
 ONLINE = {"samples_per_prompt": 3, "prompts_per_step": 4, "max_new_tokens": 6}
 
 
-def _jobs(model_dir, prompts: Path, output_dir: Path) -> list[dict]:
-    common = {
-        "model": str(model_dir),
-        "data": {"path": str(prompts)},
-        "reward": {"type": "gold", "name": "dist-length"},
-        "online": ONLINE,
-        "optimizer": "sgd",
-        "lr": 0.5,
-        "warmup_steps": 0,
-        "max_steps": 2,
-        "max_length": 64,
-        "max_prompt_length": 32,
-        "output_dir": str(output_dir),
-    }
+def _jobs(model_dir, prompts: Path, output_dir: Path, run_config) -> list[dict]:
+    common = run_config(
+        model_dir,
+        output_dir,
+        data={"path": str(prompts)},
+        reward={"type": "gold", "name": "dist-length"},
+        online=ONLINE,
+    )
 
     def job(method, **values):
         config = {**common, "method": method, "run_name": method, **values}
@@ -72,13 +66,11 @@ def prompts(tmp_path) -> Path:
 
 
 def test_one_and_two_processes_train_the_same_on_the_same_samples(
-    tmp_path, tiny_model_dir, prompts, driver, launch_jobs, same_runs
+    tiny_model_dir, prompts, driver, run_config, one_and_two, same_runs
 ):
-    one, two = tmp_path / "one", tmp_path / "two"
-    driver.run_jobs(_jobs(tiny_model_dir, prompts, one))
-    launch_jobs(_jobs(tiny_model_dir, prompts, two))
-
-    start = load_file(Path(tiny_model_dir) / "model.safetensors")
+    one, two, start = one_and_two(
+        lambda folder: _jobs(tiny_model_dir, prompts, folder, run_config), driver.run_jobs
+    )
     for name in ("grpo", "rloo", "ppo", "online-dpo"):
         same_runs(one / name, two / name, start, skip=TIMINGS, loss_moves=name != "rloo")
         budget_one = json.loads((one / name / "summary.json").read_text())["budget"]
@@ -93,24 +85,23 @@ def test_one_and_two_processes_train_the_same_on_the_same_samples(
     assert len(cached) == len(set(cached))
 
 
-def test_a_stopped_two_process_run_resumes_exactly(tmp_path, tiny_model_dir, prompts, launch_jobs):
+def test_a_stopped_two_process_run_resumes_exactly(
+    tmp_path, tiny_model_dir, prompts, run_config, launch_jobs
+):
     def job(name, **values):
-        config = {
-            "model": str(tiny_model_dir),
-            "method": "grpo",
-            "data": {"path": str(prompts)},
-            "reward": {"type": "gold", "name": "dist-length"},
-            "online": {**ONLINE, "prompts_per_step": 2},
-            "optimizer": "adamw",
-            "lr": 1e-2,
-            "warmup_steps": 0,
-            "max_steps": 3,
-            "save_every": 1,
-            "max_length": 64,
-            "max_prompt_length": 32,
-            "output_dir": str(tmp_path / "runs"),
-            "run_name": name,
-        }
+        config = run_config(
+            tiny_model_dir,
+            tmp_path / "runs",
+            method="grpo",
+            data={"path": str(prompts)},
+            reward={"type": "gold", "name": "dist-length"},
+            online={**ONLINE, "prompts_per_step": 2},
+            optimizer="adamw",
+            lr=1e-2,
+            max_steps=3,
+            save_every=1,
+            run_name=name,
+        )
         return {"config": config, **values}
 
     # _token_mask runs once a micro-batch: its 3rd call is in step 3, after step 2's checkpoint
@@ -135,35 +126,27 @@ def test_a_stopped_two_process_run_resumes_exactly(tmp_path, tiny_model_dir, pro
 
 
 def test_rounds_on_two_processes_sample_score_and_train_as_on_one(
-    tmp_path, tiny_model_dir, prompts, driver, launch_jobs, same_runs
+    tiny_model_dir, prompts, driver, run_config, one_and_two, same_runs
 ):
     """`online.rounds`: each samples file has its own seed, so the 2 processes that share the
     files draw what one process draws; the round's training is an offline 2-process run."""
 
     def jobs(output_dir: Path) -> list[dict]:
-        config = {
-            "model": str(tiny_model_dir),
-            "method": "dpo",
-            "data": {"path": str(prompts)},
-            "reward": {"type": "gold", "name": "dist-length"},
+        config = run_config(
+            tiny_model_dir,
+            output_dir,
+            method="dpo",
+            data={"path": str(prompts)},
+            reward={"type": "gold", "name": "dist-length"},
             # 2 prompts a samples file: 4 files a round, 2 for each process
-            "online": {**ONLINE, "rounds": 2, "generation_batch_size": 6},
-            "optimizer": "sgd",
-            "lr": 0.5,
-            "warmup_steps": 0,
-            "batch_size": 4,
-            "max_steps": 1,
-            "max_length": 64,
-            "max_prompt_length": 32,
-            "output_dir": str(output_dir),
-            "run_name": "rounds",
-        }
+            online={**ONLINE, "rounds": 2, "generation_batch_size": 6},
+            batch_size=4,
+            max_steps=1,
+            run_name="rounds",
+        )
         return [{"config": config}]
 
-    one, two = tmp_path / "one", tmp_path / "two"
-    driver.run_jobs(jobs(one))
-    launch_jobs(jobs(two))
-
+    one, two, start = one_and_two(jobs, driver.run_jobs)
     for number in (1, 2):
         folder = f"rounds/r{number}"
         files_one = sorted((one / "rounds" / folder / "samples").iterdir())
@@ -175,7 +158,6 @@ def test_rounds_on_two_processes_sample_score_and_train_as_on_one(
         assert (two / "rounds" / folder / "lists.jsonl").read_text() == (
             one / "rounds" / folder / "lists.jsonl"
         ).read_text()
-    start = load_file(Path(tiny_model_dir) / "model.safetensors")
     # a round's first step has policy = reference: its margins are float noise about 0 (the
     # two runs' round-1 models differ by ~1e-8), so whether each is > 0 is not compared
     same_runs(one / "rounds", two / "rounds", start, skip={"rewards/accuracies"})

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from preftune.config import build_train_config
 from preftune.train import train
@@ -22,17 +21,8 @@ from preftune.train import train
 pytestmark = pytest.mark.dist  # 35-60 s on a shared 2-core machine
 
 
-def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
-    common = {
-        "model": str(model_dir),
-        "optimizer": "sgd",
-        "lr": 0.1,
-        "warmup_steps": 0,
-        "max_steps": 2,
-        "max_length": 64,
-        "max_prompt_length": 32,
-        "output_dir": str(output_dir),
-    }
+def _jobs(data: dict, model_dir, output_dir: Path, run_config) -> list[dict]:
+    common = run_config(model_dir, output_dir, lr=0.1)
 
     def job(method, path, interrupt_at=None, **values):
         config = {**common, "method": method, "data": {"path": str(path)}, **values}
@@ -59,14 +49,15 @@ def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
 
 
 def test_one_and_two_processes_train_the_same(
-    tmp_path, tiny_model_dir, data_files, launch_jobs, same_runs
+    tiny_model_dir, data_files, run_config, one_and_two, same_runs
 ):
-    one, two = tmp_path / "one", tmp_path / "two"
-    for job in _jobs(data_files, tiny_model_dir, one):
-        train(build_train_config(job["config"]))  # straight through, one process
-    launch_jobs(_jobs(data_files, tiny_model_dir, two))
+    def run_one(jobs):
+        for job in jobs:
+            train(build_train_config(job["config"]))  # straight through, one process
 
-    start = load_file(Path(tiny_model_dir) / "model.safetensors")
+    one, two, start = one_and_two(
+        lambda folder: _jobs(data_files, tiny_model_dir, folder, run_config), run_one
+    )
     for name in ("dpo", "kto", "bco", "rpo", "mppo", "dpo-resumed"):
         same_runs(one / name, two / name, start)
 

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from preftune.config import RewardModelConfig
 from preftune.train.reward_model import train_reward_model
@@ -18,17 +17,8 @@ from preftune.train.reward_model import train_reward_model
 pytestmark = pytest.mark.dist  # about 30 s on a shared 2-core machine
 
 
-def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
-    common = {
-        "model": str(model_dir),
-        "optimizer": "sgd",
-        "lr": 0.5,
-        "warmup_steps": 0,
-        "max_steps": 2,
-        "max_length": 64,
-        "max_prompt_length": 32,
-        "output_dir": str(output_dir),
-    }
+def _jobs(data: dict, model_dir, output_dir: Path, run_config) -> list[dict]:
+    common = run_config(model_dir, output_dir)
 
     def job(path, interrupt_at=None, heldout_fraction=0.1, **values):
         data = {"path": str(path), "heldout_fraction": heldout_fraction}
@@ -66,14 +56,15 @@ def _jobs(data: dict, model_dir, output_dir: Path) -> list[dict]:
 
 
 def test_one_and_two_processes_train_the_same_reward_model(
-    tmp_path, tiny_model_dir, data_files, launch_jobs, same_runs
+    tiny_model_dir, data_files, run_config, one_and_two, same_runs
 ):
-    one, two = tmp_path / "one", tmp_path / "two"
-    for job in _jobs(data_files, tiny_model_dir, one):
-        train_reward_model(RewardModelConfig(**job["config"]))
-    launch_jobs(_jobs(data_files, tiny_model_dir, two))
+    def run_one(jobs):
+        for job in jobs:
+            train_reward_model(RewardModelConfig(**job["config"]))
 
-    start = load_file(Path(tiny_model_dir) / "model.safetensors")
+    one, two, start = one_and_two(
+        lambda folder: _jobs(data_files, tiny_model_dir, folder, run_config), run_one
+    )
     for name in ("bt", "pl", "resumed"):
         same_runs(one / name, two / name, start)
         summary_one = json.loads((one / name / "summary.json").read_text())
