@@ -54,6 +54,14 @@ def _jobs(model_dir, prompts: Path, output_dir: Path, run_config) -> list[dict]:
             micro_batch_size=2,
         ),
         job("online-dpo", lr=2.0),  # 1 micro-batch of 4 on 1 process, 2 + 2 on 2
+        # 3 prompts a step: sampled 2 + 1; trained in global micro-batches of 1 + 1, then 1 +
+        # process 1's stand-in (weight 0)
+        job(
+            "grpo",
+            run_name="grpo-odd",
+            online={**ONLINE, "prompts_per_step": 3},
+            micro_batch_size=1,
+        ),
     ]
 
 
@@ -71,11 +79,11 @@ def test_one_and_two_processes_train_the_same_on_the_same_samples(
     one, two, start = one_and_two(
         lambda folder: _jobs(tiny_model_dir, prompts, folder, run_config), driver.run_jobs
     )
-    for name in ("grpo", "rloo", "ppo", "online-dpo"):
+    for name in ("grpo", "rloo", "ppo", "online-dpo", "grpo-odd"):
         same_runs(one / name, two / name, start, skip=TIMINGS, loss_moves=name != "rloo")
         budget_one = json.loads((one / name / "summary.json").read_text())["budget"]
         assert json.loads((two / name / "summary.json").read_text())["budget"] == budget_one
-        assert budget_one["prompts"] == 8
+        assert budget_one["prompts"] == (6 if name == "grpo-odd" else 8)
     value_one = load_file(one / "ppo" / "final" / "value_head.safetensors")
     value_two = load_file(two / "ppo" / "final" / "value_head.safetensors")
     assert value_one["linear.weight"].abs().max() > 0  # trained from zero
