@@ -96,19 +96,9 @@ def test_config_yaml_loads_back_to_the_same_config(make_config, tiny_model_dir, 
     assert list(yaml.safe_load(trained.to_yaml()))[:4] == ["model", "method", "hparams", "data"]
 
 
-def test_a_run_folder_with_the_earlier_key_order_resumes(make_config, paired_file, monkeypatch):
+def test_a_run_folder_with_the_earlier_key_order_resumes(make_config, paired_file, stopped_run):
     config = make_config("dpo", paired_file, max_steps=3, save_every=1)
-    real_step = trainer_module.Trainer.step
-
-    def stop_at_step_three(self, step, indices):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real_step(self, step, indices)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(trainer_module.Trainer, "step", stop_at_step_three)
-        with pytest.raises(KeyboardInterrupt):
-            train(config)
+    stopped_run(trainer_module.Trainer, 2, lambda: train(config))
     saved = yaml.safe_load((config.run_dir / "config.yaml").read_text())
     assert sorted(saved) == sorted(EARLIER_ORDER), "the test's order lists every key"
     earlier = yaml.safe_dump({key: saved[key] for key in EARLIER_ORDER}, sort_keys=False)
