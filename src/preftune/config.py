@@ -375,6 +375,7 @@ class LoopConfig(_Strict):
 
     @property
     def run_dir(self) -> Path:
+        """output_dir/run_name, by default named after what the run trains (`method`)."""
         return Path(self.output_dir) / (self.run_name or self.method)
 
     @property
@@ -382,6 +383,7 @@ class LoopConfig(_Strict):
         return self.micro_batch_size or self.batch_size
 
     def to_yaml(self) -> str:
+        """The resolved config as the run folder's config.yaml (`key_order`)."""
         values = self.model_dump(mode="json")
         return yaml.safe_dump({key: values[key] for key in key_order(type(self))}, sort_keys=False)
 
