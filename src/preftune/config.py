@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from preftune.errors import ConfigError, DataError
 from preftune.io import read_text
@@ -304,16 +305,15 @@ def validate_section(model: type[BaseModel], values, key: str):
 GROUP_METHODS = ("grpo", "rloo", "online-dpo")
 
 
-class TrainConfig(_Strict):
-    """One training run: a model, a method with its hyperparameters, data and the loop's settings."""
+Optimizer = Literal["rmsprop", "adamw", "sgd"]
+Scheduler = Literal["constant", "linear", "cosine"]
 
-    model: str = Field(description="Hub id, local folder, a previous run folder, or the demo model")
-    method: str = Field(description="a name from `preftune methods`")
-    hparams: dict[str, Any] = Field(
-        default_factory=dict,
-        description="the method's, over its defaults (docs/methods.md); null = the default",
-    )
-    data: DataConfig
+
+class LoopConfig(_Strict):
+    """The training loop's settings every run config shares (`TrainConfig`, `RewardModelConfig`):
+    lengths and batches, optimizer and schedule, precision, what trains, the run folder,
+    checkpoints and trackers. A run config adds its model, data and what it trains (`method`),
+    and may give a loop key another default (`loop_field`)."""
 
     max_prompt_length: int = Field(256, gt=0)
     max_length: int = Field(512, gt=0, description="prompt + response tokens")
@@ -322,9 +322,9 @@ class TrainConfig(_Strict):
         None, gt=0, description="groups per forward; None = batch_size"
     )
 
-    optimizer: Literal["rmsprop", "adamw", "sgd"] = "rmsprop"
+    optimizer: Optimizer = "rmsprop"
     lr: float = Field(5e-7, gt=0, le=MAX_LR)
-    scheduler: Literal["constant", "linear", "cosine"] = Field(
+    scheduler: Scheduler = Field(
         "constant", description="after warm-up: hold, or decay linearly / by cosine to 0"
     )
     epochs: int = Field(1, gt=0)
@@ -336,31 +336,17 @@ class TrainConfig(_Strict):
     seed: int = 0
 
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     attn_implementation: str | None = "sdpa"
-    reference: Literal["precompute", "live"] | None = Field(
-        "precompute",
-        description="precompute = once, cached on disk; None for reference-free methods",
-    )
+
     lora: LoraConfig | None = None
-    quantization: QuantizationConfig | None = Field(
-        None, description="load the base in 4/8 bits (needs lora and a CUDA GPU)"
-    )
     trainable_layers: int | None = Field(
         None, gt=0, description="train only the top N transformer layers; None = all"
     )
-    gradient_checkpointing: bool = Field(
-        False,
-        description="recompute the policy's activations in the backward pass: much less "
-        "memory, about a third more time (the reference keeps none)",
-    )
-    prompt_embedder: str = Field(
-        DEFAULT_EMBEDDER,
-        description="RPO's sentence embedder: the bundled model or a local folder",
-    )
 
     output_dir: str = "runs"
-    run_name: str | None = Field(None, description="None = the method's name")
+    run_name: str | None = Field(
+        None, description="None = the method's name (`preftune rm`: reward-model)"
+    )
     save_every: int | None = Field(
         None, gt=0, description="checkpoint every N steps (and at the end)"
     )
@@ -381,6 +367,81 @@ class TrainConfig(_Strict):
     tracker_run: str | None = Field(
         None, description="the run's name in the trackers; None = run_name or the method"
     )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value):
+        return check_trackers(value)
+
+    @property
+    def run_dir(self) -> Path:
+        """output_dir/run_name, by default named after what the run trains (`method`)."""
+        return Path(self.output_dir) / (self.run_name or self.method)
+
+    @property
+    def groups_per_forward(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    def to_yaml(self) -> str:
+        """The resolved config as the run folder's config.yaml (`key_order`)."""
+        values = self.model_dump(mode="json")
+        return yaml.safe_dump({key: values[key] for key in key_order(type(self))}, sort_keys=False)
+
+
+def loop_field(name: str, **changes: Any) -> FieldInfo:
+    """`LoopConfig`'s field `name` with other settings (a default, a description), its checks
+    kept: how a run config gives a loop key its own default.
+
+    >>> field = loop_field("lr", default=1e-5)
+    >>> field.default, field.metadata == LoopConfig.model_fields["lr"].metadata
+    (1e-05, True)
+    """
+    return FieldInfo.merge_field_infos(LoopConfig.model_fields[name], **changes)
+
+
+def key_order(model: type[BaseModel]) -> list[str]:
+    """A config's keys in reading order: a run config's own (model, method, data...) before
+    the loop's; any other model's as declared.
+
+    >>> key_order(TrainConfig)[:4]
+    ['model', 'method', 'hparams', 'data']
+    """
+    keys = list(model.model_fields)
+    if issubclass(model, LoopConfig):
+        keys.sort(key=lambda key: key in LoopConfig.model_fields)  # stable: own keys first
+    return keys
+
+
+class TrainConfig(LoopConfig):
+    """One training run: a model, a method with its hyperparameters, data and the loop's settings
+    (`LoopConfig`)."""
+
+    model: str = Field(description="Hub id, local folder, a previous run folder, or the demo model")
+    method: str = Field(description="a name from `preftune methods`")
+    hparams: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the method's, over its defaults (docs/methods.md); null = the default",
+    )
+    data: DataConfig
+
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    reference: Literal["precompute", "live"] | None = Field(
+        "precompute",
+        description="precompute = once, cached on disk; None for reference-free methods",
+    )
+    quantization: QuantizationConfig | None = Field(
+        None, description="load the base in 4/8 bits (needs lora and a CUDA GPU)"
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute the policy's activations in the backward pass: much less "
+        "memory, about a third more time (the reference keeps none)",
+    )
+    prompt_embedder: str = Field(
+        DEFAULT_EMBEDDER,
+        description="RPO's sentence embedder: the bundled model or a local folder",
+    )
+
     push_to_hub: PushToHub | None = Field(
         None, description="push final/ with a model card when the run finishes"
     )
@@ -390,11 +451,6 @@ class TrainConfig(_Strict):
     online: OnlineConfig | None = Field(
         None, description="online sampling settings; default for an online method"
     )
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _trackers(cls, value):
-        return check_trackers(value)
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -460,17 +516,6 @@ class TrainConfig(_Strict):
                 f"data.task: a task gives prompts only; method '{self.method}' trains offline "
                 "on preference data (use data.path, or online.rounds to sample its data)"
             )
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / (self.run_name or self.method)
-
-    @property
-    def groups_per_forward(self) -> int:
-        return self.micro_batch_size or self.batch_size
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 INHERITED_HPARAMS = "inherited_hparams"  # validation context: (file, its method, its keys)
@@ -604,7 +649,7 @@ def _allowed_keys(loc: tuple, model: type[BaseModel]) -> list[str]:
             continue
         annotation = model.model_fields[str(part)].annotation
         model = next(_models_in(annotation), model)
-    return list(model.model_fields)
+    return key_order(model)
 
 
 def _models_in(annotation):
@@ -667,9 +712,10 @@ class RewardDataConfig(DataConfig):
     )
 
 
-class RewardModelConfig(_Strict):
+class RewardModelConfig(LoopConfig):
     """`preftune rm`: a scalar reward head on a causal LM, trained on pairs or ranked lists
-    (docs/reward-models.md). The loop's keys mean what they mean in `TrainConfig`."""
+    (docs/reward-models.md). The loop's keys are `LoopConfig`'s, with reward-model defaults:
+    AdamW at 1e-5, linear decay, no warm-up, clipping at 1.0, 16 pairs a step."""
 
     model: str = Field(description="the causal LM to start from: Hub id, folder or run folder")
     data: RewardDataConfig
@@ -686,42 +732,17 @@ class RewardModelConfig(_Strict):
         0.0, ge=0, description="reward centering coefficient (Eisenstein et al. 2023)"
     )
 
-    max_prompt_length: int = Field(256, gt=0)
-    max_length: int = Field(512, gt=0, description="prompt + response tokens")
-    batch_size: int = Field(16, gt=0, description="pairs (or lists) per optimizer step")
-    micro_batch_size: int | None = Field(None, gt=0, description="None = batch_size")
-    optimizer: Literal["rmsprop", "adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-5, gt=0, le=MAX_LR)
-    scheduler: Literal["constant", "linear", "cosine"] = "linear"
-    epochs: int = Field(1, gt=0)
-    max_steps: int | None = Field(None, gt=0, description="optimizer steps; overrides epochs")
-    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
-    warmup_ratio: float = Field(0.0, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float | None = Field(1.0, gt=0, description="None = no clipping")
-    seed: int = 0
-
-    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
-    attn_implementation: str | None = "sdpa"
-    lora: LoraConfig | None = None
-    trainable_layers: int | None = Field(
-        None, gt=0, description="train only the top N layers (and the reward head)"
+    batch_size: int = loop_field(
+        "batch_size", default=16, description="pairs (or lists) per optimizer step"
     )
-
-    output_dir: str = "runs"
-    run_name: str | None = Field(None, description="None = reward-model")
-    save_every: int | None = Field(None, gt=0)
-    keep_final_checkpoint: bool = False
-    log_every: int = Field(1, gt=0)
-    resume: bool = False
-    report_to: list[str] = Field(default_factory=list, description="as in training")
-    tracker_project: str = "preftune"
-    tracker_run: str | None = None
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _trackers(cls, value):
-        return check_trackers(value)
+    optimizer: Optimizer = loop_field("optimizer", default="adamw")
+    lr: float = loop_field("lr", default=1e-5)
+    scheduler: Scheduler = loop_field("scheduler", default="linear")
+    warmup_ratio: float = loop_field("warmup_ratio", default=0.0)
+    max_grad_norm: float | None = loop_field("max_grad_norm", default=1.0)
+    trainable_layers: int | None = loop_field(
+        "trainable_layers", description="train only the top N layers (and the reward head)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RewardModelConfig:
@@ -735,14 +756,6 @@ class RewardModelConfig(_Strict):
         if self.data.heldout is not None:
             _check_source("data.heldout", self.data.heldout)
         return self
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / (self.run_name or "reward-model")
-
-    @property
-    def groups_per_forward(self) -> int:
-        return self.micro_batch_size or self.batch_size
 
     @property
     def method(self) -> str:
@@ -759,14 +772,11 @@ class RewardModelConfig(_Strict):
         """What the data must carry (`preftune.data.validate_for`)."""
         return {"none": (), "scores": ("scores",), "data": ("margins",)}[self.margin]
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
 
 def _check_loop_settings(config) -> None:
-    """The checks a training loop's settings need in any run config (`TrainConfig`'s keys of
-    the same names): batch and length limits, one way to limit what trains, model and data
-    sources that exist (the model resolved in place)."""
+    """The checks a training loop's settings (`LoopConfig`) need in any run config: batch and
+    length limits, one way to limit what trains, model and data sources that exist (the model
+    resolved in place)."""
     if config.micro_batch_size is not None and config.micro_batch_size > config.batch_size:
         raise ValueError(
             f"micro_batch_size ({config.micro_batch_size}) must be <= batch_size "

@@ -186,3 +186,41 @@ def test_report_command_rebuilds_from_disk(tmp_path, capsys):
 def test_report_on_a_folder_that_is_not_a_study_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no study.yaml" in capsys.readouterr().err
+
+
+def test_a_served_baseline_is_named_by_its_model_and_host(tmp_path):
+    served = {
+        "name": "vs-served",
+        "judge": {"type": "gold"},
+        "baseline": "served",
+        "generation": {
+            "backend": "openai",
+            "base_url": "http://user:s3cret@10.1.2.3:8001/v1?token=t0k",
+            "model": "dpo-big",
+            "api_key_env": "MY_KEY",
+        },
+    }
+    layout = make_study(tmp_path / "study")
+    study = yaml.safe_load(layout.config.read_text())
+    study["evaluation"]["evaluations"].append(served)
+    layout.config.write_text(yaml.safe_dump(study))
+    figures = {"win_rate": 0.3, "ci_low": 0.1, "ci_high": 0.45, "wins": 6, "losses": 14}
+    atomic_write_json(
+        layout.judged("dpo", "vs-served") / "results.json",
+        {**figures, "ties": 0, "n": 20, "errors": 0},
+    )
+    build_report(layout.root)
+
+    name = "served dpo-big at 10.1.2.3:8001"
+    results = json.loads((layout.root / "results.json").read_text())
+    (entry,) = [e for e in results["evaluations"] if e["name"] == "vs-served"]
+    assert entry["baseline"] == name
+    assert entry["served_baseline"] == {"model": "dpo-big", "host": "10.1.2.3:8001"}
+    text = (layout.root / "report.md").read_text()
+    assert f"| vs-served win % vs {name} [95% CI] |" in text
+    assert f"dpo on vs-served: loses to {name} (95% CI below 50%)." in text
+    assert f"vs-served: each answer against the one {name} gave to the same prompt," in text
+    page = (layout.root / "report.html").read_text()
+    assert f"<th>vs-served win % vs {name} [95% CI]</th>" in page
+    for secret in ("s3cret", "t0k", "MY_KEY"):
+        assert all(secret not in report for report in (text, page, json.dumps(results)))

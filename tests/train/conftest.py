@@ -53,3 +53,24 @@ def make_config(tmp_path, tiny_model_dir):
         return build_train_config(values)
 
     return build
+
+
+@pytest.fixture()
+def stopped_run(monkeypatch):
+    """`stopped_run(trainer_class, step, run)`: `run()` stopped by a KeyboardInterrupt when the
+    trainer is asked for optimizer step `step` (as a run killed there), the trainer restored."""
+
+    def stop(trainer_class, step: int, run) -> None:
+        real_step = trainer_class.step
+
+        def step_or_stop(self, number, indices):
+            if number == step:
+                raise KeyboardInterrupt
+            return real_step(self, number, indices)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(trainer_class, "step", step_or_stop)
+            with pytest.raises(KeyboardInterrupt):
+                run()
+
+    return stop

@@ -118,22 +118,12 @@ def test_heldout_accuracy_is_the_hand_count_and_eval_agrees(
     assert json.loads(out.read_text())["accuracy"] == pytest.approx(right / len(rows))
 
 
-def test_a_stopped_run_resumes_to_the_same_weights_and_metrics(rm_config, paired_file, monkeypatch):
+def test_a_stopped_run_resumes_to_the_same_weights_and_metrics(rm_config, paired_file, stopped_run):
     settings = ["max_steps=5", "save_every=2", "data.heldout_fraction=0.3"]  # 3 steps an epoch
     straight = train_reward_model(rm_config(paired_file, "run_name=straight", *settings))
 
     config = rm_config(paired_file, "run_name=stopped", *settings)
-    real_step = reward_model.RewardTrainer.step
-
-    def stop_at_step_four(self, step, indices):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real_step(self, step, indices)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(reward_model.RewardTrainer, "step", stop_at_step_four)
-        with pytest.raises(KeyboardInterrupt):
-            train_reward_model(config)
+    stopped_run(reward_model.RewardTrainer, 3, lambda: train_reward_model(config))
     assert not (config.run_dir / "summary.json").exists()
     resumed = train_reward_model(config.model_copy(update={"resume": True}))
 

@@ -1,5 +1,6 @@
 """`preftune generate --model RUN_OR_MODEL --prompts SOURCE --out samples.jsonl [...]`, or
-`--backend openai --base-url URL --served-model NAME` to sample from an OpenAI-compatible server."""
+`--backend openai --base-url URL --served-model NAME [--extra-body JSON]` to sample from an
+OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     group.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     group.add_argument("--max-retries", type=int, default=4)
+    group.add_argument(
+        "--extra-body",
+        metavar="JSON",
+        help="a JSON object of the server's own request fields, sent with every request, e.g. "
+        "'{\"repeat_penalty\": 1.0}' for greedy answers from llama.cpp's server",
+    )
 
 
 def model_from_args(args: argparse.Namespace):
@@ -61,6 +68,8 @@ def model_from_args(args: argparse.Namespace):
         from preftune.generate import resolve_model_path
         from preftune.models.loading import check_model_source
 
+        if args.extra_body is not None:
+            raise ConfigError("--extra-body: a server's request fields; it needs --backend openai")
         check_model_source(resolve_model_path(args.model))  # a typo fails before prompts load
         return args.model
     missing = [flag for flag in ("base_url", "served_model") if not getattr(args, flag)]
@@ -80,7 +89,34 @@ def model_from_args(args: argparse.Namespace):
         api_key_env=args.api_key_env,
         timeout=args.timeout,
         max_retries=args.max_retries,
+        extra_body=extra_body(args.extra_body),
     )
+
+
+def extra_body(text: str | None) -> dict:
+    """`--extra-body`: a JSON object (None: none); anything else is a ConfigError naming it.
+
+    >>> extra_body('{"repeat_penalty": 1.0}')
+    {'repeat_penalty': 1.0}
+    """
+    from preftune.errors import ConfigError
+    from preftune.generate.remote import check_extra_body
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"--extra-body: not valid JSON ({error.msg} at character {error.pos + 1}); expected "
+            "an object such as '{\"repeat_penalty\": 1.0}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"--extra-body: expected a JSON object ({{...}}), got a {type(value).__name__}"
+        )
+    check_extra_body(value, "--extra-body")
+    return value
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:

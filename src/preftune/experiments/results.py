@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from statistics import fmean
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -52,6 +53,7 @@ INTERVAL_FIELDS = ("ci_low", "ci_high", "lc_ci_low", "lc_ci_high", "kl_ci_low", 
 COUNT_FIELDS = ("wins", "losses", "ties", "errors")  # "n" (prompts) is averaged
 # What a task's gold reward is, for a reader (tasks name their gold judge by `gold_name`).
 GOLD_TITLES = {"vader-sentiment": "VADER compound sentiment"}
+SERVED = "served"  # an evaluation's baseline answered by a server (its `generation`)
 CLAIM = re.compile(r"^\s*(\S+)\s*>\s*(\S+)\s*$")
 FEW_PROMPTS = 20  # below this, intervals are wide: the report says so
 
@@ -229,7 +231,8 @@ def evaluate_claim(claim: str, rankings: dict) -> dict:
 
 
 def _evaluation_entry(raw: dict) -> dict:
-    """An evaluation of study.yaml as the report reads it (benchmarks: `benchmark_kinds.settings`)."""
+    """An evaluation of study.yaml as the report reads it (benchmarks: `benchmark_kinds.settings`;
+    a served baseline: `served_baseline`)."""
     entry = {
         "name": raw["name"],
         "kind": raw.get("kind", "pairwise"),
@@ -238,7 +241,28 @@ def _evaluation_entry(raw: dict) -> dict:
     }
     if entry["kind"] in BENCHMARK_KINDS:
         entry.update(benchmark_kinds.settings(raw))
+    if entry["baseline"] == SERVED:
+        entry.update(served_baseline(raw.get("generation") or {}))
     return entry
+
+
+def served_baseline(generation: dict) -> dict:
+    """A served baseline as the report names it: the model the server answers to and the
+    server's host (never the rest of the URL, which may carry credentials, nor the key).
+
+    >>> served_baseline({"model": "dpo", "base_url": "http://user:pw@127.0.0.1:8000/v1?k=x"})
+    {'baseline': 'served dpo at 127.0.0.1:8000', 'served_baseline': {'model': 'dpo', \
+'host': '127.0.0.1:8000'}}
+    """
+    parts = urlsplit(generation.get("base_url") or "")
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    host += f":{parts.port}" if parts.port else ""
+    model = generation.get("model") or "?"
+    return {
+        "baseline": f"served {model} at {host}",
+        "served_baseline": {"model": model, "host": host},
+    }
 
 
 def _view_column(evaluation: dict, title: str, field: str = "win_rate", prefix: str = "") -> dict:

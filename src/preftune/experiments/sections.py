@@ -140,7 +140,8 @@ def describe_evaluation(results: dict, evaluation: dict) -> str:
         judge = f"the {judge} judge"
     if evaluation["kind"] == "mt-bench":
         return f"MT-Bench answers graded 1-10 by {judge}"
-    return f"each answer against {evaluation['baseline']}'s, decided by {judge}"
+    baseline = evaluation["baseline"]
+    return f"each answer against the one {baseline} gave to the same prompt, decided by {judge}"
 
 
 def ranking_section(layout: StudyLayout, results: dict) -> list[tuple]:

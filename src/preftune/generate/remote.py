@@ -46,17 +46,26 @@ class ServedModel:
     extra_body: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        clash = sorted(set(self.extra_body) & set(REQUEST_FIELDS))
-        if clash:
-            raise ConfigError(
-                f"extra_body.{clash[0]}: set by the generation settings, not by extra_body"
-            )
+        check_extra_body(self.extra_body)
 
     def settings(self) -> dict:
         """What this backend adds to a row's generation_config (so a local and a served run,
         or runs with other extra fields, never resume each other's file)."""
         extra = {"extra_body": self.extra_body} if self.extra_body else {}
         return {"backend": "openai", "base_url": self.base_url, **extra}
+
+
+def check_extra_body(extra_body: dict, key: str = "extra_body") -> None:
+    """Refuse extra fields that the generation settings fill in (`REQUEST_FIELDS`); the
+    ConfigError names `key` and the field.
+
+    >>> check_extra_body({"max_tokens": 3}, "--extra-body")
+    Traceback (most recent call last):
+    preftune.errors.ConfigError: --extra-body.max_tokens: set by the generation settings, not by --extra-body
+    """
+    clash = sorted(set(extra_body) & set(REQUEST_FIELDS))
+    if clash:
+        raise ConfigError(f"{key}.{clash[0]}: set by the generation settings, not by {key}")
 
 
 def request_fields(config: dict, sample: int) -> dict:
