@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from preftune.config import build_train_config
-from preftune.errors import TrainingError
+from preftune.errors import ConfigError, TrainingError
 from preftune.judges import register_gold
 from preftune.judges.base import JudgeError
 from preftune.train import train
@@ -217,3 +217,45 @@ def test_online_dpo_with_a_pairwise_judge(online_config, chat_server):
     assert {row["winner"] for row in decisions} <= {"a", "b", "tie"}
     rows = _metrics(run)
     assert all(row["reward_mean"] == 1.0 for row in rows)  # 3 pairs shared by 3 samples
+
+
+def test_ppo_saves_its_value_head_beside_the_final_model(online_config):
+    from preftune.models.value_head import ValueHead
+    from preftune.train.online.heads import load_value_head
+
+    run = train(online_config("ppo", max_steps=2, keep_final_checkpoint=True))
+    head = load_value_head(run / "final")
+    assert isinstance(head, ValueHead)
+    checkpoint = torch.load(
+        run / "checkpoints" / "step-2" / "trainable.pt", weights_only=True, map_location="cpu"
+    )
+    assert torch.equal(head.linear.weight, checkpoint["value.linear.weight"])
+    assert torch.equal(head.linear.bias, checkpoint["value.linear.bias"])
+    assert head.linear.weight.abs().max() > 0  # trained: it starts at zero
+    grpo = train(online_config("grpo", max_steps=1, run_name="grpo"))
+    assert not (grpo / "final" / "value_head.safetensors").exists()
+    with pytest.raises(ConfigError, match="no value head"):
+        load_value_head(grpo / "final")
+
+
+def _accelerator(kind, processes=2):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(distributed_type=kind, num_processes=processes)
+
+
+def test_several_processes_are_refused_only_where_sampling_cannot_work(online_config):
+    from accelerate.utils import DistributedType
+
+    from preftune.train.online import check_processes
+
+    config = online_config("grpo")  # 4 prompts a step, 8 prompts
+    check_processes(config, _accelerator(DistributedType.MULTI_GPU, 4), 8)
+    check_processes(config, _accelerator(DistributedType.NO, 1), 8)
+    for sharded in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(ConfigError, match="^distributed_type: .*DDP"):
+            check_processes(config, _accelerator(sharded), 8)
+    with pytest.raises(ConfigError, match="^online.prompts_per_step: .*a step of 2 prompts"):
+        check_processes(config, _accelerator(DistributedType.MULTI_GPU, 3), 6)  # steps 4, 2
+    with pytest.raises(ConfigError, match="^online.prompts_per_step"):
+        check_processes(config, _accelerator(DistributedType.MULTI_GPU, 8), 16)

@@ -301,3 +301,16 @@ def test_task_prompts_are_refused_for_a_reward_model():
 
     with pytest.raises(ConfigError, match="data.task"):
         load_reward_model_config(None, ["model=x", "data.task=sentiment"])
+
+
+def test_sharded_backends_are_refused_naming_the_key(rm_config, paired_file, monkeypatch):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from preftune.errors import ConfigError
+
+    fsdp = SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=2)
+    monkeypatch.setattr(reward_model, "make_accelerator", lambda *a, **k: fsdp)
+    with pytest.raises(ConfigError, match="^distributed_type: .*DDP, not FSDP"):
+        train_reward_model(rm_config(paired_file, "max_steps=1"))

@@ -89,7 +89,8 @@ def _train(config: TrainConfig, accelerator) -> Path:
     )
     final_model = full_policy(accelerator, trainer.policy, lambda: build_policy(config))
     if accelerator.is_main_process:
-        save_final(final_model, data.tokenizer, run_dir)
+        extra = trainer.final_writers() if hasattr(trainer, "final_writers") else ()
+        save_final(final_model, data.tokenizer, run_dir, *extra)
         _write_summary(config, data, session, final_metrics)  # marks the run finished
         drop_unkept_checkpoints(config)
     return run_dir

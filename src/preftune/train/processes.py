@@ -54,19 +54,56 @@ def gather_loss_inputs(kwargs: dict) -> dict:
     on one process. Tensors with gradients are gathered with gradients. 0-d tensors (BCO's
     reward mean) are the same on every process and stay as they are.
     """
+    return gather_rows(kwargs, rows=kwargs["policy_logps"].shape[0])
+
+
+def gather_rows(tensors: dict, *, rows: int) -> dict:
+    """`tensors` (this process's `rows` rows of a global batch) with every tensor that has rows
+    concatenated over the processes in process order, as `gather_loss_inputs` describes (padded,
+    zeros where a process lacks one, gathered with gradients where they have them); other
+    values, None and 0-d tensors stay as they are. One process: `tensors` itself."""
     if process_count() == 1:
-        return kwargs
-    rows = kwargs["policy_logps"].shape[0]
+        return tensors
     mine = {
         name: (value.dtype, tuple(value.shape), value.requires_grad)
-        for name, value in kwargs.items()
+        for name, value in tensors.items()
         if isinstance(value, torch.Tensor) and value.dim() > 0
     }
     everyone = all_processes((rows, mine))
-    gathered = dict(kwargs)
+    gathered = dict(tensors)
     for name in sorted(set().union(*(described for _, described in everyone))):
-        gathered[name] = _gather_rows(name, kwargs.get(name), rows, everyone)
+        gathered[name] = _gather_rows(name, tensors.get(name), rows, everyone)
     return gathered
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing to wait for on one process)."""
+    if process_count() > 1:
+        dist.barrier()
+
+
+def main_outcome(main: bool, work, *, share: bool = True):
+    """`work()`'s result on the main process, given to every process (with `share=False`
+    kept on the main process, None elsewhere: for results that are not small objects); an
+    error it raises (a `PreftuneError`) is raised on every process, so none waits for a main
+    that stopped."""
+    from preftune.errors import PreftuneError
+
+    outcome, failure, result = None, None, None
+    if main:
+        try:
+            result = work()
+            outcome = (True, result if share else None)
+        except PreftuneError as error:
+            failure = error
+            outcome = (False, (type(error), str(error)))
+    ok, value = all_processes(outcome)[0]
+    if failure is not None:
+        raise failure
+    if not ok:
+        kind, message = value
+        raise (kind if kind.__init__ is PreftuneError.__init__ else PreftuneError)(message)
+    return result if main else value
 
 
 def _gather_rows(name: str, local: torch.Tensor | None, rows: int, everyone: list) -> torch.Tensor:

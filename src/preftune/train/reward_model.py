@@ -7,6 +7,11 @@ checkpoints with exact resume, metrics.jsonl, trackers and final/ are the prefer
 (`preftune.train.run`). final/ is what `AutoModelForSequenceClassification.from_pretrained`
 loads (num_labels 1, pad_token_id set) with the tokenizer; summary.json carries the held-out
 ranking accuracy.
+
+Under `accelerate launch` (DDP) every global micro-batch is split between the processes, a
+group with all its responses on one process, and the rewards are gathered
+(`preftune.train.processes`), so the loss, its gradient and the metrics are the global batch's,
+as on one process; the main process writes the run folder.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import dataclasses
 import math
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +38,17 @@ from preftune.models.lora import add_lora
 from preftune.models.reward import batch_rewards
 from preftune.models.trainable import train_top_layers
 from preftune.train import tracking
+from preftune.train.backend import is_sharded
+from preftune.train.batching import check_shardable, micro_batches
 from preftune.train.dataset import StepOrder, ViewCounts, read_data, tokenize_view
 from preftune.train.metrics import MetricsLog, weighted_mean
 from preftune.train.optim import apply_gradients, build_optimizer, build_scheduler
+from preftune.train.processes import (
+    all_processes,
+    gather_rows,
+    process_count,
+    process_index,
+)
 from preftune.train.run import (
     Session,
     check_run_dir,
@@ -69,9 +83,11 @@ def train_reward_model(config: RewardModelConfig) -> Path:
     accelerator = make_accelerator(
         "no", **tracking.accelerator_options(config.report_to, config.run_dir / "trackers")
     )
-    if accelerator.num_processes > 1:
+    if is_sharded(accelerator):
         raise ConfigError(
-            "preftune rm trains in one process; run it without accelerate launch / torchrun"
+            f"distributed_type: preftune rm runs on one process or under DDP, not "
+            f"{accelerator.distributed_type.value} (its checkpoints and held-out scoring need "
+            "whole weights on every process); use examples/accelerate/ddp.yaml"
         )
     with running(config, accelerator):
         return _train(config, accelerator)
@@ -79,11 +95,14 @@ def train_reward_model(config: RewardModelConfig) -> Path:
 
 def _train(config: RewardModelConfig, accelerator) -> Path:
     run_dir, changed = config.run_dir, check_run_dir(config)
+    main = accelerator.is_main_process
     if config.resume and (run_dir / "summary.json").exists():
-        drop_unkept_checkpoints(config)
+        if main:
+            drop_unkept_checkpoints(config)
         return run_dir  # finished earlier
     started = time.perf_counter()
-    data = prepare_data(config)  # data errors surface before the folder is written
+    # data errors surface before the folder is written
+    data = prepare_data(config, processes=accelerator.num_processes)
     start_run_folder(config, accelerator, changed)
     run = config.tracker_run or config.run_name or NAME
     values = config.model_dump(mode="json")
@@ -101,9 +120,10 @@ def _train(config: RewardModelConfig, accelerator) -> Path:
         config, accelerator, trainer, data.order, data.total_steps, started=started, name=NAME
     )
     heldout = _log_heldout(config, accelerator, trainer, data)
-    save_final(trainer.modules["model"], data.tokenizer, run_dir)
-    _write_summary(config, data, session, final_metrics, heldout)  # marks the run finished
-    drop_unkept_checkpoints(config)
+    if main:
+        save_final(trainer.modules["model"], data.tokenizer, run_dir)
+        _write_summary(config, data, session, final_metrics, heldout)  # marks the run finished
+        drop_unkept_checkpoints(config)
     return run_dir
 
 
@@ -121,8 +141,9 @@ class RewardData:
     total_steps: int
 
 
-def prepare_data(config: RewardModelConfig) -> RewardData:
-    """Read, split off the held-out prompts, build the views and tokenize (no model loads)."""
+def prepare_data(config: RewardModelConfig, processes: int = 1) -> RewardData:
+    """Read, split off the held-out prompts, build the views and tokenize (no model loads);
+    refuse steps too small to share between `processes`."""
     data = config.data
     result = read_data(data)
     validate_for(result.groups, config.needs, NAME)
@@ -153,6 +174,7 @@ def prepare_data(config: RewardModelConfig) -> RewardData:
     tokenizer = load_tokenizer(config.model)
     train = tokenize_view(view, tokenizer, config, counts)
     heldout = tokenize_view(heldout_pairs, tokenizer, config, ViewCounts()) if heldout_pairs else []
+    check_shardable(len(train), config.batch_size, config.groups_per_forward, processes)
     order = StepOrder(len(train), config.batch_size, config.seed, shuffle=not data.curriculum)
     total_steps = config.max_steps or config.epochs * order.steps_per_epoch
     return RewardData(train, heldout, heldout_source, counts, tokenizer, order, total_steps)
@@ -237,11 +259,10 @@ class RewardTrainer:
         """Nothing to restore (see `state_dict`)."""
 
     def loss(self, groups: list[TokenizedGroup]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The objective's loss and metrics on `groups` (one forward pass)."""
+        """The objective's loss and metrics on the global micro-batch of which `groups` is
+        this process's part (one forward pass; the rewards gathered with their gradients)."""
         config, batch = self.config, collate(groups)
         rewards = batch_rewards(self.model, batch, self.pad_token_id)
-        if config.objective == "plackett-luce":
-            return list_plackett_luce(rewards, batch.mask, centering=config.centering)
         margins = None
         if config.margin == "scores":
             margins = config.margin_scale * (batch.scores[:, 0] - batch.scores[:, 1])
@@ -249,27 +270,42 @@ class RewardTrainer:
             margins = torch.tensor([g.margin for g in groups], dtype=torch.float64)
         if margins is not None:
             margins = margins.to(rewards.device, rewards.dtype)
-        return bradley_terry(rewards, margins=margins, centering=config.centering)
+        local = {"rewards": rewards, "mask": batch.mask.to(rewards.device), "margins": margins}
+        inputs = gather_rows(local, rows=len(groups))
+        rewards, centering = inputs["rewards"], config.centering
+        if config.objective == "plackett-luce":
+            return list_plackett_luce(rewards, inputs["mask"], centering=centering)
+        return bradley_terry(rewards, margins=inputs["margins"], centering=centering)
 
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
-        """One optimizer step on the groups `indices`, `micro_batch_size` groups per forward
-        pass with accumulated gradients; returns the step's metrics and token count."""
+        """One optimizer step on the groups `indices` (the same on every process), in global
+        micro-batches of `micro_batch_size` groups per process with accumulated gradients;
+        returns the step's metrics and token count (over all processes)."""
+        accelerator = self.accelerator
         self.model.train()
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.zero_grad(set_to_none=True)
+        plan = micro_batches(
+            indices,
+            self.config.groups_per_forward,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
         parts, tokens = [], 0
-        size = self.config.groups_per_forward
-        for start in range(0, len(indices), size):
-            groups = [self.groups[i] for i in indices[start : start + size]]
-            loss, metrics = self.loss(groups)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at step {step + 1} (batch ids: "
-                    f"{[g.id for g in groups]})"
-                )
-            self.accelerator.backward(loss * len(groups) / len(indices))
-            parts.append((len(groups), {"loss": loss.item(), **metrics}))
+        for k, (chunk, global_size) in enumerate(plan):
+            groups = [self.groups[i] for i in chunk]
+            syncing = k == len(plan) - 1
+            with nullcontext() if syncing else accelerator.no_sync(self.model):
+                loss, metrics = self.loss(groups)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss.item()} at step {step + 1} (batch ids: "
+                        f"{[g.id for g in groups]})"
+                    )
+                accelerator.backward(loss * global_size / len(indices))
+            parts.append((global_size, {"loss": loss.item(), **metrics}))
             tokens += collate(groups).num_tokens()
+        tokens = sum(all_processes(tokens))
         where = f"step {step + 1} (batch ids: {[self.groups[i].id for i in indices]})"
         norms = apply_gradients(
             self.accelerator,
@@ -286,29 +322,37 @@ def pair_accuracy(
     model: torch.nn.Module, pairs: list[TokenizedGroup], pad_token_id: int, batch_size: int
 ) -> dict:
     """The held-out ranking accuracy: the share of `pairs` ([chosen, rejected] groups) whose
-    chosen response gets the strictly higher reward, with the pair count."""
+    chosen response gets the strictly higher reward, with the pair count. Several processes
+    each score every P-th pair and share the rewards; `model` is unwrapped (no DDP forward).
+    """
     if not pairs:
         return {"accuracy": None, "pairs": 0}
     model.eval()
+    mine = pairs[process_index() :: process_count()]
     chosen, rejected = [], []
     with torch.no_grad():
-        for start in range(0, len(pairs), batch_size):
-            rewards = batch_rewards(model, collate(pairs[start : start + batch_size]), pad_token_id)
-            chosen.append(rewards[:, 0])
-            rejected.append(rewards[:, 1])
+        for start in range(0, len(mine), batch_size):
+            rewards = batch_rewards(model, collate(mine[start : start + batch_size]), pad_token_id)
+            chosen += rewards[:, 0].tolist()
+            rejected += rewards[:, 1].tolist()
+    everyone = all_processes((chosen, rejected))
     return {
-        "accuracy": ranking_accuracy(torch.cat(chosen), torch.cat(rejected)),
+        "accuracy": ranking_accuracy(
+            torch.tensor([r for c, _ in everyone for r in c]),
+            torch.tensor([r for _, c in everyone for r in c]),
+        ),
         "pairs": len(pairs),
     }
 
 
 def _log_heldout(config: RewardModelConfig, accelerator, trainer: RewardTrainer, data) -> dict:
-    """Score the held-out pairs; add the result to metrics.jsonl and the trackers."""
+    """Score the held-out pairs (every process its share); the main process adds the result
+    to metrics.jsonl and the trackers."""
     result = pair_accuracy(
-        trainer.model, data.heldout, trainer.pad_token_id, config.groups_per_forward
+        trainer.modules["model"], data.heldout, trainer.pad_token_id, config.groups_per_forward
     )
     result["source"] = data.heldout_source
-    if result["accuracy"] is None:
+    if result["accuracy"] is None or not accelerator.is_main_process:
         return result
     record = {
         "step": data.total_steps,

@@ -25,12 +25,18 @@ A kill at any point resumes to the same result: finished rounds are skipped (the
 has summary.json); a sample shard is written under a temporary name, renamed when complete and
 sampled again with its own seed when it was not; rewards come from the cache; the round's
 training resumes exactly from its last checkpoint (`save_every`) like any offline run.
+
+Under `accelerate launch` (DDP, several processes): the sample shards are shared between the
+processes (each shard has its own seed, so the samples do not depend on the process count),
+the main process writes them, scores and writes the lists, and every process trains the round
+as an offline multi-process run; the main process writes the run folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +46,6 @@ from preftune.config import TrainConfig, build_train_config
 from preftune.data.sampled import distinct_responses, scored_row
 from preftune.errors import DataError, TrainingError
 from preftune.io import (
-    FolderLock,
     atomic_write_json,
     atomic_write_text,
     read_jsonl,
@@ -49,7 +54,14 @@ from preftune.io import (
 )
 from preftune.judges.base import JudgeError
 from preftune.train.online import read_training_prompts
-from preftune.train.run import check_run_dir
+from preftune.train.processes import (
+    all_processes,
+    barrier,
+    main_outcome,
+    process_count,
+    process_index,
+)
+from preftune.train.run import check_run_dir, hold_run_folder, make_accelerator
 
 BUDGET_FIELDS = ("prompts", "samples", "tokens", "reward_calls")
 SUMMED_TRAINING = ("epochs", "train_groups", "tokens")  # of the rounds' training summaries
@@ -58,30 +70,45 @@ SUMMED_TRAINING = ("epochs", "train_groups", "tokens")  # of the rounds' trainin
 def train_rounds(config: TrainConfig) -> Path:
     """Run (or resume) `config.online.rounds` rounds of sample, score, train; returns the run
     folder, laid out as the module's docstring says."""
+    # joins the launch's processes (and GPUs), if any; each round's training makes its own
+    main = make_accelerator(config.mixed_precision).is_main_process
     run_dir = config.run_dir
     check_run_dir(config)  # the config checked the rest (TrainConfig._check_online)
     if config.resume and (run_dir / "summary.json").exists():
         return run_dir
     from preftune.judges.rewards import reward_source
 
-    with FolderLock(run_dir, what="run folder"):
-        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    lock = hold_run_folder(run_dir, main)
+    try:
+        if main:
+            atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         prompts = read_training_prompts(config.data)
-        # loaded before any sampling, so a source that cannot load costs nothing
-        source = reward_source(config.reward, cache_path=run_dir / "rewards.jsonl")
+        # loaded before any sampling, so a source that cannot load costs nothing; the main
+        # process scores (and writes the cache)
+        source = main_outcome(
+            main,
+            lambda: reward_source(config.reward, cache_path=run_dir / "rewards.jsonl"),
+            share=False,
+        )
         model, finished = config.model, []
         try:
             for number in range(1, config.online.rounds + 1):
-                round_run = Round(config, number, source).run(model, prompts)
+                round_run = Round(config, number, source, main).run(model, prompts)
                 finished.append(round_run)
                 model = str(round_run.train_dir / "final")
-                _write_metrics(run_dir, finished)
+                if main:
+                    _write_metrics(run_dir, finished)
         finally:
-            source.close()
-        last_final = finished[-1].train_dir / "final"
-        if last_final.is_dir():  # else a stopped earlier call moved it already
-            os.replace(last_final, run_dir / "final")
-        _write_summary(config, finished)
+            if source is not None:
+                source.close()
+        if main:
+            last_final = finished[-1].train_dir / "final"
+            if last_final.is_dir():  # else a stopped earlier call moved it already
+                os.replace(last_final, run_dir / "final")
+            _write_summary(config, finished)
+        barrier()
+    finally:
+        lock.release()
     return run_dir
 
 
@@ -95,35 +122,62 @@ def shard_seed(seed: int, round_number: int, shard: int) -> int:
 
 
 class Round:
-    """One round in `<run>/rounds/r<number>/`: sample, score, write lists, train."""
+    """One round in `<run>/rounds/r<number>/`: sample, score, write lists, train. `source` and
+    the files are the main process's (`main`); every process samples and trains."""
 
-    def __init__(self, config: TrainConfig, number: int, source):
-        self.config, self.number, self.source = config, number, source
+    def __init__(self, config: TrainConfig, number: int, source, main: bool = True):
+        self.config, self.number, self.source, self.main = config, number, source, main
         self.folder = config.run_dir / "rounds" / f"r{number}"
         self.train_dir = self.folder / "train"
 
     def run(self, model: str, prompts: list[dict]) -> Round:
         if not (self.train_dir / "summary.json").exists():
             started = time.perf_counter()
-            samples = self._sample(model, prompts)
-            lists = self._score(prompts, samples, seconds=time.perf_counter() - started)
+            self._sample(model, prompts)
+
+            def score() -> Path:
+                samples = self._read_samples(prompts)
+                return self._score(prompts, samples, seconds=time.perf_counter() - started)
+
+            lists = main_outcome(self.main, score)
             self._train(model, lists)
+        barrier()  # the round's final/ and summary.json are written before anyone reads them
         return self
 
-    def _sample(self, model: str, prompts: list[dict]) -> list[dict]:
-        """k samples per prompt from `model`, one file per generation batch of prompts."""
-        from preftune.generate import generate, load_for_generation
-
+    def _shards(self, prompts: list[dict]) -> list[tuple[Path, list[dict]]]:
+        """(samples file, its prompts): one generation batch of prompts per file."""
         online = self.config.online
         per_shard = max(1, online.generation_batch_size // online.samples_per_prompt)
-        shards = [prompts[i : i + per_shard] for i in range(0, len(prompts), per_shard)]
-        loaded, rows = None, []
-        for index, shard in enumerate(shards):
-            path = self.folder / "samples" / f"{index:05d}.jsonl"
-            if not path.is_file():
+        return [
+            (self.folder / "samples" / f"{index:05d}.jsonl", prompts[start : start + per_shard])
+            for index, start in enumerate(range(0, len(prompts), per_shard))
+        ]
+
+    def _read_samples(self, prompts: list[dict]) -> list[dict]:
+        return [
+            row
+            for path, _ in self._shards(prompts)
+            for row in read_jsonl(path, tolerate_torn_tail=False)
+        ]
+
+    def _sample(self, model: str, prompts: list[dict]) -> None:
+        """k samples per prompt from `model` in the samples files that are missing, shared
+        between the processes (file i: process i mod P); the main process writes them."""
+        from preftune.generate import generate, load_for_generation
+
+        online, processes = self.config.online, process_count()
+        missing = [
+            (index, path, shard)
+            for index, (path, shard) in enumerate(self._shards(prompts))
+            if not path.is_file()
+        ]
+        loaded, drawn = None, {}
+        with tempfile.TemporaryDirectory() as elsewhere:  # where other processes write
+            for index, path, shard in missing[process_index() :: processes]:
                 if loaded is None:
                     loaded = load_for_generation(model, self.config.dtype)[:2]
-                partial = path.with_name(f".{path.name}.partial")
+                folder = path.parent if self.main else Path(elsewhere)
+                partial = folder / f".{path.name}.partial"
                 generate(
                     loaded,
                     shard,
@@ -135,9 +189,14 @@ class Round:
                     overwrite=True,
                     **online.sampling,
                 )
-                os.replace(partial, path)
-            rows += read_jsonl(path, tolerate_torn_tail=False)
-        return rows
+                if self.main:
+                    os.replace(partial, path)
+                else:
+                    drawn[path] = read_jsonl(partial, tolerate_torn_tail=False)
+        for shared in all_processes(drawn)[1:]:
+            for path, rows in shared.items():
+                if self.main:
+                    write_jsonl(path, rows)
 
     def _score(self, prompts: list[dict], samples: list[dict], *, seconds: float) -> Path:
         """Score every prompt's distinct samples, write lists.jsonl and round.json (with

@@ -285,14 +285,15 @@ def drop_unkept_checkpoints(config) -> None:
         shutil.rmtree(config.run_dir / "checkpoints", ignore_errors=True)
 
 
-def save_final(model, tokenizer, run_dir: Path) -> None:
-    """The final model in Hugging Face format; for LoRA, adapters apart and merged weights."""
+def save_final(model, tokenizer, run_dir: Path, *writers) -> None:
+    """The final model in Hugging Face format; for LoRA, adapters apart and merged weights.
+    `writers` add files to final/ (each called with the folder), written with it atomically."""
     for stale in run_dir.glob(".final-*"):  # left by a run killed while writing final/
         shutil.rmtree(stale)
     if is_lora(model):
         atomic_save(run_dir / "final-adapter", model.save_pretrained)
         model = model.merge_and_unload()
-    atomic_save(run_dir / "final", model.save_pretrained, tokenizer.save_pretrained)
+    atomic_save(run_dir / "final", model.save_pretrained, tokenizer.save_pretrained, *writers)
 
 
 def atomic_save(target: Path, *writers) -> None:

@@ -35,9 +35,10 @@ def token_kl(out: SequenceLogps, micro: MicroBatch) -> float:
 class MicroBatch:
     """One forward's share of a generation batch and what stays fixed across its updates.
 
-    rows: its rows of the flattened batch. mask: [n, L] valid response tokens. ref / old: the
-    reference's and the sampling policy's log-probs ([n, L] per token, or [G, R] summed), None
-    when not needed.
+    rows: its rows of the flattened (global) batch. mask: [n, L] valid response tokens. ref /
+    old: the reference's and the sampling policy's log-probs ([n, L] per token, or [G, R]
+    summed), None when not needed. stand_in: a process with no group of a global micro-batch
+    runs this one (another's) with weight 0, so every process runs the same passes.
     """
 
     batch: PreferenceBatch
@@ -46,6 +47,7 @@ class MicroBatch:
     ref: torch.Tensor | None = None
     old: torch.Tensor | None = None
     old_values: torch.Tensor | None = None
+    stand_in: bool = False
 
     def part(self, tensor: torch.Tensor) -> torch.Tensor:
         """This micro-batch's rows (and token columns) of a whole-batch [N] / [N, L] tensor."""

@@ -7,8 +7,15 @@ no_grad, turned into advantages once, and trained on `num_iterations` times (obj
 in micro-batches of `micro_batch_size` prompt groups. The scheduler counts updates.
 
 It offers what the offline loop drives (`step`, `modules`, `policy`, `optimizer`,
-`scheduler`, `state_dict`), so the run folder, checkpoints, resume, metrics and final save
-are the offline run's (train/loop.py).
+`scheduler`, `state_dict`, `final_writers`), so the run folder, checkpoints, resume, metrics and
+final save are the offline run's (train/loop.py).
+
+Several processes (DDP): each samples its share of the step's prompts (whole groups, from its
+own RNG stream: `ProcessRNG`), the rollouts are shared, the main process scores them all (its
+reward cache is the only writer), and the update's global micro-batches are split between the
+processes as in offline training (`preftune.train.batching`); the log-probs the advantages
+read are gathered, so advantages, KL statistics and the adaptive KL coefficient are the whole
+batch's, and each process's loss is weighed by its share of the global batch.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,10 +36,13 @@ from preftune.losses import METHODS
 from preftune.models.policy import PolicyForward
 from preftune.models.value_head import ValueHead
 from preftune.train.backend import configure_backend
+from preftune.train.batching import micro_batches
 from preftune.train.metrics import weighted_mean
+from preftune.train.online.heads import value_head_writer
 from preftune.train.online.objectives import OBJECTIVES, MicroBatch, flat, token_kl
-from preftune.train.online.rollout import Rollout, Sampler
+from preftune.train.online.rollout import ProcessRNG, Rollout, Sampler
 from preftune.train.optim import build_optimizer, build_scheduler
+from preftune.train.processes import all_processes, gather_rows, main_outcome
 from preftune.train.setup import build_policy, build_reference
 
 REWARD_TRIES = 3  # a reward source that raises JudgeError is asked this many times
@@ -95,23 +106,33 @@ class OnlineTrainer:
         self.sampler = Sampler(tokenizer, model, online, max_prompt_length=config.max_prompt_length)
         self.groups_per_forward = config.micro_batch_size or online.prompts_per_step
         self.budget = Budget()
+        self.rng = None  # one process: torch's global RNG, which checkpoints keep
+        if accelerator.num_processes > 1:
+            self.rng = ProcessRNG(config.seed, accelerator.process_index, accelerator.device)
 
     def state_dict(self) -> dict:
-        return {"budget": asdict(self.budget), "objective": self.objective.state_dict()}
+        state = {"budget": asdict(self.budget), "objective": self.objective.state_dict()}
+        if self.rng is not None:  # every process's, in process order
+            state["sampling"] = all_processes(self.rng.saved())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.budget = Budget(**state.get("budget", {}))
         self.objective.load_state_dict(state.get("objective", {}))
+        if self.rng is not None:
+            self.rng.restore(state.get("sampling", []))
+
+    def final_writers(self) -> list:
+        """What final/ holds besides the model: PPO's value head (`heads.py`)."""
+        return [value_head_writer(self.modules["value"])] if "value" in self.modules else []
 
     def step(self, step: int, indices: list[int]) -> tuple[dict[str, float], int]:
-        """Sample, score and update on the prompts `indices`; returns the step's metrics and
-        the tokens the updates processed."""
+        """Sample (this process: its share of `indices`), score and update on the prompts
+        `indices`; returns the step's metrics and the tokens the updates processed."""
         started = time.perf_counter()
+        rollout, generation_s = self._sample(indices)
         rows = [self.prompts[i] for i in indices]
-        rollout = self.sampler(self.modules["model"], rows)
-        generation_s = time.perf_counter() - started
         rewards = self._score(step, rows, rollout)
-        self._count(rollout)
         groups, kept_rewards = self.objective.select(rollout.groups, rewards)
         metrics = self._update(step, groups, kept_rewards) if groups else self._skip()
         seconds = time.perf_counter() - started
@@ -126,40 +147,80 @@ class OnlineTrainer:
             "generation_share": generation_s / max(seconds, 1e-9),
         }, tokens
 
-    def _score(self, step: int, rows: list[dict], rollout: Rollout) -> torch.Tensor:
-        """The rewards [P, G]; a reward source that keeps failing stops the run."""
-        attempt = 1
-        while True:
-            try:
-                scores = self.reward.group_scores(rows, rollout.texts)
-                return torch.tensor(scores, dtype=torch.float32)
-            except JudgeError as error:
-                if attempt == REWARD_TRIES:
-                    raise TrainingError(
-                        f"the reward source failed at step {step + 1} ({REWARD_TRIES} tries): "
-                        f"{error}"
-                    ) from None
-                time.sleep(RETRY_WAIT_S * attempt)
-                attempt += 1
+    def _sample(self, indices: list[int]) -> tuple[Rollout, float]:
+        """The step's rollout (every process's share, in order) and the longest time a process
+        took to sample its share."""
+        accelerator, started = self.accelerator, time.perf_counter()
+        share = micro_batches(indices, len(indices), accelerator.process_index, self.processes)
+        rows = [self.prompts[i] for i in share[0][0]]
+        with nullcontext() if self.rng is None else self.rng.active():
+            rollout = self.sampler(self.modules["model"], rows)
+        seconds = time.perf_counter() - started
+        if self.processes == 1:
+            return rollout, seconds
+        shares = all_processes((rollout, seconds))
+        joined = Rollout(
+            [group for part, _ in shares for group in part.groups],
+            [texts for part, _ in shares for texts in part.texts],
+            sum(part.truncated for part, _ in shares),
+        )
+        return joined, max(took for _, took in shares)
 
-    def _count(self, rollout: Rollout) -> None:
+    @property
+    def processes(self) -> int:
+        return self.accelerator.num_processes
+
+    def _score(self, step: int, rows: list[dict], rollout: Rollout) -> torch.Tensor:
+        """The rewards [P, G], scored by the main process (the only one with the reward
+        source) and shared with the budget; a reward source that keeps failing stops the run."""
+
+        def score() -> tuple[list, int]:
+            sizes = [len(texts) for texts in rollout.texts]
+            attempt = 1
+            while True:
+                try:
+                    scores = self.reward.group_scores(rows, rollout.texts)
+                    return scores, self.reward.requests_for(sizes)
+                except JudgeError as error:
+                    if attempt == REWARD_TRIES:
+                        raise TrainingError(
+                            f"the reward source failed at step {step + 1} ({REWARD_TRIES} "
+                            f"tries): {error}"
+                        ) from None
+                    time.sleep(RETRY_WAIT_S * attempt)
+                    attempt += 1
+
+        scores, reward_calls = main_outcome(self.accelerator.is_main_process, score)
         budget = self.budget
         budget.prompts += len(rollout.groups)
         budget.samples += rollout.num_samples
         budget.tokens += rollout.num_tokens
-        budget.reward_calls += self.reward.requests_for([len(t) for t in rollout.texts])
+        budget.reward_calls += reward_calls
+        return torch.tensor(scores, dtype=torch.float32)
 
     def _micro_batches(self, groups) -> list[MicroBatch]:
-        """The batch in micro-batches of `groups_per_forward` groups, with the log-probs that
-        stay fixed over its updates, computed once under no_grad."""
-        objective, size = self.objective, self.groups_per_forward
-        micros, row = [], 0
+        """This process's part of each global micro-batch of `groups_per_forward` groups per
+        process, with the log-probs that stay fixed over its updates, computed once under
+        no_grad. `rows` are the part's rows of the whole (global) batch. A process with no
+        group in a micro-batch (fewer groups than processes) runs the first group with weight
+        0, so every process runs the same forward and backward passes."""
+        objective, accelerator = self.objective, self.accelerator
+        width = len(groups[0].response_ids)  # responses per group: the same for every group
+        plan = micro_batches(
+            list(range(len(groups))),
+            self.groups_per_forward,
+            accelerator.process_index,
+            self.processes,
+        )
+        micros = []
         with torch.no_grad():
-            for start in range(0, len(groups), size):
-                batch = collate(groups[start : start + size])
-                rows = slice(row, row + batch.num_groups * batch.max_responses)
-                row = rows.stop
-                micro = MicroBatch(batch, rows, _token_mask(batch).to(self.accelerator.device))
+            for chunk, _ in plan:
+                stand_in = not chunk
+                picked = chunk or [0]
+                batch = collate([groups[i] for i in picked])
+                rows = slice(picked[0] * width, (picked[-1] + 1) * width)
+                mask = _token_mask(batch).to(accelerator.device)
+                micro = MicroBatch(batch, rows, mask, stand_in=stand_in)
                 if self.reference is not None:
                     out = self.reference(batch, per_token=objective.per_token)
                     micro.ref = flat(out.token_logps) if objective.per_token else out.logps
@@ -172,37 +233,46 @@ class OnlineTrainer:
         return micros
 
     def _update(self, step: int, groups, rewards: torch.Tensor) -> dict[str, float]:
-        """Advantages once, then `num_iterations` optimizer updates on the batch."""
-        objective = self.objective
+        """Advantages once (over the whole batch), then `num_iterations` optimizer updates on
+        it. Each process's micro-batch loss is weighed by its share of the global batch, times
+        the process count, since DDP averages the processes' gradients."""
+        objective, accelerator = self.objective, self.accelerator
         micros = self._micro_batches(groups)
         joined = _joined(micros) if objective.per_token else (None,) * 4
-        advantages = objective.advantages(rewards.to(self.accelerator.device), *joined)
-        total_tokens = sum(int(micro.mask.sum()) for micro in micros)
+        advantages = objective.advantages(rewards.to(accelerator.device), *joined)
+        own_tokens = sum(int(micro.mask.sum()) for micro in micros if not micro.stand_in)
+        total_tokens = sum(all_processes(own_tokens))
         parts, losses, metrics = [], [], {}
         for _ in range(self.config.online.num_iterations):
             batch_loss = 0.0
             self.policy.train()
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.zero_grad(set_to_none=True)
-            for micro in micros:
-                out, heads = self.policy(
-                    micro.batch, per_token=objective.per_token, pad_token_id=self.pad_token_id
-                )
-                loss, loss_metrics = objective.loss(out, heads, micro, advantages, total_tokens)
-                if "kl" not in loss_metrics and objective.per_token and micro.ref is not None:
-                    loss_metrics["kl"] = token_kl(out, micro)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at step {step + 1} (prompt ids: "
-                        f"{micro.batch.ids})"
+            for k, micro in enumerate(micros):
+                syncing = k == len(micros) - 1
+                with nullcontext() if syncing else accelerator.no_sync(self.policy):
+                    out, heads = self.policy(
+                        micro.batch, per_token=objective.per_token, pad_token_id=self.pad_token_id
                     )
-                weight = objective.weight(micro, len(groups), total_tokens)
-                self.accelerator.backward(loss * weight)
-                batch_loss += loss.item() * weight
-                parts.append((micro.batch.num_groups, loss_metrics))
-            losses.append(batch_loss)
+                    loss, loss_metrics = objective.loss(out, heads, micro, advantages, total_tokens)
+                    if "kl" not in loss_metrics and objective.per_token and micro.ref is not None:
+                        loss_metrics["kl"] = token_kl(out, micro)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"loss became {loss.item()} at step {step + 1} (prompt ids: "
+                            f"{micro.batch.ids})"
+                        )
+                    weight = 0.0
+                    if not micro.stand_in:
+                        weight = objective.weight(micro, len(groups), total_tokens)
+                    accelerator.backward(loss * (weight * self.processes))
+                if not micro.stand_in:
+                    batch_loss += loss.item() * weight
+                    parts.append((micro.batch.num_groups, loss_metrics))
+            losses.append(sum(all_processes(batch_loss)))
             metrics = self._optimizer_step(step)
         loss = sum(losses) / len(losses)  # the batch's loss, averaged over its updates
+        parts = [part for shared in all_processes(parts) for part in shared]
         return {**weighted_mean(parts), "loss": loss, "lr": lr, **metrics}
 
     def _skip(self) -> dict[str, float]:
@@ -233,13 +303,23 @@ def _token_mask(batch) -> torch.Tensor:
 
 
 def _joined(micros: list[MicroBatch]) -> tuple:
-    """The micro-batches' (old, ref, mask, old_values) token tensors as whole-batch [N, L] tensors, padded
-    to the longest response (None where the micro-batches have none), for advantages that
-    look at the whole batch."""
-    longest = max(micro.mask.shape[1] for micro in micros)
+    """The whole batch's (old, ref, mask, old_values) token tensors [N, L], from every
+    process's micro-batches (gathered: global micro-batch by micro-batch, each in process order,
+    which is the batch's group order), padded to the longest response (None where the
+    micro-batches have none), for advantages that look at the whole batch."""
+    names = ("old", "ref", "mask", "old_values")
+    shared = []
+    for micro in micros:
+        local = {name: getattr(micro, name) for name in names}
+        rows = local["mask"].shape[0]
+        if micro.stand_in:  # no rows of its own
+            local = {name: None if value is None else value[:0] for name, value in local.items()}
+            rows = 0
+        shared.append(gather_rows(local, rows=rows))
+    longest = max(part["mask"].shape[1] for part in shared)
 
     def join(name: str):
-        parts = [getattr(micro, name) for micro in micros]
+        parts = [part[name] for part in shared]
         if any(part is None for part in parts):
             return None
         padded = [part.new_zeros(part.shape[0], longest) for part in parts]
@@ -247,7 +327,7 @@ def _joined(micros: list[MicroBatch]) -> tuple:
             target[:, : part.shape[1]] = part
         return torch.cat(padded)
 
-    return join("old"), join("ref"), join("mask"), join("old_values")
+    return tuple(join(name) for name in names)
 
 
 def _reward_metrics(rewards: torch.Tensor) -> dict[str, float]:
