@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from preftune.data.batch import PreferenceBatch
+from preftune.data.batch import PreferenceBatch, TokenizedGroup
 from preftune.errors import ConfigError
 from preftune.models.chunked import DEFAULT_CHUNK_SIZE, token_logps, token_logps_and_collision
 from preftune.models.layouts import LAYOUTS, build_layout
@@ -42,6 +42,35 @@ class SequenceLogps:
     token_logps: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
     log_collision: torch.Tensor | None = None
+
+
+def merge_by_prompt(groups: list[TokenizedGroup]) -> list[TokenizedGroup]:
+    """One group per distinct prompt with each of its distinct responses, in first-seen order:
+    scored in the shared layout, a prompt is computed once for all of them (KTO's binary
+    singles and mismatched pairs repeat each prompt three times). For scoring only: a merged
+    group has its first group's id and no scores or labels.
+
+    >>> a = TokenizedGroup("a", [1], [[2]], [1.0], [True])
+    >>> [g.response_ids for g in merge_by_prompt([a, TokenizedGroup("b", [1], [[3], [2]], [None] * 2, [None] * 2)])]
+    [[[2], [3]]]
+    """
+    ids: dict[tuple[int, ...], str] = {}
+    merged: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}
+    for group in groups:
+        ids.setdefault(tuple(group.prompt_ids), group.id)
+        responses = merged.setdefault(tuple(group.prompt_ids), {})
+        for response in group.response_ids:
+            responses.setdefault(tuple(response), response)
+    return [
+        TokenizedGroup(
+            id=ids[prompt],
+            prompt_ids=list(prompt),
+            response_ids=list(responses.values()),
+            scores=[None] * len(responses),
+            labels=[None] * len(responses),
+        )
+        for prompt, responses in merged.items()
+    ]
 
 
 def _flatten(batch: PreferenceBatch):

@@ -19,7 +19,12 @@ from tqdm.auto import tqdm
 
 from preftune.data.batch import PreferenceBatch, TokenizedGroup, collate
 from preftune.models.disk_cache import TensorCache, content_key
-from preftune.models.engine import SequenceLogps, resolve_layout, sequence_logps
+from preftune.models.engine import (
+    SequenceLogps,
+    merge_by_prompt,
+    resolve_layout,
+    sequence_logps,
+)
 from preftune.models.loading import DEMO_MODEL, cache_dir, resolve
 from preftune.models.trunk import TrunkStates
 
@@ -105,11 +110,13 @@ def precompute_reference(
     `trunk` (one process only) keeps the frozen trunk's states from the same forward passes.
     """
     cache = TensorCache(cache_dir() / "reference" / fingerprint)
-    todo = [
-        group
+    missing = [
+        TokenizedGroup(group.id, group.prompt_ids, [response], [None], [None])
         for group in groups
-        if cache.missing(_sequence_key(group.prompt_ids, r) for r in group.response_ids)
+        for response in group.response_ids
+        if _sequence_key(group.prompt_ids, response) not in cache
     ]
+    todo = merge_by_prompt(missing)  # each prompt once, with all its responses (shared layout)
     index, count = shard
     todo = todo[index::count]
     new: dict[str, torch.Tensor] = {}

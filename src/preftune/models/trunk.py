@@ -24,7 +24,7 @@ import torch
 
 from preftune.data.batch import PreferenceBatch, TokenizedGroup, collate
 from preftune.models.disk_cache import TensorCache, content_key
-from preftune.models.engine import sequence_logps
+from preftune.models.engine import merge_by_prompt, sequence_logps
 from preftune.models.layouts import Layout, build_layout
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
@@ -208,8 +208,8 @@ class TrunkStates:
         groups_per_forward: int,
         pad_token_id: int,
     ) -> None:
-        """Compute the states of every group not cached yet, then `save`."""
-        todo = self.missing(groups)
+        """Compute the states of every group not cached yet (each prompt once), then `save`."""
+        todo = self.missing(merge_by_prompt(groups))
         for start in range(0, len(todo), groups_per_forward):
             self._trunk_pass(model, collate(todo[start : start + groups_per_forward]), pad_token_id)
         self.save()
