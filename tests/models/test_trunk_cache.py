@@ -99,6 +99,46 @@ def test_cached_trunk_gives_the_same_logps_and_gradients(tiny_tokenizer, tmp_pat
         torch.testing.assert_close(cached_grads[name], grad, rtol=RTOL, atol=ATOL, msg=name)
 
 
+def _tiny(family: str, vocab_size: int):
+    """A 3-layer random model of `family`, its top layer (and final norm) training."""
+    import transformers
+
+    config_class, model_class = {
+        "mistral": ("MistralConfig", "MistralForCausalLM"),
+        "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+        "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    }[family]
+    config = getattr(transformers, config_class)(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class)(config).requires_grad_(False)
+    model.model.layers[2].requires_grad_(True)
+    model.model.norm.requires_grad_(True)
+    return model
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "qwen3"])
+def test_every_supported_family_gives_the_same_logps_and_gradients(tmp_path, family):
+    model = _tiny(family, 300)
+    assert unsupported_reason(model) is None and frozen_depth(model) == 2
+    trunk = TrunkStates(tmp_path / "trunk", depth=2)
+    trunk.fill(model, _groups(), groups_per_forward=2, pad_token_id=0)
+    batch = collate(_groups())
+    plain, plain_grads = _logps_and_grads(model, batch, "shared")
+    cached, cached_grads = _logps_and_grads(model, batch, "shared", trunk)
+    torch.testing.assert_close(cached.logps, plain.logps, rtol=RTOL, atol=ATOL)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(cached_grads[name], grad, rtol=RTOL, atol=ATOL, msg=name)
+
+
 def test_reference_pass_keeps_the_states_a_trunk_pass_computes(tiny_tokenizer, tmp_path):
     model = _top_layer_model(len(tiny_tokenizer))
     captured = TrunkStates(tmp_path / "captured", depth=1)
