@@ -89,6 +89,15 @@ def group_keys(prompt_ids: Sequence[int], responses: Sequence[Sequence[int]]) ->
     return [prompt_key(prompt_ids), *(response_key(prompt_ids, r) for r in responses)]
 
 
+def _piece(batch: PreferenceBatch, g: int, r: int | None) -> tuple[str, list[int]]:
+    """The cache key and tokens of a layout piece: group g's prompt (r None) or response r."""
+    prompt = batch.prompt_ids[g]
+    if r is None:
+        return prompt_key(prompt), prompt
+    response = batch.response_ids[g][r]
+    return response_key(prompt, response), response
+
+
 def estimated_bytes(model: torch.nn.Module, groups: list[TokenizedGroup]) -> int:
     """The states' size for `groups`: one vector per distinct prompt and response token."""
     tokens = {prompt_key(g.prompt_ids): len(g.prompt_ids) for g in groups}
@@ -165,9 +174,7 @@ class TrunkStates:
     def _keep(self, batch: PreferenceBatch, layout: Layout, states: torch.Tensor) -> None:
         """Store the states of every piece of `batch` not cached yet (in memory until `save`)."""
         for row, column, g, r in layout.pieces:
-            prompt = batch.prompt_ids[g]
-            tokens = prompt if r is None else batch.response_ids[g][r]
-            key = prompt_key(prompt) if r is None else response_key(prompt, tokens)
+            key, tokens = _piece(batch, g, r)
             if key not in self.cache:
                 state = states[row, column : column + len(tokens)].detach().to("cpu").clone()
                 self.cache.add({key: state}, persist=False)
@@ -233,11 +240,7 @@ class TrunkStates:
         rows, width = layout.input_ids.shape
         states = embeddings.new_zeros(rows, width, embeddings.shape[1])
         for row, column, g, r in layout.pieces:
-            prompt = batch.prompt_ids[g]
-            key = (
-                prompt_key(prompt) if r is None else response_key(prompt, batch.response_ids[g][r])
-            )
-            state = self.cache[key]
+            state = self.cache[_piece(batch, g, r)[0]]
             states[row, column : column + len(state)] = state
         layers = range(self.depth, len(decoder_layers(model)))
         with _only_layers(model, layers):
