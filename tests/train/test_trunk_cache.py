@@ -14,44 +14,24 @@ from preftune.io import read_jsonl
 from preftune.models.engine import sequence_logps
 from preftune.models.reference import precompute_reference
 from preftune.models.trunk import TrunkStates, frozen_depth, unsupported_reason
-from preftune.testing import build_tiny_model, write_preference_files
+from preftune.testing import build_tiny_model
 from preftune.train import train
 from preftune.train.metrics import TIMING_KEYS
 
 RTOL, ATOL = 1e-5, 1e-6
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFTUNE_CACHE", str(tmp_path / "cache"))
+@pytest.fixture()
+def files(paired_file, binary_file, scored_file):
+    return {"paired": paired_file, "binary": binary_file, "scored": scored_file}
 
 
 @pytest.fixture()
-def files(tmp_path):
-    return write_preference_files(tmp_path, 6)
-
-
-@pytest.fixture()
-def make_config(tmp_path, tiny_model_dir):
-    from preftune.config import build_train_config
-
-    def build(method, data, **overrides):
-        values = {
-            "model": str(tiny_model_dir),
-            "method": method,
-            "data": {"path": str(data)},
-            "batch_size": 4,
-            "micro_batch_size": 2,
-            "lr": 1e-3,
-            "max_length": 64,
-            "max_prompt_length": 32,
-            "trainable_layers": 1,
-            "output_dir": str(tmp_path / "runs"),
-            **overrides,
-        }
-        return build_train_config(values)
-
-    return build
+def make_config(make_config):
+    """tests/train's config builder, with only the top one of the tiny model's two layers training."""
+    return lambda method, data, **overrides: make_config(
+        method, data, **{"trainable_layers": 1, **overrides}
+    )
 
 
 def _groups():
@@ -108,15 +88,13 @@ def _tiny(family: str, vocab_size: int):
         "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
         "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
     }[family]
+    llama = build_tiny_model(vocab_size).config  # the same shape, one layer more
+    shape = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads")
     config = getattr(transformers, config_class)(
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
         num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
         attn_implementation="sdpa",
+        **{name: getattr(llama, name) for name in shape},
     )
     torch.manual_seed(0)
     model = getattr(transformers, model_class)(config).requires_grad_(False)
