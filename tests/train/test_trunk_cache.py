@@ -137,6 +137,24 @@ def test_reference_pass_keeps_the_states_a_trunk_pass_computes(tiny_tokenizer, t
     )
 
 
+def test_fill_computes_each_prompt_once_and_only_what_is_missing(tiny_tokenizer, tmp_path):
+    model = _top_layer_model(len(tiny_tokenizer))
+    trunk = TrunkStates(tmp_path / "trunk", depth=1)
+    pair = TokenizedGroup("pair", [5, 6, 7], [[8, 9, 2], [10, 2]], [None] * 2, [None] * 2)
+    single = TokenizedGroup("single", [5, 6, 7], [[8, 9, 2]], [None], [None])
+    widths = []
+    model.model.layers[0].register_forward_hook(lambda _m, _i, out: widths.append(out.shape[1]))
+    trunk.fill(model, [pair, single], groups_per_forward=4, pad_token_id=0)
+    assert widths == [3 + 3 + 2]  # one row: the prompt once, each distinct response once
+    listed = TokenizedGroup(
+        "list", [5, 6, 7], [[8, 9, 2], [10, 2], [11, 12, 2]], [None] * 3, [None] * 3
+    )
+    trunk.fill(model, [listed], groups_per_forward=4, pad_token_id=0)
+    assert widths[1:] == [3 + 3]  # the prompt (context) and the one new response
+    trunk.fill(model, [listed, pair], groups_per_forward=4, pad_token_id=0)
+    assert len(widths) == 2  # nothing left to compute
+
+
 def _metrics(run_dir):
     return [
         {k: v for k, v in row.items() if k not in TIMING_KEYS}

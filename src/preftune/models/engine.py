@@ -18,6 +18,7 @@ frozen bottom layers' output from its cache and run only the top layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,11 +45,14 @@ class SequenceLogps:
     log_collision: torch.Tensor | None = None
 
 
-def merge_by_prompt(groups: list[TokenizedGroup]) -> list[TokenizedGroup]:
+def merge_by_prompt(
+    groups: list[TokenizedGroup], keep: Callable[[list[int], list[int]], bool] | None = None
+) -> list[TokenizedGroup]:
     """One group per distinct prompt with each of its distinct responses, in first-seen order:
     scored in the shared layout, a prompt is computed once for all of them (KTO's binary
     singles and mismatched pairs repeat each prompt three times). For scoring only: a merged
-    group has its first group's id and no scores or labels.
+    group has its first group's id and no scores or labels. With `keep(prompt, response)`, only
+    the responses it keeps (and prompts left with one).
 
     >>> a = TokenizedGroup("a", [1], [[2]], [1.0], [True])
     >>> [g.response_ids for g in merge_by_prompt([a, TokenizedGroup("b", [1], [[3], [2]], [None] * 2, [None] * 2)])]
@@ -60,7 +64,8 @@ def merge_by_prompt(groups: list[TokenizedGroup]) -> list[TokenizedGroup]:
         ids.setdefault(tuple(group.prompt_ids), group.id)
         responses = merged.setdefault(tuple(group.prompt_ids), {})
         for response in group.response_ids:
-            responses.setdefault(tuple(response), response)
+            if keep is None or keep(group.prompt_ids, response):
+                responses.setdefault(tuple(response), response)
     return [
         TokenizedGroup(
             id=ids[prompt],
@@ -70,6 +75,7 @@ def merge_by_prompt(groups: list[TokenizedGroup]) -> list[TokenizedGroup]:
             labels=[None] * len(responses),
         )
         for prompt, responses in merged.items()
+        if responses
     ]
 
 

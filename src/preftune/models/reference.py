@@ -110,13 +110,8 @@ def precompute_reference(
     `trunk` (one process only) keeps the frozen trunk's states from the same forward passes.
     """
     cache = TensorCache(cache_dir() / "reference" / fingerprint)
-    missing = [
-        TokenizedGroup(group.id, group.prompt_ids, [response], [None], [None])
-        for group in groups
-        for response in group.response_ids
-        if _sequence_key(group.prompt_ids, response) not in cache
-    ]
-    todo = merge_by_prompt(missing)  # each prompt once, with all its responses (shared layout)
+    # each prompt once, with all its responses not cached yet (shared layout)
+    todo = merge_by_prompt(groups, keep=lambda p, r: _sequence_key(p, r) not in cache)
     index, count = shard
     todo = todo[index::count]
     new: dict[str, torch.Tensor] = {}

@@ -168,9 +168,6 @@ class TrunkStates:
         self.depth = depth
         self.new: dict[str, torch.Tensor] = {}
 
-    def missing(self, groups: list[TokenizedGroup]) -> list[TokenizedGroup]:
-        return [g for g in groups if self.cache.missing(group_keys(g.prompt_ids, g.response_ids))]
-
     def _keep(self, batch: PreferenceBatch, layout: Layout, states: torch.Tensor) -> None:
         """Store the states of every piece of `batch` not cached yet (in memory until `save`)."""
         for row, column, g, r in layout.pieces:
@@ -215,8 +212,9 @@ class TrunkStates:
         groups_per_forward: int,
         pad_token_id: int,
     ) -> None:
-        """Compute the states of every group not cached yet (each prompt once), then `save`."""
-        todo = self.missing(merge_by_prompt(groups))
+        """Compute the states of every response not cached yet (each prompt once, with all
+        its missing responses), then `save`."""
+        todo = merge_by_prompt(groups, keep=lambda p, r: response_key(p, r) not in self.cache)
         for start in range(0, len(todo), groups_per_forward):
             self._trunk_pass(model, collate(todo[start : start + groups_per_forward]), pad_token_id)
         self.save()
