@@ -53,7 +53,7 @@ def token_heads_pass(
             layout=HEADS_LAYOUT,
             trunk=trunk,
         )
-    (hidden,) = captured
+    hidden = captured[-1]  # the last decoder call (a trunk cache may first fill missing states)
     layout = build_layout(batch, HEADS_LAYOUT, pad_token_id=pad_token_id, device=hidden.device)
     states = hidden[layout.score_rows, layout.score_cols]
     outputs = {}
