@@ -432,6 +432,11 @@ class TrainConfig(LoopConfig):
     quantization: QuantizationConfig | None = Field(
         None, description="load the base in 4/8 bits (needs lora and a CUDA GPU)"
     )
+    trunk_cache: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="with trainable_layers: cache the frozen layers' output on disk and run "
+        "only the top ones each step; auto = when the model allows it and it fits 1 GiB",
+    )
     gradient_checkpointing: bool = Field(
         False,
         description="recompute the policy's activations in the backward pass: much less "
@@ -471,6 +476,16 @@ class TrainConfig(LoopConfig):
         elif self.reference is None:
             raise ValueError(f"reference: method '{self.method}' needs one: precompute or live")
         self._check_online(spec)
+        if self.trunk_cache == "on" and self.trainable_layers is None:
+            raise ValueError(
+                "trunk_cache: on needs trainable_layers (with every layer training, no layer is "
+                "frozen to cache)"
+            )
+        if self.trunk_cache == "on" and self.online is not None:
+            raise ValueError(
+                "trunk_cache: on caches fixed data; online training (and online.rounds) scores "
+                "fresh samples"
+            )
         if self.data.curriculum and spec.view != "pair":
             raise ValueError(
                 f"data.curriculum: orders pairs by score gap; '{self.method}' trains on the "

@@ -11,15 +11,19 @@ token count and, when asked, the per-token log-probs and WPO's collision statist
   (`preftune.models.chunked`). `shared` computes each prompt once per group.
 - `auto` (default): `shared` where the attention implementation takes a 4-D mask (sdpa,
   eager), `packed` under flash-attention (varlen, no padding), `padded` otherwise.
+
+With `trunk` (a `preftune.models.trunk.TrunkStates`), the response-only layouts read the
+frozen bottom layers' output from its cache and run only the top layers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from preftune.data.batch import PreferenceBatch
+from preftune.data.batch import PreferenceBatch, TokenizedGroup
 from preftune.errors import ConfigError
 from preftune.models.chunked import DEFAULT_CHUNK_SIZE, token_logps, token_logps_and_collision
 from preftune.models.layouts import LAYOUTS, build_layout
@@ -39,6 +43,40 @@ class SequenceLogps:
     token_logps: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
     log_collision: torch.Tensor | None = None
+
+
+def merge_by_prompt(
+    groups: list[TokenizedGroup], keep: Callable[[list[int], list[int]], bool] | None = None
+) -> list[TokenizedGroup]:
+    """One group per distinct prompt with each of its distinct responses, in first-seen order:
+    scored in the shared layout, a prompt is computed once for all of them (KTO's binary
+    singles and mismatched pairs repeat each prompt three times). For scoring only: a merged
+    group has its first group's id and no scores or labels. With `keep(prompt, response)`, only
+    the responses it keeps (and prompts left with one).
+
+    >>> a = TokenizedGroup("a", [1], [[2]], [1.0], [True])
+    >>> [g.response_ids for g in merge_by_prompt([a, TokenizedGroup("b", [1], [[3], [2]], [None] * 2, [None] * 2)])]
+    [[[2], [3]]]
+    """
+    ids: dict[tuple[int, ...], str] = {}
+    merged: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}
+    for group in groups:
+        ids.setdefault(tuple(group.prompt_ids), group.id)
+        responses = merged.setdefault(tuple(group.prompt_ids), {})
+        for response in group.response_ids:
+            if keep is None or keep(group.prompt_ids, response):
+                responses.setdefault(tuple(response), response)
+    return [
+        TokenizedGroup(
+            id=ids[prompt],
+            prompt_ids=list(prompt),
+            response_ids=list(responses.values()),
+            scores=[None] * len(responses),
+            labels=[None] * len(responses),
+        )
+        for prompt, responses in merged.items()
+        if responses
+    ]
 
 
 def _flatten(batch: PreferenceBatch):
@@ -61,15 +99,18 @@ def sequence_logps(
     pad_token_id: int = 0,
     layout: str = "auto",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    trunk=None,
 ) -> SequenceLogps:
     """Summed response log-probs of every response in `batch` under `model`.
 
     `layout` is "auto", "plain" or one of `preftune.models.layouts.LAYOUTS`; `chunk_size`
     is how many positions get full-vocabulary logits at once (not used by "plain").
-    `collision` also returns `log_collision`, from the logits already formed.
+    `collision` also returns `log_collision`, from the logits already formed. `trunk` (not
+    with "plain"): the frozen bottom layers' cached states, run from there.
     """
-    if layout == "auto":
-        layout = _auto_layout(model)
+    layout = resolve_layout(model, layout)
+    if layout == "plain" and trunk is not None:
+        raise ConfigError("engine layout 'plain' runs every layer; it cannot use a trunk cache")
     if layout == "plain":
         return _plain_sequence_logps(
             model, batch, per_token=per_token, collision=collision, pad_token_id=pad_token_id
@@ -77,11 +118,14 @@ def sequence_logps(
     if layout not in LAYOUTS:
         raise ConfigError(f"engine layout '{layout}' is not one of {('auto', 'plain', *LAYOUTS)}")
     return _response_only_logps(
-        model, batch, layout, per_token, collision, pad_token_id, chunk_size
+        model, batch, layout, per_token, collision, pad_token_id, chunk_size, trunk
     )
 
 
-def _auto_layout(model) -> str:
+def resolve_layout(model, layout: str) -> str:
+    """The layout "auto" stands for with `model`'s attention implementation (others as given)."""
+    if layout != "auto":
+        return layout
     attention = getattr(model.config, "_attn_implementation", None) or "eager"
     if attention in ("sdpa", "eager"):
         return "shared"
@@ -100,7 +144,7 @@ _LOGIT_TRANSFORMS = (
 
 
 def _response_only_logps(
-    model, batch, layout, per_token, collision, pad_token_id, chunk_size
+    model, batch, layout, per_token, collision, pad_token_id, chunk_size, trunk
 ) -> SequenceLogps:
     config = (
         model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -115,12 +159,15 @@ def _response_only_logps(
         )
     device = next(model.parameters()).device
     inputs = build_layout(batch, layout, pad_token_id=pad_token_id, device=device)
-    hidden = model.get_decoder()(
-        input_ids=inputs.input_ids,
-        attention_mask=inputs.attention_mask,
-        position_ids=inputs.position_ids,
-        use_cache=False,
-    ).last_hidden_state
+    if trunk is not None:
+        hidden = trunk.top_hidden(model, batch, inputs, pad_token_id)
+    else:
+        hidden = model.get_decoder()(
+            input_ids=inputs.input_ids,
+            attention_mask=inputs.attention_mask,
+            position_ids=inputs.position_ids,
+            use_cache=False,
+        ).last_hidden_state
     score = token_logps_and_collision if collision else token_logps
     scored = score(
         hidden[inputs.score_rows, inputs.score_cols],

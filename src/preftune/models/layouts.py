@@ -33,7 +33,8 @@ class Layout:
     `attention_mask` is a [B, T] padding mask, a [B, 1, T, T] boolean mask (True = attend),
     or None (packed: the mask follows from `position_ids`). Token m is predicted by the hidden
     state at (`score_rows[m]`, `score_cols[m]`); it is `targets[m]`, token `offsets[m]` of
-    response `slots[m]` (flat index g * R + r).
+    response `slots[m]` (flat index g * R + r). `pieces` say where each prompt and response
+    was placed: (row, column, group g, response r or None for the prompt).
     """
 
     input_ids: torch.Tensor
@@ -44,6 +45,7 @@ class Layout:
     targets: torch.Tensor
     slots: torch.Tensor
     offsets: torch.Tensor
+    pieces: list[tuple[int, int, int, int | None]]
 
 
 class _Builder:
@@ -53,6 +55,7 @@ class _Builder:
         self.rows: list[list[int]] = []
         self.positions: list[list[int]] = []
         self.segments: list[list[int]] = []
+        self.pieces: list[tuple[int, int, int, int | None]] = []
         self.score = {"rows": [], "cols": [], "targets": [], "slots": [], "offsets": []}
 
     def new_row(self):
@@ -60,9 +63,11 @@ class _Builder:
         self.positions.append([])
         self.segments.append([])
 
-    def add(self, tokens: list[int], first_position: int, segment: int) -> int:
-        """Append `tokens` to the current row; return the column where they start."""
+    def add(self, tokens: list[int], first_position: int, segment: int, piece) -> int:
+        """Append `tokens` (`piece` = (group, response or None)) to the current row; return
+        the column where they start."""
         start = len(self.rows[-1])
+        self.pieces.append((len(self.rows) - 1, start, *piece))
         self.rows[-1].extend(tokens)
         self.positions[-1].extend(range(first_position, first_position + len(tokens)))
         self.segments[-1].extend([segment] * len(tokens))
@@ -103,6 +108,7 @@ class _Builder:
             score["targets"],
             score["slots"],
             score["offsets"],
+            self.pieces,
         )
 
 
@@ -143,13 +149,13 @@ def build_layout(
     for g, (prompt, responses) in enumerate(zip(batch.prompt_ids, batch.response_ids, strict=True)):
         if layout == "shared":
             builder.new_row()
-            prompt_end = builder.add(prompt, 0, 0) + len(prompt) - 1
+            prompt_end = builder.add(prompt, 0, 0, (g, None)) + len(prompt) - 1
         for r, response in enumerate(responses):
             if layout == "padded":
                 builder.new_row()
             if layout != "shared":
-                prompt_end = builder.add(prompt, 0, 0) + len(prompt) - 1
-            start = builder.add(response, len(prompt), r + 1)
+                prompt_end = builder.add(prompt, 0, 0, (g, None)) + len(prompt) - 1
+            start = builder.add(response, len(prompt), r + 1, (g, r))
             builder.score_response(response, prompt_end, start, g * width + r)
     attention = {"padded": "padding", "packed": "positions", "shared": "prefix"}[layout]
     return builder.build(pad_token_id, device, attention)

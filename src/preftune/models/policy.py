@@ -39,15 +39,21 @@ def token_heads_pass(
     batch: PreferenceBatch,
     *,
     pad_token_id: int,
+    trunk=None,
 ) -> tuple[SequenceLogps, dict[str, torch.Tensor]]:
     """Per-token log-probs and, for each head (hidden [..., H] -> [...]), its value at every
     response token, [G, R, L], read from the hidden state that predicts the token (the state
     before it is emitted), all from one forward pass."""
     with _captured_decoder_output(model) as captured:
         out = sequence_logps(
-            model, batch, per_token=True, pad_token_id=pad_token_id, layout=HEADS_LAYOUT
+            model,
+            batch,
+            per_token=True,
+            pad_token_id=pad_token_id,
+            layout=HEADS_LAYOUT,
+            trunk=trunk,
         )
-    (hidden,) = captured
+    hidden = captured[-1]  # the last decoder call (a trunk cache may first fill missing states)
     layout = build_layout(batch, HEADS_LAYOUT, pad_token_id=pad_token_id, device=hidden.device)
     states = hidden[layout.score_rows, layout.score_cols]
     outputs = {}
@@ -67,6 +73,8 @@ class PolicyForward(torch.nn.Module):
     synchronisation and parameter gathering). Wrapping the engine call in a module that
     `accelerator.prepare` wraps makes every policy pass a forward of the wrapper.
     Returns the log-probs and each head's values [G, R, L] (an empty dict without heads).
+    `trunk` (a `preftune.models.trunk.TrunkStates`): run only the layers above the cached
+    frozen ones.
     """
 
     def __init__(
@@ -74,11 +82,13 @@ class PolicyForward(torch.nn.Module):
         model: torch.nn.Module,
         heads: Mapping[str, torch.nn.Module] | None = None,
         layout: str = "auto",
+        trunk=None,
     ):
         super().__init__()
         self.model = model
         self.heads = torch.nn.ModuleDict(heads or {})
         self.layout = layout
+        self.trunk = trunk
         # read by accelerate: FSDP's transformer auto-wrap policy, DeepSpeed's "auto" sizes
         self.config = model.config
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -93,7 +103,9 @@ class PolicyForward(torch.nn.Module):
         pad_token_id: int = 0,
     ) -> tuple[SequenceLogps, dict[str, torch.Tensor]]:
         if len(self.heads):
-            return token_heads_pass(self.model, self.heads, batch, pad_token_id=pad_token_id)
+            return token_heads_pass(
+                self.model, self.heads, batch, pad_token_id=pad_token_id, trunk=self.trunk
+            )
         logps = sequence_logps(
             self.model,
             batch,
@@ -101,5 +113,6 @@ class PolicyForward(torch.nn.Module):
             collision=collision,
             pad_token_id=pad_token_id,
             layout=self.layout,
+            trunk=self.trunk,
         )
         return logps, {}

@@ -19,8 +19,14 @@ from tqdm.auto import tqdm
 
 from preftune.data.batch import PreferenceBatch, TokenizedGroup, collate
 from preftune.models.disk_cache import TensorCache, content_key
-from preftune.models.engine import SequenceLogps, sequence_logps
+from preftune.models.engine import (
+    SequenceLogps,
+    merge_by_prompt,
+    resolve_layout,
+    sequence_logps,
+)
 from preftune.models.loading import DEMO_MODEL, cache_dir, resolve
+from preftune.models.trunk import TrunkStates
 
 
 def model_fingerprint(name_or_path: str, dtype: str, attn_implementation: str | None) -> str:
@@ -95,28 +101,32 @@ def precompute_reference(
     shard: tuple[int, int] = (0, 1),
     merge: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     write: bool = True,
+    trunk: TrunkStates | None = None,
 ) -> PrecomputedReference:
     """Score every response of `groups` not yet in the cache with `model` (before training).
 
     On several processes, process `shard[0]` of `shard[1]` scores its share of what is missing,
     `merge` gathers every process's entries, and only the process with `write` stores them.
+    `trunk` (one process only) keeps the frozen trunk's states from the same forward passes.
     """
     cache = TensorCache(cache_dir() / "reference" / fingerprint)
-    todo = [
-        group
-        for group in groups
-        if cache.missing(_sequence_key(group.prompt_ids, r) for r in group.response_ids)
-    ]
+    # each prompt once, with all its responses not cached yet (shared layout)
+    todo = merge_by_prompt(groups, keep=lambda p, r: _sequence_key(p, r) not in cache)
     index, count = shard
     todo = todo[index::count]
     new: dict[str, torch.Tensor] = {}
     was_training = model.training
     model.eval()
+    layout = resolve_layout(model, "auto")
     with torch.no_grad():
         starts = range(0, len(todo), groups_per_forward)
         for start in tqdm(starts, desc="reference log-probs", unit="batch", disable=not todo):
             chunk = todo[start : start + groups_per_forward]
-            out = sequence_logps(model, collate(chunk), per_token=True, pad_token_id=pad_token_id)
+            batch = collate(chunk)
+            with trunk.capturing(model, batch, layout) if trunk else nullcontext():
+                out = sequence_logps(
+                    model, batch, per_token=True, pad_token_id=pad_token_id, layout=layout
+                )
             for g, group in enumerate(chunk):
                 for r, response in enumerate(group.response_ids):
                     tokens = out.token_logps[g, r, : len(response)].float().cpu()

@@ -18,7 +18,8 @@ class LossInputs:
     """Builds `compute(...)`'s keyword arguments for a method from a micro-batch.
 
     `groups` are the run's groups (micro-batches name theirs by index), `providers` the
-    method's input providers, `reference` a callable (batch, per_token) -> SequenceLogps.
+    method's input providers, `reference` a callable (batch, per_token) -> SequenceLogps,
+    `trunk` the frozen trunk's cache the policy pass reads (`preftune.models.trunk`) or None.
     """
 
     def __init__(
@@ -29,12 +30,14 @@ class LossInputs:
         *,
         reference=None,
         pad_token_id: int = 0,
+        trunk=None,
     ):
         self.spec = spec
         self.groups = groups
         self.providers = providers
         self.reference = reference
         self.pad_token_id = pad_token_id
+        self.trunk = trunk
         self.accepted = set(spec.inputs)  # a provider may offer more than the method takes
         self.per_token = any(provider.per_token for provider in providers)
         self.collision = any(provider.collision for provider in providers)

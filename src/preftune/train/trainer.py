@@ -61,7 +61,7 @@ class Trainer:
         optimizer = build_optimizer(parameters, config)
         self.scheduler = build_scheduler(optimizer, config, total_steps)
         self.policy, self.optimizer = accelerator.prepare(
-            PolicyForward(model, heads, layout), optimizer
+            PolicyForward(model, heads, layout, trunk=self.inputs.trunk), optimizer
         )
         if is_sharded(accelerator):  # accelerate clips a sharded model's norm only given all
             parameters = list(self.policy.parameters())
