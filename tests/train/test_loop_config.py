@@ -100,7 +100,9 @@ def test_a_run_folder_with_the_earlier_key_order_resumes(make_config, paired_fil
     config = make_config("dpo", paired_file, max_steps=3, save_every=1)
     stopped_run(trainer_module.Trainer, 2, lambda: train(config))
     saved = yaml.safe_load((config.run_dir / "config.yaml").read_text())
-    assert sorted(saved) == sorted(EARLIER_ORDER), "the test's order lists every key"
+    # keys added since (absent from an earlier folder's config.yaml, so left out here too)
+    assert set(saved) - set(EARLIER_ORDER) == {"trunk_cache"}
+    assert set(EARLIER_ORDER) <= set(saved), "the test's order lists only existing keys"
     earlier = yaml.safe_dump({key: saved[key] for key in EARLIER_ORDER}, sort_keys=False)
     assert earlier != (config.run_dir / "config.yaml").read_text()  # the order did change
     (config.run_dir / "config.yaml").write_text(earlier)
