@@ -4,7 +4,12 @@ import torch
 
 from preftune.data.batch import TokenizedGroup
 from preftune.errors import MethodDataError
-from preftune.evaluate.likelihood import kl_from_reference, ranking_accuracy
+from preftune.evaluate.likelihood import (
+    kl_from_reference,
+    ranking_accuracy,
+    summed_logps,
+    usable_pairs,
+)
 from preftune.generate import generate, render_prompt
 from preftune.testing import build_tiny_model
 
@@ -40,6 +45,23 @@ def test_ranking_accuracy_matches_per_sequence_scoring(tiny_model, tiny_tokenize
     assert results["n"] == 4 and results["ties_skipped"] == 1
     assert results["likelihood_accuracy"] == likelihood_right / 4
     assert results["reward_accuracy"] == reward_right / 4
+
+
+def test_precomputed_reference_logps_give_the_reference_models_figures(tiny_model, tiny_tokenizer):
+    reference = build_tiny_model(len(tiny_tokenizer), seed=1)
+    scored = summed_logps(reference, usable_pairs(PAIRS), batch_size=2)[0]
+    with_model = ranking_accuracy(tiny_model, PAIRS, reference=reference, beta=0.5, batch_size=2)
+    with_logps = ranking_accuracy(tiny_model, PAIRS, reference_logps=scored, beta=0.5, batch_size=2)
+    assert with_logps == with_model
+    # Hand-made reference log-probs: a reference that gives every chosen response 100 nats
+    # less than the policy (and every rejected one the same) makes β(s − s_ref) = 0.5 * 100
+    # for chosen and 0 for rejected.
+    policy = summed_logps(tiny_model, usable_pairs(PAIRS), batch_size=2)[0]
+    against = policy.clone()
+    against[:, 0] -= 100.0
+    lopsided = ranking_accuracy(tiny_model, PAIRS, reference_logps=against, beta=0.5)
+    assert lopsided["reward_accuracy"] == 1.0
+    assert lopsided["reward_margin"] == pytest.approx(50.0)
 
 
 def test_ranking_accuracy_without_pairs_is_refused(tiny_model):

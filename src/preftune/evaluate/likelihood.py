@@ -36,11 +36,20 @@ def summed_logps(model, groups: list[TokenizedGroup], *, batch_size: int = 8, pa
     return torch.cat(logps), torch.cat(lengths)
 
 
+def usable_pairs(pairs: list[TokenizedGroup]) -> list[TokenizedGroup]:
+    """The [chosen, rejected] pairs that are not ties: what `ranking_accuracy` scores."""
+    usable = [g for g in pairs if len(g.response_ids) == 2 and not g.tie]
+    if not usable:
+        raise MethodDataError("ranking accuracy needs [chosen, rejected] pairs that are not ties")
+    return usable
+
+
 def ranking_accuracy(
     policy,
     pairs: list[TokenizedGroup],
     *,
     reference=None,
+    reference_logps: torch.Tensor | None = None,
     beta: float = 0.1,
     batch_size: int = 8,
     pad_token_id: int = 0,
@@ -49,11 +58,11 @@ def ranking_accuracy(
 
     `likelihood_accuracy`: s(chosen) > s(rejected); `mean_likelihood_accuracy` the same with
     per-token means; with a reference, `reward_accuracy`: β(s − s_ref) higher for chosen, and
-    `reference_likelihood_accuracy` for comparison.
+    `reference_likelihood_accuracy` for comparison. `reference_logps` is the reference's
+    `summed_logps` of `usable_pairs(pairs)` when already computed (several policies compared
+    with one reference score it once).
     """
-    usable = [g for g in pairs if len(g.response_ids) == 2 and not g.tie]
-    if not usable:
-        raise MethodDataError("ranking accuracy needs [chosen, rejected] pairs that are not ties")
+    usable = usable_pairs(pairs)
     options = {"batch_size": batch_size, "pad_token_id": pad_token_id}
     logps, lengths = summed_logps(policy, usable, **options)
     per_token = logps / lengths.clamp(min=1)
@@ -63,13 +72,14 @@ def ranking_accuracy(
         "likelihood_accuracy": float((logps[:, 0] > logps[:, 1]).double().mean()),
         "mean_likelihood_accuracy": float((per_token[:, 0] > per_token[:, 1]).double().mean()),
     }
-    if reference is not None:
-        ref_logps, _ = summed_logps(reference, usable, **options)
-        rewards = beta * (logps - ref_logps)
+    if reference_logps is None and reference is not None:
+        reference_logps, _ = summed_logps(reference, usable, **options)
+    if reference_logps is not None:
+        rewards = beta * (logps - reference_logps)
         results["reward_accuracy"] = float((rewards[:, 0] > rewards[:, 1]).double().mean())
         results["reward_margin"] = float((rewards[:, 0] - rewards[:, 1]).mean())
         results["reference_likelihood_accuracy"] = float(
-            (ref_logps[:, 0] > ref_logps[:, 1]).double().mean()
+            (reference_logps[:, 0] > reference_logps[:, 1]).double().mean()
         )
     return results
 

@@ -249,42 +249,73 @@ def has_implicit_reward(method: str) -> bool:
     return spec.needs_reference and "beta" in spec.hparams and not policy_gradient
 
 
-def write_preference_accuracy(
-    config: StudyConfig, entry, pairs: list[dict], policy_path: Path, start_model, out: Path
-) -> dict:
+class HeldOutPairs:
+    """The held-out preference pairs, tokenized for the starting model and scored under it once
+    (on first use): every row's preference accuracy compares its policy with these same
+    reference log-probs."""
+
+    def __init__(self, config: StudyConfig, rows: list[dict], start_model):
+        from preftune.data.records import PromptGroup, Response
+        from preftune.data.tokenize import tokenize
+
+        self.rows = rows
+        self.reference, self.tokenizer = start_model
+        groups = [
+            PromptGroup(
+                row["prompt"],
+                [Response(row["chosen"], 1.0), Response(row["rejected"], 0.0)],
+                row["id"],
+            )
+            for row in rows
+        ]
+        keys = ("max_prompt_length", "max_length")
+        limits = {key: config.train[key] for key in keys if key in config.train}
+        self.tokenized, _ = tokenize(groups, self.tokenizer, **limits)
+        self.batch_size = config.evaluation.batch_size
+        self._reference_logps = None
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def reference_logps(self):
+        """[pairs, 2] summed log-probs of the usable pairs under the starting model."""
+        if self._reference_logps is None:
+            from preftune.evaluate.likelihood import summed_logps, usable_pairs
+
+            self._reference_logps, _ = summed_logps(
+                self.reference,
+                usable_pairs(self.tokenized),
+                batch_size=self.batch_size,
+                pad_token_id=self.pad_token_id,
+            )
+        return self._reference_logps
+
+
+def write_preference_accuracy(entry, pairs: HeldOutPairs, policy, out: Path) -> dict:
     """How often the implicit reward β·(log π − log π_start) orders a held-out pair as the data
     do (Chen et al. 2024, "Preference learning algorithms do not learn preference rankings");
-    written to `out` as {"accuracy", "n", "beta", "pairs_source"}."""
-    from preftune.data.records import PromptGroup, Response
-    from preftune.data.tokenize import tokenize
+    `policy` is the row's trained model (a path or `LocalModel`); written to `out` as
+    {"accuracy", "n", "beta", "pairs_source"}."""
     from preftune.evaluate.likelihood import ranking_accuracy
     from preftune.generate import load_for_generation
     from preftune.losses import METHODS
 
-    reference, tokenizer = start_model
-    groups = [
-        PromptGroup(
-            row["prompt"], [Response(row["chosen"], 1.0), Response(row["rejected"], 0.0)], row["id"]
-        )
-        for row in pairs
-    ]
-    limits = {k: config.train[k] for k in ("max_prompt_length", "max_length") if k in config.train}
-    tokenized, _ = tokenize(groups, tokenizer, **limits)
     beta = entry.hparams.get("beta", METHODS[entry.method].defaults["beta"])
-    policy, _, _ = load_for_generation(str(policy_path))
+    model, _, _ = load_for_generation(policy)
     figures = ranking_accuracy(
-        policy,
-        tokenized,
-        reference=reference,
+        model,
+        pairs.tokenized,
+        reference_logps=pairs.reference_logps(),
         beta=beta,
-        batch_size=config.evaluation.batch_size,
-        pad_token_id=tokenizer.pad_token_id or 0,
+        batch_size=pairs.batch_size,
+        pad_token_id=pairs.pad_token_id,
     )
     result = {
         "accuracy": figures["reward_accuracy"],
         "n": figures["n"],
         "beta": beta,
-        "pairs_source": pairs[0]["source"],
+        "pairs_source": pairs.rows[0]["source"],
     }
     atomic_write_json(out, result)
     return result

@@ -32,6 +32,7 @@ from preftune.experiments.config import MethodEntry, StudyConfig, train_values
 from preftune.experiments.layout import SFT, START, StudyLayout, read_json
 from preftune.experiments.ranking import SCORING_JUDGES, judge_requests, rank_evaluation
 from preftune.experiments.report import build_report
+from preftune.generate.sampling import LocalModel
 from preftune.io import FolderLock, atomic_write_json, atomic_write_text, read_jsonl
 
 
@@ -44,6 +45,7 @@ class StudyRunner:
         self.log = log
         self.seeds = StudyLayout.seeds(config.model_dump(mode="json"))  # [None]: one seed
         self._start_model = None  # (model, tokenizer), loaded once when first needed
+        self._held_out_pairs = None  # evaluation.HeldOutPairs, built once when first needed
         self._skipped: Counter[str] = Counter()  # finished steps a resume skipped, by kind
         self._ran = 0  # steps that did work in this call
 
@@ -375,7 +377,10 @@ class StudyRunner:
         self._guarded(label, "evaluate", lambda: [self._evaluate_row(label, s) for s in seeds])
 
     def _evaluate_row(self, label: str, seed: int | None) -> None:
-        local = self.start_model() if label == START else str(self.layout.run(label, seed))
+        """The row's steps share one load of its model: its greedy answers, its KL samples,
+        its preference accuracy and its benchmarks' answers."""
+        run = self.layout.run(label, seed)
+        local = self.start_model() if label == START else LocalModel(run)
         model = evaluation.row_model(self.config, label, local)  # or its served model
         prompts = read_jsonl(self.layout.heldout)[: self.config.evaluation.num_prompts]
         samples = self.layout.samples(label, seed)
@@ -400,11 +405,9 @@ class StudyRunner:
             self._once(
                 f"preference/{key}",
                 lambda: evaluation.write_preference_accuracy(
-                    self.config,
                     self._trained_entry(entry),
-                    pairs,
-                    self.layout.run(label, seed),
-                    self.start_model(),
+                    self._scored_pairs(pairs),
+                    local,
                     self.layout.preference(label, seed),
                 ),
             )
@@ -417,6 +420,13 @@ class StudyRunner:
                     self.config, spec, samples, model, self.layout, label, seed
                 ),
             )
+
+    def _scored_pairs(self, rows: list[dict]) -> evaluation.HeldOutPairs:
+        """The held-out preference pairs, tokenized and scored under the start model once for
+        every row."""
+        if self._held_out_pairs is None:
+            self._held_out_pairs = evaluation.HeldOutPairs(self.config, rows, self.start_model())
+        return self._held_out_pairs
 
     def _trained_entry(self, entry: MethodEntry) -> MethodEntry:
         """The entry with the setting its runs trained with (a sweep's chosen point)."""

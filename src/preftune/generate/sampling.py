@@ -45,6 +45,39 @@ def resolve_model_path(path: str | Path) -> str:
     return str(final) if (final / "config.json").exists() else str(path)
 
 
+class LocalModel:
+    """A local model named by a path, Hub id or run folder, loaded on first use and then kept,
+    so the `generate` calls and scorers of one evaluation share one load. Rows it writes are
+    labelled and fingerprinted as the path's, exactly as if the path had been given.
+
+    >>> import tempfile
+    >>> from preftune.testing import save_tiny_model
+    >>> folder = save_tiny_model(tempfile.mkdtemp())
+    >>> local = LocalModel(folder)
+    >>> model_label(local) == str(folder), load_for_generation(local)[0] is local.loaded()[0]
+    (True, True)
+    """
+
+    def __init__(self, path: str | Path, dtype: str = "fp32"):
+        self.path = str(path)
+        self.dtype = dtype
+        self._pair = None
+
+    def __str__(self) -> str:
+        return self.path
+
+    def loaded(self, dtype: str | None = None) -> tuple:
+        """(model, tokenizer), loaded once; ConfigError for a dtype other than its own."""
+        if dtype not in (None, self.dtype):
+            raise ConfigError(f"{self.path} is kept loaded in {self.dtype}, not {dtype}")
+        if self._pair is None:
+            from preftune.models.loading import load_model, load_tokenizer
+
+            path = resolve_model_path(self.path)
+            self._pair = load_model(path, dtype=self.dtype).eval(), load_tokenizer(path)
+        return self._pair
+
+
 def model_label(model_or_path) -> str:
     """The name rows are labelled with: the path / Hub id given, a served model's name, or a
     loaded model's own."""
@@ -56,10 +89,13 @@ def model_label(model_or_path) -> str:
 
 
 def load_for_generation(model_or_path, dtype: str = "fp32"):
-    """(model, tokenizer, name) from a path / Hub id / run folder, or from a loaded pair."""
+    """(model, tokenizer, name) from a path / Hub id / run folder, a `LocalModel` (its kept
+    load) or a loaded pair."""
     if isinstance(model_or_path, tuple):
         model, tokenizer = model_or_path
         return model, tokenizer, model_label(model_or_path)
+    if isinstance(model_or_path, LocalModel):
+        return *model_or_path.loaded(dtype), model_label(model_or_path)
     from preftune.models.loading import load_model, load_tokenizer
 
     path = resolve_model_path(model_or_path)
@@ -73,7 +109,7 @@ def _fingerprint(model_or_path, dtype: str) -> str | None:
     from preftune.models.loading import check_model_source
     from preftune.models.reference import model_fingerprint
 
-    path = resolve_model_path(model_or_path)
+    path = resolve_model_path(str(model_or_path))
     check_model_source(path)
     local = Path(path).expanduser()
     return model_fingerprint(str(local.resolve()) if local.is_dir() else path, dtype, None)
