@@ -4,8 +4,8 @@ glibc serves a large allocation from its own `mmap`, freed with `munmap`, but st
 128 KiB and raises that threshold (up to 32 MiB) each time such a block is freed. After a first
 training step, a step's activations, logits and gradients of up to 32 MiB come from the heap
 instead, and what the step frees stays resident until the heap reuses it. In a checkpointed
-SmolLM2-135M step this left the process's peak RSS at about twice what torch had allocated
-(bench/RESULTS.md, "Gradient checkpointing at 8 pairs"). Fixing the threshold (which turns
+SmolLM2-135M step of 8 pairs this left the process's peak RSS at 3.6x what it is with the
+threshold fixed (bench/RESULTS.md, "Gradient checkpointing at 8 pairs"). Fixing the threshold (which turns
 the adjustment off) makes resident memory follow what is allocated, at the cost of page faults
 on every new block. No number changes: only where the bytes live.
 """
