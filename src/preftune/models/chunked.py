@@ -24,6 +24,14 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return logits.float()
 
 
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """`torch.logsumexp(logits, dim=-1)` with the same operations (so the same bits), computed in
+    place (overwrites `logits`): no second [chunk, V] buffer for `logits - max`."""
+    peak = logits.amax(dim=-1)
+    peak.masked_fill_(peak.abs() == torch.inf, 0)
+    return logits.sub_(peak[:, None]).exp_().sum(dim=-1).log_().add_(peak)
+
+
 def _lse_and_collision_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """logsumexp(z) and log sum softmax(z)^2 = log sum e^{2(z - m)} - 2 log sum e^{z - m}
     (m the row max), from one exponential of the chunk, computed in place (overwrites
@@ -47,7 +55,7 @@ class _ChunkedTokenLogps(torch.autograd.Function):
             if collision:
                 lse[start:end], collisions[start:end] = _lse_and_collision_(logits)
             else:
-                lse[start:end] = torch.logsumexp(logits, dim=-1)
+                lse[start:end] = _logsumexp_(logits)
             out[start:end] = target_logits - lse[start:end]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.chunk_size = chunk_size
