@@ -45,8 +45,8 @@ OFFLINE_TRAINING = {
 # Prompts per split: training, test (held out, ranked on) and dev (the start model's samples
 # on them, ordered by the gold reward, are the held-out pairs of the preference accuracy;
 # disjoint from the test prompts), and "kl": test prompts each method answers once more at
-# temperature 1 for its KL from the start. With these sizes the full study took 10 min 59 s
-# on 2 idle cores (README, "The built-in study", with every stage's time); trim "kl" and "dev"
+# temperature 1 for its KL from the start. With these sizes the full study took 11-14 min
+# in two runs on 2 idle cores (README, "The built-in study", with every stage's time); trim "kl" and "dev"
 # first when a run must be shorter.
 SIZES = {"train": 150, "test": 100, "dev": 24, "kl": 25}
 # Rows per sampling batch: generate's decode loop shares each prompt's prefill among its 4
