@@ -175,11 +175,11 @@ class Generation(_Strict):
         given = [key for key in ("base_url", "model", "extra_body") if getattr(self, key)]
         if not self.served and given:
             raise ValueError(f"{given[0]}: a setting of backend 'openai' (the backend is local)")
-        from preftune.generate.remote import REQUEST_FIELDS
+        from preftune.generate.remote import request_field_clash
 
-        clash = sorted(set(self.extra_body) & set(REQUEST_FIELDS))
+        clash = request_field_clash(self.extra_body)
         if clash:
-            raise ValueError(f"extra_body.{clash[0]}: set by the study's evaluation settings")
+            raise ValueError(f"extra_body.{clash}: set by the study's evaluation settings")
         return self
 
     @property

@@ -63,9 +63,19 @@ def check_extra_body(extra_body: dict, key: str = "extra_body") -> None:
     Traceback (most recent call last):
     preftune.errors.ConfigError: --extra-body.max_tokens: set by the generation settings, not by --extra-body
     """
-    clash = sorted(set(extra_body) & set(REQUEST_FIELDS))
+    clash = request_field_clash(extra_body)
     if clash:
-        raise ConfigError(f"{key}.{clash[0]}: set by the generation settings, not by {key}")
+        raise ConfigError(f"{key}.{clash}: set by the generation settings, not by {key}")
+
+
+def request_field_clash(extra_body: dict) -> str | None:
+    """The first (alphabetical) field of `extra_body` that the generation settings fill in.
+
+    >>> request_field_clash({"repeat_penalty": 1.0, "top_p": 0.9, "seed": 1})
+    'seed'
+    """
+    clash = sorted(set(extra_body) & set(REQUEST_FIELDS))
+    return clash[0] if clash else None
 
 
 def request_fields(config: dict, sample: int) -> dict:
