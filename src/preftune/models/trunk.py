@@ -293,15 +293,25 @@ class TrunkStates:
 
 
 def self_check(
-    model: torch.nn.Module, trunk: TrunkStates, groups: list[TokenizedGroup], pad_token_id: int
+    model: torch.nn.Module,
+    trunk: TrunkStates,
+    groups: list[TokenizedGroup],
+    pad_token_id: int,
+    *,
+    full_pass=None,
 ) -> str | None:
     """Compare the first groups' log-probs with and without the cache (no gradient); return
-    how they differ beyond `SELF_CHECK_TOLERANCE`, or None when they agree."""
+    how they differ beyond `SELF_CHECK_TOLERANCE`, or None when they agree. `full_pass`
+    (batch -> SequenceLogps): `model`'s own log-probs from every layer, already computed (the
+    precomputed reference of a policy not yet trained), instead of running them again."""
     batch = collate(groups[:SELF_CHECK_GROUPS])
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        plain = sequence_logps(model, batch, pad_token_id=pad_token_id)
+        if full_pass is None:
+            plain = sequence_logps(model, batch, pad_token_id=pad_token_id)
+        else:
+            plain = full_pass(batch)
         cached = sequence_logps(model, batch, pad_token_id=pad_token_id, trunk=trunk).logps
     model.train(was_training)
     rtol, atol = SELF_CHECK_TOLERANCE.get(model.dtype, HALF_TOLERANCE)
