@@ -299,11 +299,19 @@ class HeldOutPairs:
         layers bit for bit (a row trained with `trainable_layers`), or None: scoring the pairs
         then runs only the policy's top layers, with the same numbers (same batches). Kept by
         the first `reference_logps` call after it; a later depth starts empty (the policy's
-        own bottom layers fill it)."""
-        from preftune.models.trunk import TrunkStates, shared_depth
+        own bottom layers fill it). None as well when the states would pass
+        `DEFAULT_CAP_BYTES` (they are held in memory)."""
+        from preftune.evaluate.likelihood import usable_pairs
+        from preftune.models.trunk import (
+            DEFAULT_CAP_BYTES,
+            TrunkStates,
+            estimated_bytes,
+            shared_depth,
+        )
 
         depth = shared_depth(self.reference, policy)
-        if depth == 0:
+        too_big = estimated_bytes(self.reference, usable_pairs(self.tokenized)) > DEFAULT_CAP_BYTES
+        if depth == 0 or too_big:
             return None
         if self._trunk is None or self._trunk.depth != depth:
             self._trunk = TrunkStates(None, depth)
