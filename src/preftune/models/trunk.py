@@ -110,11 +110,13 @@ def shared_depth(model: torch.nn.Module, other: torch.nn.Module) -> int:
 
 
 def _same_tensors(module: torch.nn.Module, other: torch.nn.Module) -> bool:
-    """Every parameter and buffer equal, bit for bit (same dtype, shape and values)."""
+    """Every parameter and buffer equal, bit for bit (same dtype, device, shape and values)."""
     ours = {**dict(module.named_parameters()), **dict(module.named_buffers())}
     theirs = {**dict(other.named_parameters()), **dict(other.named_buffers())}
     return ours.keys() == theirs.keys() and all(
-        ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]) for k in ours
+        (ours[k].dtype, ours[k].device) == (theirs[k].dtype, theirs[k].device)
+        and torch.equal(ours[k], theirs[k])
+        for k in ours
     )
 
 
