@@ -11,6 +11,7 @@ from preftune.evaluate.likelihood import (
     usable_pairs,
 )
 from preftune.generate import generate, render_prompt
+from preftune.models.trunk import TrunkStates, shared_depth
 from preftune.testing import build_tiny_model
 
 
@@ -100,3 +101,48 @@ def test_kl_is_zero_against_itself_and_matches_manual_log_ratio(
     without_logp = [{k: v for k, v in row.items() if k != "logp"} for row in samples]
     recomputed = kl_from_reference(tiny_model, reference, tiny_tokenizer, without_logp)
     assert recomputed["kl"] == pytest.approx(results["kl"], abs=1e-4)
+
+
+def test_a_policy_sharing_the_references_bottom_layers_runs_only_its_top_ones(tiny_tokenizer):
+    """A model trained with `trainable_layers` scores the pairs on the states the reference
+    kept in the same batches: the same numbers bit for bit, and its bottom layer never runs."""
+    reference = build_tiny_model(len(tiny_tokenizer))
+    policy = build_tiny_model(len(tiny_tokenizer))
+    with torch.no_grad():  # training changed the top layer (and the final norm) only
+        policy.model.layers[1].mlp.down_proj.weight.mul_(1.5)
+        policy.model.norm.weight.add_(0.25)
+    depth = shared_depth(reference, policy)
+    assert depth == 1
+    states = TrunkStates(None, depth)
+    usable = usable_pairs(PAIRS)
+    kept = summed_logps(reference, usable, batch_size=2, keep_states=states)
+    assert torch.equal(kept[0], summed_logps(reference, usable, batch_size=2)[0])
+
+    bottom_runs = []
+    policy.model.layers[0].register_forward_hook(lambda *args: bottom_runs.append(1))
+    plain = ranking_accuracy(policy, PAIRS, reference_logps=kept[0], beta=0.5, batch_size=2)
+    runs_plain = len(bottom_runs)
+    shared = ranking_accuracy(
+        policy, PAIRS, reference_logps=kept[0], beta=0.5, batch_size=2, trunk=states
+    )
+    assert runs_plain == 2 and len(bottom_runs) == runs_plain  # 4 pairs in 2 batches
+    assert shared == plain
+    with_trunk = summed_logps(policy, usable, batch_size=2, trunk=states)[0]
+    assert torch.equal(with_trunk, summed_logps(policy, usable, batch_size=2)[0])
+    assert not torch.equal(with_trunk, kept[0])  # the top layer did change the numbers
+
+
+def test_shared_depth_stops_at_the_first_layer_that_differs(tiny_tokenizer):
+    start = build_tiny_model(len(tiny_tokenizer))
+    assert shared_depth(start, build_tiny_model(len(tiny_tokenizer))) == 2
+    bottom_changed = build_tiny_model(len(tiny_tokenizer))
+    with torch.no_grad():
+        bottom_changed.model.layers[0].input_layernorm.weight.add_(1e-3)
+    assert shared_depth(start, bottom_changed) == 0
+    embeddings_changed = build_tiny_model(len(tiny_tokenizer))
+    with torch.no_grad():
+        embeddings_changed.model.embed_tokens.weight[3, 0] += 1.0
+    assert shared_depth(start, embeddings_changed) == 0
+    eager = build_tiny_model(len(tiny_tokenizer))
+    eager.config._attn_implementation = "eager"
+    assert shared_depth(start, eager) == 0

@@ -8,16 +8,20 @@ import json
 from collections import Counter
 
 import pytest
+import torch
 
 from preftune.data.records import PromptGroup, Response
 from preftune.data.tokenize import tokenize
+from preftune.evaluate import likelihood
 from preftune.evaluate.likelihood import kl_from_reference, ranking_accuracy
 from preftune.experiments.config import study_from_dict
+from preftune.experiments.evaluation import HeldOutPairs
 from preftune.experiments.layout import StudyLayout
 from preftune.experiments.runner import StudyRunner
 from preftune.generate import generate, load_for_generation
 from preftune.io import read_jsonl
-from preftune.models import loading
+from preftune.models import loading, trunk
+from preftune.testing import build_tiny_model
 
 
 @pytest.fixture()
@@ -34,10 +38,27 @@ def loads(monkeypatch):
     return counted
 
 
+@pytest.fixture()
+def trunk_uses(monkeypatch):
+    """The depth of the shared trunk each policy scoring of the held-out pairs ran on (0: none)."""
+    used = []
+    real = likelihood.ranking_accuracy
+
+    def ranking_accuracy(policy, pairs, **options):
+        trunk = options.get("trunk")
+        used.append(trunk.depth if trunk is not None else 0)
+        return real(policy, pairs, **options)
+
+    monkeypatch.setattr(likelihood, "ranking_accuracy", ranking_accuracy)
+    return used
+
+
+@pytest.mark.parametrize("trainable_layers", [None, 1])
 def test_each_row_loads_its_model_once_and_its_figures_match_each_step_alone(
-    tmp_path, tiny_study, length_gold, loads
+    tmp_path, tiny_study, length_gold, loads, trunk_uses, trainable_layers
 ):
     raw = tiny_study(("dpo", "ipo"))
+    raw["train"]["trainable_layers"] = trainable_layers
     raw["data"]["dev"] = {"task": "sentiment", "split": "dev", "limit": 4}
     raw["evaluation"].update(preference_prompts=4, kl_samples=3)
     config = study_from_dict(raw)
@@ -83,3 +104,24 @@ def test_each_row_loads_its_model_once_and_its_figures_match_each_step_alone(
         preference = json.loads(layout.preference(label).read_text())
         assert preference["accuracy"] == accuracy["reward_accuracy"]
         assert preference["n"] == accuracy["n"] == len(pairs)
+    # with the bottom layer frozen, each row ran only its top layer on the start model's states
+    assert trunk_uses[:2] == [1 if trainable_layers else 0] * 2  # then this test's own calls
+
+
+def test_held_out_pairs_share_the_trunk_only_with_an_equal_bottom_and_under_the_cap(
+    tiny_study, tiny_tokenizer, monkeypatch
+):
+    config = study_from_dict(tiny_study(("dpo",)))
+    start = build_tiny_model(len(tiny_tokenizer))
+    rows = [
+        {"id": "p0", "prompt": "a story", "chosen": "a fine day", "rejected": "no"},
+        {"id": "p1", "prompt": "a poem", "chosen": "the sea", "rejected": "rain again"},
+    ]
+    pairs = HeldOutPairs(config, rows, (start, tiny_tokenizer))
+    top_trained = build_tiny_model(len(tiny_tokenizer))
+    with torch.no_grad():
+        top_trained.model.layers[1].self_attn.o_proj.weight.mul_(2.0)
+    assert pairs.trunk_for(top_trained).depth == 1
+    assert pairs.trunk_for(build_tiny_model(len(tiny_tokenizer), seed=1)) is None
+    monkeypatch.setattr(trunk, "DEFAULT_CAP_BYTES", 0)  # states held in memory: capped
+    assert pairs.trunk_for(top_trained) is None

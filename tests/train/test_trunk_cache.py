@@ -11,9 +11,9 @@ import preftune.train.setup as setup
 from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import ConfigError
 from preftune.io import read_jsonl
-from preftune.models.engine import sequence_logps
+from preftune.models.engine import SequenceLogps, sequence_logps
 from preftune.models.reference import precompute_reference
-from preftune.models.trunk import TrunkStates, frozen_depth, unsupported_reason
+from preftune.models.trunk import TrunkStates, frozen_depth, self_check, unsupported_reason
 from preftune.testing import build_tiny_model
 from preftune.train import train
 from preftune.train.metrics import TIMING_KEYS
@@ -135,6 +135,28 @@ def test_reference_pass_keeps_the_states_a_trunk_pass_computes(tiny_tokenizer, t
         TrunkStates(tmp_path / "captured", depth=1).cache.entries.keys()
         == captured.cache.entries.keys()
     )
+
+
+def test_self_check_reads_a_precomputed_reference_instead_of_a_full_pass(tiny_tokenizer):
+    """The precomputed reference is the untrained policy's full pass: the check compares the
+    cached path with it and runs no bottom layer, and still sees a path that disagrees."""
+    model = _top_layer_model(len(tiny_tokenizer))
+    trunk = TrunkStates(None, depth=1)
+    reference = precompute_reference(
+        model, _groups(), "fp", groups_per_forward=2, pad_token_id=0, trunk=trunk
+    )
+    bottom_runs = []
+    model.model.layers[0].register_forward_hook(lambda *args: bottom_runs.append(1))
+    assert self_check(model, trunk, _groups(), 0, full_pass=reference) is None
+    assert bottom_runs == []
+
+    def shifted(batch):
+        out = reference(batch)
+        return SequenceLogps(out.logps + 0.01 * out.lengths, out.lengths)
+
+    assert "log-probs differ by up to" in self_check(model, trunk, _groups(), 0, full_pass=shifted)
+    assert self_check(model, trunk, _groups(), 0) is None  # the full pass run here
+    assert bottom_runs == [1]
 
 
 def test_fill_computes_each_prompt_once_and_only_what_is_missing(tiny_tokenizer, tmp_path):
@@ -263,11 +285,12 @@ def test_auto_skips_a_cache_over_the_cap(make_config, files, monkeypatch):
     assert trunk is None
 
 
-def test_auto_falls_back_when_the_self_check_disagrees(make_config, files, monkeypatch):
+@pytest.mark.parametrize("method", ["simpo", "dpo"])  # full pass run / read from the reference
+def test_auto_falls_back_when_the_self_check_disagrees(make_config, files, monkeypatch, method):
     top_hidden = TrunkStates.top_hidden
     monkeypatch.setattr(TrunkStates, "top_hidden", lambda *a, **k: top_hidden(*a, **k) + 0.1)
     with pytest.warns(UserWarning, match="does not reproduce this model's log-probs"):
-        run_dir = train(make_config("simpo", files["paired"], max_steps=1))
+        run_dir = train(make_config(method, files["paired"], max_steps=1))
     assert (run_dir / "final").exists()
 
 

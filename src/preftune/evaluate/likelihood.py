@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from tqdm.auto import tqdm
 
@@ -20,17 +22,35 @@ from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import MethodDataError
 from preftune.evaluate.stats import bootstrap_ci
 from preftune.generate.prompts import render_prompt
-from preftune.models.engine import sequence_logps
+from preftune.models.engine import resolve_layout, sequence_logps
+from preftune.models.trunk import TrunkStates
 
 
-def summed_logps(model, groups: list[TokenizedGroup], *, batch_size: int = 8, pad_token_id=0):
-    """[G, R] summed response log-probs and token counts of `groups` under `model`."""
+def summed_logps(
+    model,
+    groups: list[TokenizedGroup],
+    *,
+    batch_size: int = 8,
+    pad_token_id=0,
+    trunk: TrunkStates | None = None,
+    keep_states: TrunkStates | None = None,
+):
+    """[G, R] summed response log-probs and token counts of `groups` under `model`.
+
+    `trunk`: `model` runs only its layers above `trunk.depth`, on the states kept there
+    (those missing are computed with its own bottom layers), which must be `model`'s own
+    (`preftune.models.trunk.shared_depth`); `keep_states`: the pass keeps its layer states
+    there for such a model. Scored in the same batches, both give the numbers of the full pass
+    bit for bit (the top layers see the same inputs).
+    """
     logps, lengths = [], []
+    layout = resolve_layout(model, "auto")
     with torch.no_grad():
         for start in tqdm(range(0, len(groups), batch_size), desc="log-probs", unit="batch"):
-            out = sequence_logps(
-                model, collate(groups[start : start + batch_size]), pad_token_id=pad_token_id
-            )
+            batch = collate(groups[start : start + batch_size])
+            keeping = keep_states.capturing(model, batch, layout) if keep_states else nullcontext()
+            with keeping:
+                out = sequence_logps(model, batch, pad_token_id=pad_token_id, trunk=trunk)
             logps.append(out.logps.double().cpu())
             lengths.append(out.lengths.cpu())
     return torch.cat(logps), torch.cat(lengths)
@@ -53,6 +73,7 @@ def ranking_accuracy(
     beta: float = 0.1,
     batch_size: int = 8,
     pad_token_id: int = 0,
+    trunk: TrunkStates | None = None,
 ) -> dict:
     """Shares of held-out pairs ([chosen, rejected], ties left out) the policy ranks right.
 
@@ -60,11 +81,12 @@ def ranking_accuracy(
     per-token means; with a reference, `reward_accuracy`: β(s − s_ref) higher for chosen, and
     `reference_likelihood_accuracy` for comparison. `reference_logps` is the reference's
     `summed_logps` of `usable_pairs(pairs)` when already computed (several policies compared
-    with one reference score it once).
+    with one reference score it once). `trunk`: the policy's bottom-layer states of the pairs,
+    shared with the reference that kept them (`summed_logps`).
     """
     usable = usable_pairs(pairs)
     options = {"batch_size": batch_size, "pad_token_id": pad_token_id}
-    logps, lengths = summed_logps(policy, usable, **options)
+    logps, lengths = summed_logps(policy, usable, **options, trunk=trunk)
     per_token = logps / lengths.clamp(min=1)
     results = {
         "n": len(usable),

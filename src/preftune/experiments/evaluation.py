@@ -273,13 +273,15 @@ class HeldOutPairs:
         self.tokenized, _ = tokenize(groups, self.tokenizer, **limits)
         self.batch_size = config.evaluation.batch_size
         self._reference_logps = None
+        self._trunk = None  # the start model's bottom-layer states of the pairs (`trunk_for`)
 
     @property
     def pad_token_id(self) -> int:
         return self.tokenizer.pad_token_id or 0
 
     def reference_logps(self):
-        """[pairs, 2] summed log-probs of the usable pairs under the starting model."""
+        """[pairs, 2] summed log-probs of the usable pairs under the starting model (keeping
+        its bottom-layer states for `trunk_for`, when a policy asked for them first)."""
         if self._reference_logps is None:
             from preftune.evaluate.likelihood import summed_logps, usable_pairs
 
@@ -288,8 +290,32 @@ class HeldOutPairs:
                 usable_pairs(self.tokenized),
                 batch_size=self.batch_size,
                 pad_token_id=self.pad_token_id,
+                keep_states=self._trunk,
             )
         return self._reference_logps
+
+    def trunk_for(self, policy):
+        """The starting model's states of the pairs at the depth up to which `policy` has its
+        layers bit for bit (a row trained with `trainable_layers`), or None: scoring the pairs
+        then runs only the policy's top layers, with the same numbers (same batches). Kept by
+        the first `reference_logps` call after it; a later depth starts empty (the policy's
+        own bottom layers fill it). None as well when the states would pass
+        `DEFAULT_CAP_BYTES` (they are held in memory)."""
+        from preftune.evaluate.likelihood import usable_pairs
+        from preftune.models.trunk import (
+            DEFAULT_CAP_BYTES,
+            TrunkStates,
+            estimated_bytes,
+            shared_depth,
+        )
+
+        depth = shared_depth(self.reference, policy)
+        too_big = estimated_bytes(self.reference, usable_pairs(self.tokenized)) > DEFAULT_CAP_BYTES
+        if depth == 0 or too_big:
+            return None
+        if self._trunk is None or self._trunk.depth != depth:
+            self._trunk = TrunkStates(None, depth)
+        return self._trunk
 
 
 def write_preference_accuracy(entry, pairs: HeldOutPairs, policy, out: Path) -> dict:
@@ -303,6 +329,7 @@ def write_preference_accuracy(entry, pairs: HeldOutPairs, policy, out: Path) -> 
 
     beta = entry.hparams.get("beta", METHODS[entry.method].defaults["beta"])
     model, _, _ = load_for_generation(policy)
+    trunk = pairs.trunk_for(model)
     figures = ranking_accuracy(
         model,
         pairs.tokenized,
@@ -310,6 +337,7 @@ def write_preference_accuracy(entry, pairs: HeldOutPairs, policy, out: Path) -> 
         beta=beta,
         batch_size=pairs.batch_size,
         pad_token_id=pairs.pad_token_id,
+        trunk=trunk,
     )
     result = {
         "accuracy": figures["reward_accuracy"],

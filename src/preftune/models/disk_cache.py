@@ -69,12 +69,13 @@ def _read_shard(shard: Path) -> dict[str, torch.Tensor]:
 
 
 class TensorCache:
-    """All shards of one folder, loaded at once; `add` writes new entries as a new shard."""
+    """All shards of one folder, loaded at once; `add` writes new entries as a new shard.
+    Without a folder (None) the entries stay in memory."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path | None):
         self.folder = folder
         self.entries: dict[str, torch.Tensor] = {}
-        for shard in sorted(folder.glob("*.pt")) if folder.exists() else []:
+        for shard in sorted(folder.glob("*.pt")) if folder and folder.exists() else []:
             try:
                 self.entries.update(_read_shard(shard))
             except UnreadableTensorFile as error:
@@ -95,7 +96,7 @@ class TensorCache:
         """Add entries; with `persist`, also write them to the folder as a new shard (on
         several processes only one writes, the others keep them in memory)."""
         self.entries.update(new)
-        if not new or not persist:
+        if not new or not persist or self.folder is None:
             return
         name = content_key(*sorted(new)) + ".pt"
         atomic_write(self.folder / name, lambda stream: torch.save(new, stream))

@@ -77,6 +77,49 @@ def unsupported_reason(model: torch.nn.Module) -> str | None:
     return None
 
 
+def shared_depth(model: torch.nn.Module, other: torch.nn.Module) -> int:
+    """How many bottom layers (with the input embeddings and the rotary embedding) `other`
+    has bit for bit like `model`, with the same attention implementation: a model trained with
+    `trainable_layers` shares its frozen trunk with the model it started from, so their
+    layer-k states of a batch are the same. 0 for a family outside `SUPPORTED_MODEL_TYPES`.
+
+    >>> from preftune.testing import build_tiny_model
+    >>> start, trained = build_tiny_model(300), build_tiny_model(300)
+    >>> _ = trained.model.layers[1].mlp.up_proj.weight.data.add_(1.0)
+    >>> shared_depth(start, trained), shared_depth(start, build_tiny_model(300, seed=1))
+    (1, 0)
+    """
+    if model.config.model_type not in SUPPORTED_MODEL_TYPES or type(model) is not type(other):
+        return 0
+    attention = [getattr(m.config, "_attn_implementation", None) for m in (model, other)]
+    if attention[0] != attention[1]:
+        return 0
+    rotary = [getattr(m.get_decoder(), "rotary_emb", None) for m in (model, other)]
+    scaling = [getattr(r, "attention_scaling", None) for r in rotary]
+    pieces = [(model.get_input_embeddings(), other.get_input_embeddings())]
+    if None not in rotary:
+        pieces.append(tuple(rotary))
+    if scaling[0] != scaling[1] or not all(_same_tensors(a, b) for a, b in pieces):
+        return 0
+    depth = 0
+    for layer, twin in zip(decoder_layers(model), decoder_layers(other), strict=True):
+        if not _same_tensors(layer, twin):
+            break
+        depth += 1
+    return depth
+
+
+def _same_tensors(module: torch.nn.Module, other: torch.nn.Module) -> bool:
+    """Every parameter and buffer equal, bit for bit (same dtype, device, shape and values)."""
+    ours = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    theirs = {**dict(other.named_parameters()), **dict(other.named_buffers())}
+    return ours.keys() == theirs.keys() and all(
+        (ours[k].dtype, ours[k].device) == (theirs[k].dtype, theirs[k].device)
+        and torch.equal(ours[k], theirs[k])
+        for k in ours
+    )
+
+
 def prompt_key(prompt_ids: Sequence[int]) -> str:
     return content_key("prompt", prompt_ids)
 
@@ -150,7 +193,8 @@ def _layer_output(layer: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 class TrunkStates:
-    """Layer-`depth` hidden states of prompts and responses, cached in `folder`.
+    """Layer-`depth` hidden states of prompts and responses, cached in `folder` (None: in memory
+    only).
 
     >>> import tempfile
     >>> from preftune.testing import build_tiny_model
@@ -163,7 +207,7 @@ class TrunkStates:
     True
     """
 
-    def __init__(self, folder: Path, depth: int):
+    def __init__(self, folder: Path | None, depth: int):
         self.cache = TensorCache(folder)
         self.depth = depth
         self.new: dict[str, torch.Tensor] = {}
@@ -251,15 +295,25 @@ class TrunkStates:
 
 
 def self_check(
-    model: torch.nn.Module, trunk: TrunkStates, groups: list[TokenizedGroup], pad_token_id: int
+    model: torch.nn.Module,
+    trunk: TrunkStates,
+    groups: list[TokenizedGroup],
+    pad_token_id: int,
+    *,
+    full_pass=None,
 ) -> str | None:
     """Compare the first groups' log-probs with and without the cache (no gradient); return
-    how they differ beyond `SELF_CHECK_TOLERANCE`, or None when they agree."""
+    how they differ beyond `SELF_CHECK_TOLERANCE`, or None when they agree. `full_pass`
+    (batch -> SequenceLogps): `model`'s own log-probs from every layer, already computed (the
+    precomputed reference of a policy not yet trained), instead of running them again."""
     batch = collate(groups[:SELF_CHECK_GROUPS])
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        plain = sequence_logps(model, batch, pad_token_id=pad_token_id)
+        if full_pass is None:
+            plain = sequence_logps(model, batch, pad_token_id=pad_token_id)
+        else:
+            plain = full_pass(batch)
         cached = sequence_logps(model, batch, pad_token_id=pad_token_id, trunk=trunk).logps
     model.train(was_training)
     rtol, atol = SELF_CHECK_TOLERANCE.get(model.dtype, HALF_TOLERANCE)

@@ -21,7 +21,12 @@ from preftune.data.batch import TokenizedGroup
 from preftune.errors import ConfigError
 from preftune.models.loading import cache_dir, load_model, weights_label
 from preftune.models.lora import adapters_disabled, add_lora, is_lora
-from preftune.models.reference import LiveReference, model_fingerprint, precompute_reference
+from preftune.models.reference import (
+    LiveReference,
+    PrecomputedReference,
+    model_fingerprint,
+    precompute_reference,
+)
 from preftune.models.trainable import train_top_layers
 from preftune.models.trunk import (
     DEFAULT_CAP_BYTES,
@@ -76,7 +81,9 @@ def build_loss_inputs(
     if spec.needs_reference:
         reference = build_reference(config, model, sequences, pad_token_id, trunk=trunk)
     if trunk is not None:
-        trunk = _checked_trunk(config, model, trunk, sequences, pad_token_id)
+        # a precomputed reference is this very model's full pass (no update yet)
+        full_pass = reference if isinstance(reference, PrecomputedReference) else None
+        trunk = _checked_trunk(config, model, trunk, sequences, pad_token_id, full_pass)
     return LossInputs(
         spec, groups, providers, reference=reference, pad_token_id=pad_token_id, trunk=trunk
     )
@@ -128,14 +135,15 @@ def build_trunk(config: TrainConfig, model, sequences: list[TokenizedGroup]) -> 
 
 
 def _checked_trunk(
-    config, model, trunk: TrunkStates, sequences, pad_token_id
+    config, model, trunk: TrunkStates, sequences, pad_token_id, full_pass=None
 ) -> TrunkStates | None:
-    """Compute the states still missing, then compare a micro-batch both ways (`self_check`):
-    the trunk when they agree; else None with a warning (auto) or an error (on)."""
+    """Compute the states still missing, then compare a micro-batch both ways (`self_check`,
+    the full pass from `full_pass` when given): the trunk when they agree; else None with a
+    warning (auto) or an error (on)."""
     trunk.fill(
         model, sequences, groups_per_forward=config.groups_per_forward, pad_token_id=pad_token_id
     )
-    mismatch = self_check(model, trunk, sequences, pad_token_id)
+    mismatch = self_check(model, trunk, sequences, pad_token_id, full_pass=full_pass)
     if mismatch is None:
         return trunk
     message = f"trunk_cache: the cached path does not reproduce this model's log-probs: {mismatch}"
