@@ -19,10 +19,9 @@ FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused AdamW kernel runs (floati
 
 
 def build_optimizer(parameters: list[torch.nn.Parameter], config: TrainConfig):
-    """`config.optimizer` over `parameters`. AdamW runs its fused kernel (one pass over each
-    parameter instead of six elementwise ops), where torch has one for the parameters' device
-    and dtype: the same update to within float rounding (~1e-7 relative), about 4x faster on a
-    2-core CPU (bench/RESULTS.md)."""
+    """`config.optimizer` over `parameters`. AdamW runs torch's fused kernel (one pass over
+    each parameter instead of six elementwise ops) where it has one for the parameters' device
+    and dtype: the same update to within float rounding (~1e-7 relative)."""
     optimizer = OPTIMIZERS[config.optimizer]
     fused = optimizer is torch.optim.AdamW and all(
         p.is_floating_point() and p.device.type in FUSED_DEVICES for p in parameters
