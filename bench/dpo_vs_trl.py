@@ -16,7 +16,10 @@ Comparisons:
   which costs time: see `checkpointing`); TRL 1.16's DPOTrainer turns `padding_free` off
   ("temporarily unavailable"), so TRL pads; preftune with its defaults.
 - `checkpointing`: preftune with `gradient_checkpointing: true` vs TRL's default settings
-  (activation checkpointing on), live reference, separate processes: memory and time.
+  (activation checkpointing on), live reference, separate processes: memory and time. preftune
+  also runs without checkpointing in a third process: `checkpointing_time_cost` is the
+  checkpointed s/step over that plain s/step, beside both sides' peak memory
+  (`checkpointed_peak_mib`, `plain_peak_mib`).
 
 Every side trains on the same token ids in the same order: paired records of random words are
 written to a file and tokenized by preftune (chat template included), as `preftune train`
@@ -62,6 +65,7 @@ DEFAULT_CASE = "hh-live"
 CASES = ("hh-live", "hh-precompute", "uf-live", "uf-precompute")
 COMPARISONS = ("same", "best", "checkpointing")
 SIDES = ("preftune", "trl")
+PLAIN = "preftune_plain"  # preftune without activation checkpointing, beside `checkpointing`
 
 
 def parse_args(argv=None):
@@ -88,7 +92,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per step")
     add_common_arguments(parser)
     parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, own process
+    parser.add_argument("--side", choices=(*SIDES, PLAIN), help=argparse.SUPPRESS)  # own process
     parser.add_argument("--comparison", default="same", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -105,12 +109,16 @@ def parse_args(argv=None):
 
 
 def side_settings(comparison: str, case: str) -> dict:
-    """(reference, activation checkpointing) of each side in a comparison."""
+    """(reference, activation checkpointing) of each side in a comparison, in running order."""
     reference = case.split("-")[1]
     return {
         "same": {"preftune": (reference, False), "trl": (reference, False)},
         "best": {"preftune": ("precompute", False), "trl": ("precompute", False)},
-        "checkpointing": {"preftune": (reference, True), "trl": (reference, True)},
+        "checkpointing": {
+            "preftune": (reference, True),
+            "trl": (reference, True),
+            PLAIN: (reference, False),
+        },
     }[comparison]
 
 
@@ -326,7 +334,7 @@ def run_side(side: str, comparison: str, case: str, args, workdir: Path) -> dict
     data = CaseData(case, args, workdir)
     reference, checkpointing = side_settings(comparison, case)[side]
     meter, record = StepMeter(args.device), SideRecord(side)
-    if side == "preftune":
+    if side in ("preftune", PLAIN):
         preftune = PreftuneSide(data, data.policy, reference, checkpointing)
         for step in range(args.steps):
             meter.start()
@@ -361,9 +369,9 @@ def _subprocess_env(args) -> dict:
 
 
 def run_separate(comparison: str, case: str, args) -> dict:
-    """Each side in its own process, preftune first, then TRL."""
+    """Each side in its own process, one after the other (preftune first, then TRL)."""
     result = {}
-    for side in SIDES:
+    for side in side_settings(comparison, case):
         print(f"== {comparison} {case}: {side} in its own process", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--side", side, "--comparison", comparison]
         command += ["--cases", case, "--json", *_forwarded(args)]
@@ -372,6 +380,13 @@ def run_separate(comparison: str, case: str, args) -> dict:
         )
         result[side] = json.loads(out.stdout)
     result.update(_ratios(result))
+    if PLAIN in result:
+        checkpointed, plain = result["preftune"], result[PLAIN]
+        result.update(
+            checkpointing_time_cost=checkpointed["median_step_s"] / plain["median_step_s"],
+            checkpointed_peak_mib=checkpointed["peak_mib"],
+            plain_peak_mib=plain["peak_mib"],
+        )
     return result
 
 
@@ -422,8 +437,9 @@ def _table(results: list[dict]) -> str:
             **({"alternating": r["alternating"]} if "alternating" in r else {}),
         }
         for how, result in runs.items():
+            sides = [side for side in (*SIDES, PLAIN) if side in result]
             lines += step_table(
-                [{**result, "run": f"{label} {how}"}], "run", "side", SIDES, "pairs"
+                [{**result, "run": f"{label} {how}"}], "run", "side", sides, "pairs"
             )
             lines.append(
                 f"{label} {how}: speedup {result['speedup']:.2f}x, memory ratio "
@@ -431,6 +447,10 @@ def _table(results: list[dict]) -> str:
             )
         if "cli" in r:
             lines.append(f"{label}: cli_step_ratio {r['cli']['cli_step_ratio']:.3f}")
+        if "checkpointing_time_cost" in r["separate"]:
+            lines.append(
+                f"{label}: checkpointing_time_cost {r['separate']['checkpointing_time_cost']:.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -464,6 +484,17 @@ def main(argv=None) -> None:
             speedup=default["alternating"]["speedup"],
             memory_ratio=default["alternating"]["memory_ratio"],
             loss_diff=default["alternating"]["loss_diff"],
+        )
+    checkpointed = next(
+        (r for r in results if r["comparison"] == "checkpointing" and r["case"] == DEFAULT_CASE),
+        None,
+    )
+    if checkpointed is not None:
+        report.update(
+            {
+                key: checkpointed["separate"][key]
+                for key in ("checkpointing_time_cost", "checkpointed_peak_mib", "plain_peak_mib")
+            }
         )
     report.update(
         model=args.model,

@@ -27,6 +27,7 @@ from preftune.data.batch import PreferenceBatch, TokenizedGroup
 from preftune.errors import ConfigError
 from preftune.models.chunked import DEFAULT_CHUNK_SIZE, token_logps, token_logps_and_collision
 from preftune.models.layouts import LAYOUTS, build_layout
+from preftune.models.prefix_attention import prefix_sharing_attention
 
 
 @dataclass
@@ -162,12 +163,14 @@ def _response_only_logps(
     if trunk is not None:
         hidden = trunk.top_hidden(model, batch, inputs, pad_token_id)
     else:
-        hidden = model.get_decoder()(
-            input_ids=inputs.input_ids,
-            attention_mask=inputs.attention_mask,
-            position_ids=inputs.position_ids,
-            use_cache=False,
-        ).last_hidden_state
+        with prefix_sharing_attention(model, inputs.prefix_rows) as attention_kwargs:
+            hidden = model.get_decoder()(
+                input_ids=inputs.input_ids,
+                attention_mask=inputs.attention_mask,
+                position_ids=inputs.position_ids,
+                use_cache=False,
+                **attention_kwargs,
+            ).last_hidden_state
     score = token_logps_and_collision if collision else token_logps
     scored = score(
         hidden[inputs.score_rows, inputs.score_cols],

@@ -34,7 +34,9 @@ class Layout:
     or None (packed: the mask follows from `position_ids`). Token m is predicted by the hidden
     state at (`score_rows[m]`, `score_cols[m]`); it is `targets[m]`, token `offsets[m]` of
     response `slots[m]` (flat index g * R + r). `pieces` say where each prompt and response
-    was placed: (row, column, group g, response r or None for the prompt).
+    was placed: (row, column, group g, response r or None for the prompt). `prefix_rows`
+    (shared only): each row's (prompt length, width without padding), what
+    `preftune.models.prefix_attention` needs to skip the masked-out scores.
     """
 
     input_ids: torch.Tensor
@@ -46,6 +48,7 @@ class Layout:
     slots: torch.Tensor
     offsets: torch.Tensor
     pieces: list[tuple[int, int, int, int | None]]
+    prefix_rows: list[tuple[int, int]] | None = None
 
 
 class _Builder:
@@ -92,10 +95,12 @@ class _Builder:
         input_ids = padded(self.rows, pad_token_id)
         position_ids = padded(self.positions, 0)
         segments = padded(self.segments, -1)
+        prefix_rows = None
         if attention == "padding":
             attention_mask = (segments >= 0).long()
         elif attention == "prefix":
             attention_mask = _prefix_sharing_mask(segments)
+            prefix_rows = [(row.count(0), len(row)) for row in self.segments]
         else:
             attention_mask = None
         score = {k: torch.tensor(v, dtype=torch.long, device=device) for k, v in self.score.items()}
@@ -109,6 +114,7 @@ class _Builder:
             score["slots"],
             score["offsets"],
             self.pieces,
+            prefix_rows,
         )
 
 

@@ -21,6 +21,7 @@ from preftune.data.batch import TokenizedGroup
 from preftune.errors import ConfigError
 from preftune.models.loading import cache_dir, load_model, weights_label
 from preftune.models.lora import adapters_disabled, add_lora, is_lora
+from preftune.models.prefix_attention import recompute_with_the_same_attention
 from preftune.models.reference import (
     LiveReference,
     PrecomputedReference,
@@ -56,7 +57,9 @@ def build_policy(config: TrainConfig, *, model: torch.nn.Module | None = None) -
         # Only the training pass recomputes: the decoder layers skip checkpointing in eval mode
         # or without grad, which is how the reference (a frozen copy, the policy before any
         # update, or the LoRA policy with its adapters off) always runs.
-        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            {"use_reentrant": False, "context_fn": recompute_with_the_same_attention}
+        )
     if config.lora is not None:
         return add_lora(model, **config.lora.model_dump())
     if config.trainable_layers is not None:
