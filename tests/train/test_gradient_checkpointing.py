@@ -20,18 +20,20 @@ def _run(make_config, data, name, **overrides):
 def test_same_losses_gradients_and_weights(make_config, paired_file, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    import preftune.train.trainer
+    import preftune.train.setup
 
     allocator_calls = []
     monkeypatch.setattr(
-        preftune.train.trainer, "return_freed_memory_promptly", lambda: allocator_calls.append(1)
+        preftune.train.setup, "return_freed_memory_promptly", lambda: allocator_calls.append(1)
     )
     plain_dir, plain = _run(make_config, paired_file, "plain")
     assert not allocator_calls
     checkpointed_dir, checkpointed = _run(
         make_config, paired_file, "checkpointed", gradient_checkpointing=True
     )
-    assert allocator_calls == [1]  # only a checkpointed run changes glibc's threshold
+    assert allocator_calls == [
+        1
+    ]  # only a checkpointed policy (offline or online: build_policy) changes glibc's threshold
     assert len(plain) == len(checkpointed) == 3
     for a, b in zip(plain, checkpointed, strict=True):
         # the recomputed forward repeats the same float operations: equal, not just close

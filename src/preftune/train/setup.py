@@ -38,6 +38,7 @@ from preftune.models.trunk import (
     self_check,
     unsupported_reason,
 )
+from preftune.train.allocator import return_freed_memory_promptly
 from preftune.train.inputs import LossInputs
 from preftune.train.processes import merge_entries, process_count, process_index
 from preftune.train.providers import RunData, provider_classes
@@ -54,6 +55,7 @@ def build_policy(config: TrainConfig, *, model: torch.nn.Module | None = None) -
             quantization=config.quantization,
         )
     if config.gradient_checkpointing:
+        return_freed_memory_promptly()  # else freed activations stay resident (allocator.py)
         # Only the training pass recomputes: the decoder layers skip checkpointing in eval mode
         # or without grad, which is how the reference (a frozen copy, the policy before any
         # update, or the LoRA policy with its adapters off) always runs.

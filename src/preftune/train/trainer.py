@@ -16,7 +16,6 @@ from preftune.data.batch import TokenizedGroup, collate
 from preftune.errors import TrainingError
 from preftune.losses import METHODS, compute
 from preftune.models.policy import PolicyForward
-from preftune.train.allocator import return_freed_memory_promptly
 from preftune.train.backend import configure_backend, is_sharded
 from preftune.train.batching import micro_batches
 from preftune.train.metrics import weighted_mean
@@ -51,8 +50,6 @@ class Trainer:
         reads_hidden_states = any(p.reads_hidden_states for p in provider_classes(spec))
         layout = configure_backend(accelerator, config, reads_hidden_states=reads_hidden_states)
         set_seed(config.seed)
-        if config.gradient_checkpointing:  # else freed activations stay resident (allocator.py)
-            return_freed_memory_promptly()
         model = build_policy(config, model=model)
         model.to(accelerator.device)
         self.inputs = build_loss_inputs(config, spec, model, groups, pad_token_id=pad_token_id)
