@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from preftune.generate.decode import choose_tokens, left_pad, sample_batch, sampling_probs
+from preftune.generate.decode import left_pad, sample_batch
+from preftune.generate.draw import next_tokens, sampling_probs
 from preftune.testing import build_tiny_model
 
 VOCAB = 64
@@ -159,9 +160,9 @@ def test_draws_follow_the_filtered_distribution():
     torch.manual_seed(0)
     logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]]).repeat(4000, 1)
     config = {"temperature": 0.5, "top_k": 3, "top_p": 0.9}
-    drawn = choose_tokens(logits, config)
+    drawn, _ = next_tokens(logits, config)
     assert set(drawn.tolist()) == {0, 1}
     expected = math.exp(4) / (math.exp(4) + math.exp(2))
     assert (drawn == 0).float().mean().item() == pytest.approx(expected, abs=0.02)
-    greedy = choose_tokens(logits[:2], {"temperature": 0.0, "top_k": 0, "top_p": 1.0})
+    greedy, _ = next_tokens(logits[:2], {"temperature": 0.0, "top_k": 0, "top_p": 1.0})
     assert greedy.tolist() == [0, 0]

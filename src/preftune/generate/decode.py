@@ -23,46 +23,8 @@ import inspect
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
-from transformers.generation.logits_process import (
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
-
-def warpers(temperature: float, top_k: int, top_p: float) -> list:
-    """transformers' sampling warpers for these settings, in `generate`'s order (none at
-    temperature 1 with top_k 0 and top_p 1)."""
-    chosen = []
-    if temperature != 1.0:
-        chosen.append(TemperatureLogitsWarper(temperature))
-    if top_k:
-        chosen.append(TopKLogitsWarper(top_k=top_k))
-    if top_p < 1.0:
-        chosen.append(TopPLogitsWarper(top_p=top_p))
-    return chosen
-
-
-def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float):
-    """The distribution a row's next token is drawn from: softmax of the logits after the
-    temperature, top-k and top-p warpers, as transformers' `generate` computes it.
-
-    >>> probs = sampling_probs(torch.tensor([[2.0, 1.0, 0.0]]), 1.0, top_k=2, top_p=1.0)
-    >>> [round(p, 4) for p in probs[0].tolist()]
-    [0.7311, 0.2689, 0.0]
-    """
-    scores = logits.float()
-    for warper in warpers(temperature, top_k, top_p):
-        scores = warper(None, scores)
-    return torch.softmax(scores, dim=-1)
-
-
-def choose_tokens(logits: torch.Tensor, config: dict) -> torch.Tensor:
-    """One token per row: argmax at temperature 0, else a draw from `sampling_probs`."""
-    if config["temperature"] == 0:
-        return logits.argmax(dim=-1)
-    probs = sampling_probs(logits, config["temperature"], config["top_k"], config["top_p"])
-    return torch.multinomial(probs, num_samples=1).squeeze(1)
+from preftune.generate.draw import next_tokens
 
 
 def _keeps_last_logits_only(model) -> dict:
@@ -235,8 +197,7 @@ def sample_batch(model, prompt_ids, eos_ids, pad_id, config) -> list[dict]:
         tokens = torch.full((len(prompt_ids), max_new), -1, dtype=torch.long, device=device)
         logps = torch.zeros(len(prompt_ids), device=device)
         for step in range(max_new):
-            chosen = choose_tokens(batch.logits, config)
-            logp = torch.log_softmax(batch.logits, dim=-1).gather(1, chosen[:, None]).squeeze(1)
+            chosen, logp = next_tokens(batch.logits, config)
             tokens[batch.rows, step] = chosen
             logps[batch.rows] += logp
             going = ~torch.isin(chosen, end_tokens)
