@@ -88,6 +88,17 @@ class _RoomyLayer(DynamicLayer):
         self.keys, self.values = (buffer[:, :, :total] for buffer in self.buffers)
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep the rows `indices`: their keys and values are copied once, into buffers with
+        the same room (`DynamicLayer`'s copies them out of the buffers, and the next `update`
+        copies them again into new ones)."""
+        length = self.get_seq_length()
+        if not self._fits(length):
+            super().batch_select_indices(indices)
+            return
+        self.buffers = tuple(_rows_of(buffer, indices, length) for buffer in self.buffers)
+        self.keys, self.values = (buffer[:, :, :length] for buffer in self.buffers)
+
     def _fits(self, total: int) -> bool:
         return (
             self.buffers is not None
@@ -102,6 +113,14 @@ class _RoomyLayer(DynamicLayer):
         if length:
             buffer[:, :, :length] = cached
         return buffer
+
+
+def _rows_of(buffer: torch.Tensor, indices: torch.Tensor, length: int) -> torch.Tensor:
+    """A buffer of `buffer`'s size holding the first `length` positions of its rows `indices`
+    (the room after them is left unwritten, not copied)."""
+    selected = buffer.new_empty(len(indices), *buffer.shape[1:])
+    torch.index_select(buffer[:, :, :length], 0, indices, out=selected[:, :, :length])
+    return selected
 
 
 class _Batch:
