@@ -5,7 +5,7 @@ choice of each token: test_draw.py)."""
 import pytest
 import torch
 
-from preftune.generate.decode import left_pad, sample_batch
+from preftune.generate.decode import _RoomyLayer, left_pad, sample_batch
 from preftune.testing import build_tiny_model
 
 VOCAB = 64
@@ -135,3 +135,16 @@ def test_finished_rows_leave_the_batch(lively_model):
     live = [sum(length > t for length in lengths) for t in range(1, max(lengths))]
     assert calls == [4, *live]
     assert live == [4, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1]
+
+
+def test_dropped_rows_leave_the_cache_with_its_room_kept():
+    layer = _RoomyLayer(room=4)
+    keys, values = torch.randn(3, 2, 5, 8), torch.randn(3, 2, 5, 8)
+    layer.update(keys, values)
+    layer.batch_select_indices(torch.tensor([0, 2]))
+    buffers = [buffer.data_ptr() for buffer in layer.buffers]
+    new_keys, new_values = torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8)
+    cached_keys, cached_values = layer.update(new_keys, new_values)
+    assert torch.equal(cached_keys, torch.cat([keys[[0, 2]], new_keys], dim=2))
+    assert torch.equal(cached_values, torch.cat([values[[0, 2]], new_values], dim=2))
+    assert [buffer.data_ptr() for buffer in layer.buffers] == buffers  # written in place
