@@ -8,12 +8,14 @@ prefills, and it keeps finished rows in the batch (padding them) until the longe
   copies the key/value cache to the rows that continue it (n samples of a prompt share all
   of it);
 - drops each row from the batch (and from the cache) as soon as it emits an end token;
-- records each chosen token's log-prob under the raw logits (no temperature, top-k or top-p),
-  and samples from the logits filtered by transformers' own temperature, top-k and top-p
-  warpers, in the order `generate` applies them; greedy (argmax) at temperature 0.
+- chooses each token with `draw.next_tokens`: greedy (argmax) at temperature 0, else an exact
+  inverse-CDF draw from the logits filtered by transformers' own temperature, top-k and
+  top-p warpers, in the order `generate` applies them; and records the token's log-prob under
+  the raw logits (no temperature, top-k or top-p).
 
-The random stream is the global torch generator (`torch.multinomial`), so a caller seeding it
-gets reproducible samples; they are not the tokens `generate` would draw for the same seed.
+The random stream is the global torch generator (one float64 uniform per row and sampled
+token), so a caller seeding it gets reproducible samples; they are not the tokens `generate`
+would draw for the same seed.
 """
 
 from __future__ import annotations
