@@ -43,8 +43,16 @@ def text_length(prompt, response: str) -> float:
     return len(response) / 10
 
 
+def distinct_text_length(prompt, response: str) -> float:
+    """ "dist-length" with ties between different texts broken by their code points (< 1e-3,
+    never reordering two lengths), so a prompt's samples give a preference pair whatever
+    the sampler draws."""
+    return text_length(prompt, response) + sum(map(ord, response)) * 1e-9
+
+
 if "dist-length" not in gold_names():  # pytest's doctest collection imports this module too
     register_gold("dist-length", text_length)
+    register_gold("dist-length-distinct", distinct_text_length)
 
 
 def interrupting(function, at: int):

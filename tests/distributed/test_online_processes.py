@@ -145,7 +145,8 @@ def test_rounds_on_two_processes_sample_score_and_train_as_on_one(
             output_dir,
             method="dpo",
             data={"path": str(prompts)},
-            reward={"type": "gold", "name": "dist-length"},
+            # tie-free, so every prompt gives a pair: 8 groups, 2 steps of 4 on 2 processes
+            reward={"type": "gold", "name": "dist-length-distinct"},
             # 2 prompts a samples file: 4 files a round, 2 for each process
             online={**ONLINE, "rounds": 2, "generation_batch_size": 6},
             batch_size=4,

@@ -1,13 +1,11 @@
 """Our decode loop (preftune.generate.decode) against transformers' `generate` and against
-hand computations: greedy tokens, raw log-probs, shared prompt prefill, early exit and the
-sampling distribution."""
-
-import math
+hand computations: greedy tokens, raw log-probs, shared prompt prefill and early exit (the
+choice of each token: test_draw.py)."""
 
 import pytest
 import torch
 
-from preftune.generate.decode import choose_tokens, left_pad, sample_batch, sampling_probs
+from preftune.generate.decode import _RoomyLayer, left_pad, sample_batch
 from preftune.testing import build_tiny_model
 
 VOCAB = 64
@@ -139,29 +137,14 @@ def test_finished_rows_leave_the_batch(lively_model):
     assert live == [4, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1]
 
 
-def test_sampling_probabilities_match_a_hand_computation():
-    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]])
-    # temperature 0.5: scores 4, 2, 1, -2, 0; top_k 3 keeps 4, 2, 1; softmax over those.
-    z = math.exp(4) + math.exp(2) + math.exp(1)
-    top_k = [math.exp(4) / z, math.exp(2) / z, math.exp(1) / z, 0.0, 0.0]
-    assert sampling_probs(logits, 0.5, 3, 1.0)[0].tolist() == pytest.approx(top_k, abs=1e-6)
-    # top_p 0.9 then drops the least likely tokens while the mass removed stays <= 0.1: the
-    # third (p = e / z = 0.042) goes, the second (then 0.042 + 0.114 > 0.1) stays.
-    z2 = math.exp(4) + math.exp(2)
-    top_p = [math.exp(4) / z2, math.exp(2) / z2, 0.0, 0.0, 0.0]
-    assert sampling_probs(logits, 0.5, 3, 0.9)[0].tolist() == pytest.approx(top_p, abs=1e-6)
-    # temperature 1, no filters: the plain softmax.
-    plain = torch.softmax(logits, dim=-1)[0].tolist()
-    assert sampling_probs(logits, 1.0, 0, 1.0)[0].tolist() == pytest.approx(plain, abs=1e-6)
-
-
-def test_draws_follow_the_filtered_distribution():
-    torch.manual_seed(0)
-    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]]).repeat(4000, 1)
-    config = {"temperature": 0.5, "top_k": 3, "top_p": 0.9}
-    drawn = choose_tokens(logits, config)
-    assert set(drawn.tolist()) == {0, 1}
-    expected = math.exp(4) / (math.exp(4) + math.exp(2))
-    assert (drawn == 0).float().mean().item() == pytest.approx(expected, abs=0.02)
-    greedy = choose_tokens(logits[:2], {"temperature": 0.0, "top_k": 0, "top_p": 1.0})
-    assert greedy.tolist() == [0, 0]
+def test_dropped_rows_leave_the_cache_with_its_room_kept():
+    layer = _RoomyLayer(room=4)
+    keys, values = torch.randn(3, 2, 5, 8), torch.randn(3, 2, 5, 8)
+    layer.update(keys, values)
+    layer.batch_select_indices(torch.tensor([0, 2]))
+    buffers = [buffer.data_ptr() for buffer in layer.buffers]
+    new_keys, new_values = torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8)
+    cached_keys, cached_values = layer.update(new_keys, new_values)
+    assert torch.equal(cached_keys, torch.cat([keys[[0, 2]], new_keys], dim=2))
+    assert torch.equal(cached_values, torch.cat([values[[0, 2]], new_values], dim=2))
+    assert [buffer.data_ptr() for buffer in layer.buffers] == buffers  # written in place

@@ -8,12 +8,14 @@ prefills, and it keeps finished rows in the batch (padding them) until the longe
   copies the key/value cache to the rows that continue it (n samples of a prompt share all
   of it);
 - drops each row from the batch (and from the cache) as soon as it emits an end token;
-- records each chosen token's log-prob under the raw logits (no temperature, top-k or top-p),
-  and samples from the logits filtered by transformers' own temperature, top-k and top-p
-  warpers, in the order `generate` applies them; greedy (argmax) at temperature 0.
+- chooses each token with `draw.next_tokens`: greedy (argmax) at temperature 0, else an exact
+  inverse-CDF draw from the logits filtered by transformers' own temperature, top-k and
+  top-p warpers, in the order `generate` applies them; and records the token's log-prob under
+  the raw logits (no temperature, top-k or top-p).
 
-The random stream is the global torch generator (`torch.multinomial`), so a caller seeding it
-gets reproducible samples; they are not the tokens `generate` would draw for the same seed.
+The random stream is the global torch generator (one float64 uniform per row and sampled
+token), so a caller seeding it gets reproducible samples; they are not the tokens `generate`
+would draw for the same seed.
 """
 
 from __future__ import annotations
@@ -23,46 +25,8 @@ import inspect
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
-from transformers.generation.logits_process import (
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
-
-def warpers(temperature: float, top_k: int, top_p: float) -> list:
-    """transformers' sampling warpers for these settings, in `generate`'s order (none at
-    temperature 1 with top_k 0 and top_p 1)."""
-    chosen = []
-    if temperature != 1.0:
-        chosen.append(TemperatureLogitsWarper(temperature))
-    if top_k:
-        chosen.append(TopKLogitsWarper(top_k=top_k))
-    if top_p < 1.0:
-        chosen.append(TopPLogitsWarper(top_p=top_p))
-    return chosen
-
-
-def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float):
-    """The distribution a row's next token is drawn from: softmax of the logits after the
-    temperature, top-k and top-p warpers, as transformers' `generate` computes it.
-
-    >>> probs = sampling_probs(torch.tensor([[2.0, 1.0, 0.0]]), 1.0, top_k=2, top_p=1.0)
-    >>> [round(p, 4) for p in probs[0].tolist()]
-    [0.7311, 0.2689, 0.0]
-    """
-    scores = logits.float()
-    for warper in warpers(temperature, top_k, top_p):
-        scores = warper(None, scores)
-    return torch.softmax(scores, dim=-1)
-
-
-def choose_tokens(logits: torch.Tensor, config: dict) -> torch.Tensor:
-    """One token per row: argmax at temperature 0, else a draw from `sampling_probs`."""
-    if config["temperature"] == 0:
-        return logits.argmax(dim=-1)
-    probs = sampling_probs(logits, config["temperature"], config["top_k"], config["top_p"])
-    return torch.multinomial(probs, num_samples=1).squeeze(1)
+from preftune.generate.draw import next_tokens
 
 
 def _keeps_last_logits_only(model) -> dict:
@@ -126,6 +90,17 @@ class _RoomyLayer(DynamicLayer):
         self.keys, self.values = (buffer[:, :, :total] for buffer in self.buffers)
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep the rows `indices`: their keys and values are copied once, into buffers with
+        the same room (`DynamicLayer`'s copies them out of the buffers, and the next `update`
+        copies them again into new ones)."""
+        length = self.get_seq_length()
+        if not self._fits(length):
+            super().batch_select_indices(indices)
+            return
+        self.buffers = tuple(_rows_of(buffer, indices, length) for buffer in self.buffers)
+        self.keys, self.values = (buffer[:, :, :length] for buffer in self.buffers)
+
     def _fits(self, total: int) -> bool:
         return (
             self.buffers is not None
@@ -140,6 +115,14 @@ class _RoomyLayer(DynamicLayer):
         if length:
             buffer[:, :, :length] = cached
         return buffer
+
+
+def _rows_of(buffer: torch.Tensor, indices: torch.Tensor, length: int) -> torch.Tensor:
+    """A buffer of `buffer`'s size holding the first `length` positions of its rows `indices`
+    (the room after them is left unwritten, not copied)."""
+    selected = buffer.new_empty(len(indices), *buffer.shape[1:])
+    torch.index_select(buffer[:, :, :length], 0, indices, out=selected[:, :, :length])
+    return selected
 
 
 class _Batch:
@@ -235,8 +218,7 @@ def sample_batch(model, prompt_ids, eos_ids, pad_id, config) -> list[dict]:
         tokens = torch.full((len(prompt_ids), max_new), -1, dtype=torch.long, device=device)
         logps = torch.zeros(len(prompt_ids), device=device)
         for step in range(max_new):
-            chosen = choose_tokens(batch.logits, config)
-            logp = torch.log_softmax(batch.logits, dim=-1).gather(1, chosen[:, None]).squeeze(1)
+            chosen, logp = next_tokens(batch.logits, config)
             tokens[batch.rows, step] = chosen
             logps[batch.rows] += logp
             going = ~torch.isin(chosen, end_tokens)
