@@ -45,9 +45,9 @@ OFFLINE_TRAINING = {
 # Prompts per split: training, test (held out, ranked on) and dev (the start model's samples
 # on them, ordered by the gold reward, are the held-out pairs of the preference accuracy;
 # disjoint from the test prompts), and "kl": test prompts each method answers once more at
-# temperature 1 for its KL from the start. With these sizes the full study took 11-14 min
-# in two runs on 2 idle cores (README, "The built-in study", with every stage's time); trim "kl" and "dev"
-# first when a run must be shorter.
+# temperature 1 for its KL from the start. With these sizes the full study takes about 10 min
+# on 2 idle cores (README, "The built-in study", with every stage's time); trim "kl" and
+# "dev" first when a run must be shorter.
 SIZES = {"train": 150, "test": 100, "dev": 24, "kl": 25}
 # Rows per sampling batch: generate's decode loop shares each prompt's prefill among its 4
 # samples and drops finished rows, and on CPU a decode step of 128 rows costs about 0.6 s/128
