@@ -7,10 +7,10 @@ Comparisons:
 - `same` (the targets' table): both sides with the same settings (AdamW, constant lr, clip
   1.0, beta 0.1, no accumulation, no dropout, no activation checkpointing), per case. Each
   side runs in its own process, one after the other (the headline `speedup_separate`,
-  `memory_ratio_separate`); both sides also run in one process alternating step by step (the
-  load-robust cross-check `speedup`, `memory_ratio`); and `preftune train` itself runs as a
-  subprocess on the same data file and settings (`cli_step_ratio`: its steady-state s/step from
-  summary.json over the in-process `Trainer.step` side's, both in their own process).
+  `memory_ratio_separate`); `preftune train` itself runs as a subprocess on the same data file
+  and settings (`cli_step_ratio`: its steady-state s/step from summary.json over the
+  in-process `Trainer.step` side's, both in their own process); last, both sides run in this
+  process alternating step by step (the load-robust cross-check `speedup`, `memory_ratio`).
 - `best`: each side's fastest settings on a CPU with memory to spare, separate processes:
   both precompute the reference; TRL without activation checkpointing (its default turns it on,
   which costs time: see `checkpointing`); TRL 1.16's DPOTrainer turns `padding_free` off
@@ -421,10 +421,12 @@ def run_comparison(comparison: str, case: str, args) -> dict:
     result["separate"] = run_separate(comparison, case, args)
     if comparison == "same":
         workdir = Path(tempfile.mkdtemp(prefix="preftune-bench-"))
+        # The CLI first: after the alternating run this process keeps both sides' heap, and
+        # with the CLI's own process beside it, uf-live outgrew a 24 GiB machine.
+        result["cli"] = run_cli(case, args, workdir, result["separate"]["preftune"])
         print(f"== same {case}: both sides in one process, alternating", file=sys.stderr)
         with contextlib.redirect_stdout(sys.stderr):  # the trainers print their logs
             result["alternating"] = run_alternating(case, args, workdir)
-        result["cli"] = run_cli(case, args, workdir, result["separate"]["preftune"])
     return result
 
 
