@@ -56,3 +56,21 @@ def test_printed_errors_and_tracebacks_have_secrets_redacted(
 def test_a_normal_run_still_exits_0(argv, capsys):
     assert main(argv) == 0
     assert capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_command_that_joined_a_process_group_leaves_it(monkeypatch, tmp_path, capsys, fails):
+    """Left to interpreter shutdown, gloo's threads aborted a finished rank (SIGABRT,
+    "terminate called without an active exception"), so torchrun failed the job."""
+    import torch.distributed as dist
+
+    def joins_a_group(args):
+        store = dist.FileStore(str(tmp_path / "store"), 1)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+        if fails:
+            raise ConfigError("a bad key")
+
+    monkeypatch.setattr(preftune.commands.methods, "run", joins_a_group)
+    assert main(["methods"]) == (2 if fails else 0)
+    assert not dist.is_initialized()
+    capsys.readouterr()

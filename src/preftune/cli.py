@@ -91,6 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         sys.stderr.write(redact(traceback.format_exc()))
         return 1
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Tear down torch.distributed's process group if the command joined one (under
+    `accelerate launch`). Left to interpreter shutdown, gloo's threads can abort a process whose
+    work is done ("terminate called without an active exception"), and the launcher then
+    reports the whole job as failed."""
+    distributed = sys.modules.get("torch.distributed")  # never imports torch for a command
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def _reader_went_away() -> int:

@@ -130,6 +130,8 @@ def main(path: str, processes: int) -> None:
     run_jobs(json.loads(Path(path).read_text()))
     if process_count() != processes:
         raise SystemExit(f"expected {processes} processes, training saw {process_count()}")
+    if torch.distributed.is_initialized():  # as `preftune`'s CLI does on its way out
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
