@@ -15,6 +15,7 @@ row's KL is not estimated (`kl_estimate` KL_SERVED, noted in the report).
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from statistics import fmean
 
@@ -301,21 +302,22 @@ class HeldOutPairs:
         the first `reference_logps` call after it; a later depth starts empty (the policy's
         own bottom layers fill it). None as well when the states would pass
         `DEFAULT_CAP_BYTES` (they are held in memory)."""
-        from preftune.evaluate.likelihood import usable_pairs
-        from preftune.models.trunk import (
-            DEFAULT_CAP_BYTES,
-            TrunkStates,
-            estimated_bytes,
-            shared_depth,
-        )
+        from preftune.models.trunk import DEFAULT_CAP_BYTES, TrunkStates, shared_depth
 
         depth = shared_depth(self.reference, policy)
-        too_big = estimated_bytes(self.reference, usable_pairs(self.tokenized)) > DEFAULT_CAP_BYTES
-        if depth == 0 or too_big:
+        if depth == 0 or self._states_bytes > DEFAULT_CAP_BYTES:
             return None
         if self._trunk is None or self._trunk.depth != depth:
             self._trunk = TrunkStates(None, depth)
         return self._trunk
+
+    @cached_property
+    def _states_bytes(self) -> int:
+        """What the pairs' states take in memory (the same for every row)."""
+        from preftune.evaluate.likelihood import usable_pairs
+        from preftune.models.trunk import estimated_bytes
+
+        return estimated_bytes(self.reference, usable_pairs(self.tokenized))
 
 
 def write_preference_accuracy(entry, pairs: HeldOutPairs, policy, out: Path) -> dict:
